@@ -1,0 +1,417 @@
+//! Channel framing (rpyc 6.0.2 `rpyc/core/channel.py`): a 4-byte big-endian
+//! length, a one-byte "compressed" flag, the payload, and a `\n` that makes
+//! line-buffered transports flush. Payloads over 3000 bytes are
+//! zlib-compressed at level 1.
+//!
+//! The decoder takes bytes as they arrive and yields whole payloads. It checks
+//! a header against the limits before buffering the body it announces, and it
+//! inflates compressed bodies with a cap, so neither a lying length nor a zlib
+//! bomb can make it allocate past what the limits allow.
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use thiserror::Error;
+
+pub const HEADER_LEN: usize = 5;
+pub const FLUSHER: u8 = b'\n';
+/// rpyc compresses payloads strictly longer than this.
+pub const COMPRESSION_THRESHOLD: usize = 3000;
+pub const COMPRESSION_LEVEL: u32 = 1;
+/// Limits' default: large enough for real bulk transfers.
+pub const DEFAULT_MAX_SIZE: usize = 1 << 30;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest length field accepted (the body as sent, compressed or not).
+    pub max_frame_size: usize,
+    /// Largest payload accepted after decompression.
+    pub max_payload_size: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame_size: DEFAULT_MAX_SIZE,
+            max_payload_size: DEFAULT_MAX_SIZE,
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the limit of {limit} bytes")]
+    FrameTooLarge { len: usize, limit: usize },
+    #[error("payload inflates past the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("frame has compression flag {flag}, expected 0 or 1")]
+    BadFlag { flag: u8 },
+    #[error("frame ends with byte {byte:#04x} instead of a newline")]
+    BadTrailer { byte: u8 },
+    #[error("compressed payload is not a valid zlib stream: {reason}")]
+    BadCompression { reason: String },
+    #[error("payload of {len} bytes does not fit a frame's 4-byte length")]
+    Unencodable { len: usize },
+}
+
+/// The 5-byte header of a frame whose body is `len` bytes.
+pub fn header(len: usize, compressed: bool) -> Result<[u8; HEADER_LEN], FrameError> {
+    let len = u32::try_from(len).map_err(|_| FrameError::Unencodable { len })?;
+    let [a, b, c, d] = len.to_be_bytes();
+    Ok([a, b, c, d, u8::from(compressed)])
+}
+
+/// Frames `payload` as rpyc's channel does, compressing it when `compress`
+/// is set and it is over the threshold.
+pub fn encode(payload: &[u8], compress: bool) -> Result<Vec<u8>, FrameError> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len() + 1);
+    encode_into(payload, compress, &mut out)?;
+    Ok(out)
+}
+
+/// Appends the frame of `payload` to `out`.
+pub fn encode_into(payload: &[u8], compress: bool, out: &mut Vec<u8>) -> Result<(), FrameError> {
+    if compress && payload.len() > COMPRESSION_THRESHOLD {
+        let start = out.len();
+        out.extend_from_slice(&[0; HEADER_LEN]);
+        deflate_into(payload, out);
+        let head = header(out.len() - start - HEADER_LEN, true)?;
+        out[start..start + HEADER_LEN].copy_from_slice(&head);
+    } else {
+        out.extend_from_slice(&header(payload.len(), false)?);
+        out.extend_from_slice(payload);
+    }
+    out.push(FLUSHER);
+    Ok(())
+}
+
+fn deflate_into(payload: &[u8], out: &mut Vec<u8>) {
+    let mut deflater = Compress::new(Compression::new(COMPRESSION_LEVEL), true);
+    // zlib's worst case is a few bytes per 16 KiB block over the input size
+    out.reserve(payload.len() + payload.len() / 1000 + 64);
+    loop {
+        let consumed = deflater.total_in() as usize;
+        let status = deflater.compress_vec(&payload[consumed..], out, FlushCompress::Finish);
+        match status {
+            Ok(Status::StreamEnd) => return,
+            // Out of room, or no progress possible without it: grow and go on.
+            Ok(Status::Ok | Status::BufError) => out.reserve(out.capacity().max(64 * 1024)),
+            // Compressing from memory into memory has no failure mode but
+            // running out of space, which the reserve above handles.
+            Err(_) => out.reserve(64 * 1024),
+        }
+    }
+}
+
+/// Inflates a compressed body, refusing to produce more than `limit` bytes.
+pub fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, FrameError> {
+    let mut inflater = Decompress::new(true);
+    // Start modest and grow by doubling: the body's size says nothing
+    // trustworthy about what it inflates to.
+    let mut out: Vec<u8> =
+        Vec::with_capacity(body.len().saturating_mul(4).clamp(64, limit.max(64)));
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() > limit {
+                return Err(FrameError::PayloadTooLarge { limit });
+            }
+            // one byte beyond the limit tells "exactly at" from "past" it
+            let room = out.capacity().max(64).min(limit + 1 - out.len());
+            out.reserve_exact(room.max(1));
+        }
+        let consumed = inflater.total_in() as usize;
+        let before = (consumed, out.len());
+        let status = inflater
+            .decompress_vec(&body[consumed..], &mut out, FlushDecompress::None)
+            .map_err(|e| FrameError::BadCompression {
+                reason: e.to_string(),
+            })?;
+        if out.len() > limit {
+            return Err(FrameError::PayloadTooLarge { limit });
+        }
+        match status {
+            Status::StreamEnd => break,
+            Status::Ok | Status::BufError => {
+                let progressed = (inflater.total_in() as usize, out.len()) != before;
+                if !progressed && out.len() < out.capacity() {
+                    return Err(FrameError::BadCompression {
+                        reason: "stream ends before its end marker".into(),
+                    });
+                }
+            }
+        }
+    }
+    if inflater.total_in() as usize != body.len() {
+        return Err(FrameError::BadCompression {
+            reason: "bytes follow the end of the stream".into(),
+        });
+    }
+    Ok(out)
+}
+
+/// Cuts a byte stream into payloads.
+#[derive(Debug, Default)]
+pub struct Decoder {
+    limits: Limits,
+    buffer: Vec<u8>,
+    /// Bytes of `buffer` before this were handed out already.
+    start: usize,
+}
+
+impl Decoder {
+    pub fn new(limits: Limits) -> Decoder {
+        Decoder {
+            limits,
+            buffer: Vec::new(),
+            start: 0,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Bytes received but not yet returned as part of a payload.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
+    /// Appends received bytes.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.compact();
+        self.buffer.extend_from_slice(bytes);
+    }
+
+    /// Lets a reader write straight into the buffer: `fill` gets at least
+    /// `room` bytes of space and returns how many it filled. Saves a copy
+    /// per read on bulk transfers.
+    pub fn feed_with<E>(
+        &mut self,
+        room: usize,
+        fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
+    ) -> Result<usize, E> {
+        self.compact();
+        let filled = self.buffer.len();
+        self.buffer.resize(filled + room, 0);
+        let result = fill(&mut self.buffer[filled..]);
+        let got = *result.as_ref().unwrap_or(&0);
+        self.buffer.truncate(filled + got.min(room));
+        result
+    }
+
+    /// How many more bytes the frame in progress needs at least (the whole
+    /// rest of it once its header is in), so a reader can size its reads.
+    pub fn wanted(&self) -> usize {
+        let pending = &self.buffer[self.start..];
+        match frame_len(pending) {
+            Some(len) => (HEADER_LEN + len + 1).saturating_sub(pending.len()),
+            None => HEADER_LEN - pending.len(),
+        }
+    }
+
+    /// The next whole payload, decompressed; `Ok(None)` until one is in.
+    /// After an error the stream is out of step and must be abandoned.
+    pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
+        let pending = &self.buffer[self.start..];
+        let Some(len) = frame_len(pending) else {
+            return Ok(None);
+        };
+        if len > self.limits.max_frame_size {
+            return Err(FrameError::FrameTooLarge {
+                len,
+                limit: self.limits.max_frame_size,
+            });
+        }
+        let flag = pending[4];
+        if flag > 1 {
+            return Err(FrameError::BadFlag { flag });
+        }
+        let total = HEADER_LEN + len + 1;
+        if pending.len() < total {
+            return Ok(None);
+        }
+        let trailer = pending[total - 1];
+        if trailer != FLUSHER {
+            return Err(FrameError::BadTrailer { byte: trailer });
+        }
+        let body = &pending[HEADER_LEN..total - 1];
+        let payload = if flag == 1 {
+            inflate(body, self.limits.max_payload_size)?
+        } else if len > self.limits.max_payload_size {
+            return Err(FrameError::PayloadTooLarge {
+                limit: self.limits.max_payload_size,
+            });
+        } else {
+            body.to_vec()
+        };
+        self.start += total;
+        Ok(Some(payload))
+    }
+
+    /// Drops consumed bytes once they outweigh the live ones, so the buffer
+    /// neither grows forever nor is shifted on every frame.
+    fn compact(&mut self) {
+        if self.start == self.buffer.len() {
+            self.buffer.clear();
+            self.start = 0;
+        } else if self.start > 0 && self.start >= self.buffer.len() - self.start {
+            self.buffer.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+/// The body length a buffered header announces, once the header is whole.
+fn frame_len(pending: &[u8]) -> Option<usize> {
+    match pending {
+        [a, b, c, d, _flag, ..] => Some(u32::from_be_bytes([*a, *b, *c, *d]) as usize),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode_all(bytes: &[u8], limits: Limits) -> Result<Vec<Vec<u8>>, FrameError> {
+        let mut decoder = Decoder::new(limits);
+        decoder.feed(bytes);
+        let mut out = Vec::new();
+        while let Some(payload) = decoder.next_frame()? {
+            out.push(payload);
+        }
+        Ok(out)
+    }
+
+    #[test]
+    fn small_payloads_travel_plain() {
+        assert_eq!(encode(b"abc", true).unwrap(), b"\0\0\0\x03\0abc\n");
+        let exactly = vec![b'x'; COMPRESSION_THRESHOLD];
+        assert_eq!(encode(&exactly, true).unwrap()[4], 0);
+        let over = vec![b'x'; COMPRESSION_THRESHOLD + 1];
+        assert_eq!(encode(&over, true).unwrap()[4], 1);
+        assert_eq!(encode(&over, false).unwrap()[4], 0);
+    }
+
+    #[test]
+    fn frames_survive_byte_by_byte_delivery() {
+        let payloads: Vec<Vec<u8>> = vec![
+            vec![],
+            b"hello".to_vec(),
+            vec![b'z'; 100_000],
+            (0..50_000u32).map(|i| (i * 7919 % 251) as u8).collect(),
+        ];
+        let mut wire = Vec::new();
+        for payload in &payloads {
+            encode_into(payload, true, &mut wire).unwrap();
+        }
+        let mut decoder = Decoder::default();
+        let mut got = Vec::new();
+        for byte in &wire {
+            assert!(decoder.wanted() >= 1);
+            decoder.feed(std::slice::from_ref(byte));
+            while let Some(payload) = decoder.next_frame().unwrap() {
+                got.push(payload);
+            }
+        }
+        assert_eq!(got, payloads);
+        assert_eq!(decoder.buffered(), 0);
+    }
+
+    #[test]
+    fn feed_with_reads_in_place() {
+        let wire = encode(b"in place", true).unwrap();
+        let mut decoder = Decoder::default();
+        let got: Result<usize, ()> = decoder.feed_with(4096, |room| {
+            room[..wire.len()].copy_from_slice(&wire);
+            Ok(wire.len())
+        });
+        assert_eq!(got, Ok(wire.len()));
+        assert_eq!(decoder.next_frame().unwrap(), Some(b"in place".to_vec()));
+    }
+
+    #[test]
+    fn oversize_length_is_refused_from_the_header_alone() {
+        let limits = Limits {
+            max_frame_size: 1024,
+            max_payload_size: 1024,
+        };
+        let err = decode_all(&[0, 0, 4, 1, 0], limits).unwrap_err();
+        assert_eq!(
+            err,
+            FrameError::FrameTooLarge {
+                len: 1025,
+                limit: 1024
+            }
+        );
+    }
+
+    #[test]
+    fn zlib_bomb_is_cut_at_the_limit() {
+        let bomb = encode(&vec![0u8; 10 << 20], true).unwrap();
+        assert!(bomb.len() < 64 * 1024);
+        let limits = Limits {
+            max_frame_size: 1 << 20,
+            max_payload_size: 1 << 20,
+        };
+        assert_eq!(
+            decode_all(&bomb, limits).unwrap_err(),
+            FrameError::PayloadTooLarge { limit: 1 << 20 }
+        );
+        let exact = encode(&vec![0u8; 1 << 20], true).unwrap();
+        assert_eq!(decode_all(&exact, limits).unwrap()[0].len(), 1 << 20);
+    }
+
+    #[test]
+    fn plain_payload_over_the_payload_limit_is_refused() {
+        let limits = Limits {
+            max_frame_size: 100,
+            max_payload_size: 10,
+        };
+        let wire = encode(&[1; 11], false).unwrap();
+        assert_eq!(
+            decode_all(&wire, limits).unwrap_err(),
+            FrameError::PayloadTooLarge { limit: 10 }
+        );
+    }
+
+    #[test]
+    fn wrong_trailer_and_flag_are_refused() {
+        assert_eq!(
+            decode_all(b"\0\0\0\x01\0xX", Limits::default()).unwrap_err(),
+            FrameError::BadTrailer { byte: b'X' }
+        );
+        assert_eq!(
+            decode_all(b"\0\0\0\x01\x02x\n", Limits::default()).unwrap_err(),
+            FrameError::BadFlag { flag: 2 }
+        );
+    }
+
+    #[test]
+    fn truncated_frames_wait_for_more() {
+        let wire = encode(b"complete me", true).unwrap();
+        for cut in 0..wire.len() {
+            assert_eq!(decode_all(&wire[..cut], Limits::default()), Ok(vec![]));
+        }
+    }
+
+    #[test]
+    fn broken_zlib_is_refused() {
+        let wire = encode(&[7u8; 5000], true).unwrap();
+        let body = &wire[HEADER_LEN..wire.len() - 1];
+        for cut in [0, 1, 2, body.len() / 2, body.len() - 1] {
+            assert!(matches!(
+                inflate(&body[..cut], 1 << 20),
+                Err(FrameError::BadCompression { .. })
+            ));
+        }
+        let mut trailing = body.to_vec();
+        trailing.push(0);
+        assert!(matches!(
+            inflate(&trailing, 1 << 20),
+            Err(FrameError::BadCompression { .. })
+        ));
+        assert!(matches!(
+            inflate(b"not zlib at all", 1 << 20),
+            Err(FrameError::BadCompression { .. })
+        ));
+    }
+}

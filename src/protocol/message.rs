@@ -1,0 +1,527 @@
+//! Messages (rpyc 6.0.2 `Connection._send`/`_dispatch`, `consts.py`,
+//! `vinegar.py`): a one-byte message type, then the brine dump of
+//! `(seq, args)`.
+//!
+//! - a request's args are `(handler, boxed_args)`;
+//! - a reply's args are one boxed value;
+//! - an exception's args are a vinegar tuple, not boxed.
+//!
+//! (rpyc 5.x and 4.x send `(msg, seq, args)` as one brine tuple instead.)
+
+use thiserror::Error;
+
+use super::brine::{self, DecodeError, EncodeError, Value};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MsgType {
+    Request = 1,
+    Reply = 2,
+    Exception = 3,
+}
+
+impl TryFrom<u8> for MsgType {
+    type Error = u8;
+
+    fn try_from(code: u8) -> Result<MsgType, u8> {
+        match code {
+            1 => Ok(MsgType::Request),
+            2 => Ok(MsgType::Reply),
+            3 => Ok(MsgType::Exception),
+            other => Err(other),
+        }
+    }
+}
+
+/// The request handlers of `rpyc/core/consts.py`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Handler {
+    Ping = 1,
+    Close = 2,
+    GetRoot = 3,
+    GetAttr = 4,
+    DelAttr = 5,
+    SetAttr = 6,
+    Call = 7,
+    CallAttr = 8,
+    Repr = 9,
+    Str = 10,
+    Cmp = 11,
+    Hash = 12,
+    Dir = 13,
+    Pickle = 14,
+    Del = 15,
+    Inspect = 16,
+    BuffIter = 17,
+    OldSlicing = 18,
+    CtxExit = 19,
+    InstanceCheck = 20,
+}
+
+impl Handler {
+    pub const ALL: [Handler; 20] = [
+        Handler::Ping,
+        Handler::Close,
+        Handler::GetRoot,
+        Handler::GetAttr,
+        Handler::DelAttr,
+        Handler::SetAttr,
+        Handler::Call,
+        Handler::CallAttr,
+        Handler::Repr,
+        Handler::Str,
+        Handler::Cmp,
+        Handler::Hash,
+        Handler::Dir,
+        Handler::Pickle,
+        Handler::Del,
+        Handler::Inspect,
+        Handler::BuffIter,
+        Handler::OldSlicing,
+        Handler::CtxExit,
+        Handler::InstanceCheck,
+    ];
+
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: i64) -> Option<Handler> {
+        let index = usize::try_from(code).ok()?.checked_sub(1)?;
+        Handler::ALL.get(index).copied()
+    }
+}
+
+/// Boxing labels of `consts.py`, named from the receiver's side as rpyc does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Label {
+    /// A brine-dumpable value.
+    Value = 1,
+    /// A tuple of boxed items.
+    Tuple = 2,
+    /// A reference back to one of the receiver's own objects.
+    LocalRef = 3,
+    /// An object of the sender's: the receiver makes a proxy for it.
+    RemoteRef = 4,
+}
+
+/// Names an object of one party: `(type name, id(type), id(obj))`. For a
+/// class the object id is 0; for a module the name is the module's name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct IdPack {
+    pub name: String,
+    pub type_id: u64,
+    pub obj_id: u64,
+}
+
+impl IdPack {
+    fn to_value(&self) -> Value {
+        Value::Tuple(vec![
+            Value::str(self.name.as_str()),
+            Value::from_u64(self.type_id),
+            Value::from_u64(self.obj_id),
+        ])
+    }
+
+    fn from_value(value: &Value) -> Result<IdPack, &'static str> {
+        let malformed = "id pack is not (str, int, int)";
+        match value.as_tuple() {
+            Some([name, type_id, obj_id]) => Ok(IdPack {
+                name: name.as_str().ok_or(malformed)?.to_owned(),
+                type_id: type_id.as_u64().ok_or(malformed)?,
+                obj_id: obj_id.as_u64().ok_or(malformed)?,
+            }),
+            _ => Err(malformed),
+        }
+    }
+}
+
+/// A value as one party packs it for the other (`Connection._box`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Boxed {
+    Value(Value),
+    Tuple(Vec<Boxed>),
+    LocalRef(IdPack),
+    RemoteRef(IdPack),
+}
+
+impl Boxed {
+    pub fn label(&self) -> Label {
+        match self {
+            Boxed::Value(_) => Label::Value,
+            Boxed::Tuple(_) => Label::Tuple,
+            Boxed::LocalRef(_) => Label::LocalRef,
+            Boxed::RemoteRef(_) => Label::RemoteRef,
+        }
+    }
+
+    pub fn to_value(&self) -> Value {
+        let body = match self {
+            Boxed::Value(value) => value.clone(),
+            Boxed::Tuple(items) => Value::Tuple(items.iter().map(Boxed::to_value).collect()),
+            Boxed::LocalRef(id) | Boxed::RemoteRef(id) => id.to_value(),
+        };
+        Value::Tuple(vec![Value::Int(self.label() as i64), body])
+    }
+
+    /// Appends the brine form without building the `(label, body)` tuples
+    /// as values first, so a large value is copied once.
+    pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        brine::encode_tuple_header(2, out)?;
+        brine::encode_int(self.label() as i64, out);
+        match self {
+            Boxed::Value(value) => value.encode(out),
+            Boxed::Tuple(items) => {
+                brine::encode_tuple_header(items.len(), out)?;
+                items.iter().try_for_each(|item| item.encode(out))
+            }
+            Boxed::LocalRef(id) | Boxed::RemoteRef(id) => id.to_value().encode(out),
+        }
+    }
+
+    pub fn from_value(value: Value) -> Result<Boxed, &'static str> {
+        let malformed = "boxed value is not (label, body)";
+        let [label, body]: [Value; 2] = value
+            .into_tuple()
+            .ok_or(malformed)?
+            .try_into()
+            .map_err(|_| malformed)?;
+        match label.as_i64() {
+            Some(1) => Ok(Boxed::Value(body)),
+            Some(2) => body
+                .into_tuple()
+                .ok_or("boxed tuple body is not a tuple")?
+                .into_iter()
+                .map(Boxed::from_value)
+                .collect::<Result<_, _>>()
+                .map(Boxed::Tuple),
+            Some(3) => IdPack::from_value(&body).map(Boxed::LocalRef),
+            Some(4) => IdPack::from_value(&body).map(Boxed::RemoteRef),
+            _ => Err("unknown boxing label"),
+        }
+    }
+}
+
+/// An exception as vinegar packs it (`vinegar.dump`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RemoteException {
+    /// StopIteration travels as the int 1.
+    StopIteration,
+    /// A bare string: old-style string exceptions, still accepted by rpyc.
+    Text(String),
+    Raised(ExceptionInfo),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExceptionInfo {
+    pub module: String,
+    pub name: String,
+    /// `args`, each dumpable or its repr.
+    pub args: Vec<Value>,
+    /// Public attributes, each dumpable or its repr; rpyc adds
+    /// `_remote_version`, whose major version the client compares with its own.
+    pub attrs: Vec<(String, Value)>,
+    pub traceback: String,
+}
+
+impl RemoteException {
+    pub fn to_value(&self) -> Value {
+        match self {
+            RemoteException::StopIteration => Value::Int(1),
+            RemoteException::Text(text) => Value::str(text.as_str()),
+            RemoteException::Raised(info) => Value::Tuple(vec![
+                Value::Tuple(vec![
+                    Value::str(info.module.as_str()),
+                    Value::str(info.name.as_str()),
+                ]),
+                Value::Tuple(info.args.clone()),
+                Value::Tuple(
+                    info.attrs
+                        .iter()
+                        .map(|(name, value)| {
+                            Value::Tuple(vec![Value::str(name.as_str()), value.clone()])
+                        })
+                        .collect(),
+                ),
+                Value::str(info.traceback.as_str()),
+            ]),
+        }
+    }
+
+    pub fn from_value(value: Value) -> Result<RemoteException, &'static str> {
+        let malformed = "exception is not ((module, name), args, attrs, traceback)";
+        let items = match value {
+            // vinegar.load compares with ==, so True counts as 1 too
+            Value::Int(1) | Value::Bool(true) => return Ok(RemoteException::StopIteration),
+            Value::Str(text) => return Ok(RemoteException::Text(text)),
+            Value::Tuple(items) => items,
+            _ => return Err(malformed),
+        };
+        let [kind, args, attrs, traceback]: [Value; 4] = items.try_into().map_err(|_| malformed)?;
+        let (module, name) = match kind.as_tuple() {
+            Some([Value::Str(module), Value::Str(name)]) => (module.clone(), name.clone()),
+            _ => return Err(malformed),
+        };
+        let attrs = attrs
+            .into_tuple()
+            .ok_or(malformed)?
+            .into_iter()
+            .map(|pair| match pair.into_tuple().as_deref() {
+                Some([Value::Str(name), value]) => Ok((name.clone(), value.clone())),
+                _ => Err(malformed),
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(RemoteException::Raised(ExceptionInfo {
+            module,
+            name,
+            args: args.into_tuple().ok_or(malformed)?,
+            attrs,
+            traceback: traceback.as_str().ok_or(malformed)?.to_owned(),
+        }))
+    }
+}
+
+/// One whole message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    Request {
+        seq: i64,
+        handler: Handler,
+        /// The boxed argument tuple the handler is called with.
+        args: Boxed,
+    },
+    Reply {
+        seq: i64,
+        value: Boxed,
+    },
+    Exception {
+        seq: i64,
+        exception: RemoteException,
+    },
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum MessageError {
+    #[error("empty message")]
+    Empty,
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    #[error("message body: {0}")]
+    Brine(#[from] DecodeError),
+    #[error("message body is not (seq, args)")]
+    NotSeqArgs,
+    /// The sequence number was read, so the peer can be answered with an
+    /// exception for it, as rpyc answers a request its handlers reject.
+    #[error("request {seq}: {reason}")]
+    BadRequest { seq: i64, reason: BadRequest },
+    #[error("{kind} {seq}: {reason}")]
+    BadResponse {
+        kind: &'static str,
+        seq: i64,
+        reason: &'static str,
+    },
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum BadRequest {
+    #[error("unknown handler {0}")]
+    UnknownHandler(i64),
+    #[error("{0}")]
+    Malformed(&'static str),
+}
+
+impl Message {
+    pub fn seq(&self) -> i64 {
+        match self {
+            Message::Request { seq, .. }
+            | Message::Reply { seq, .. }
+            | Message::Exception { seq, .. } => *seq,
+        }
+    }
+
+    pub fn msg_type(&self) -> MsgType {
+        match self {
+            Message::Request { .. } => MsgType::Request,
+            Message::Reply { .. } => MsgType::Reply,
+            Message::Exception { .. } => MsgType::Exception,
+        }
+    }
+
+    /// The message as a frame payload.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        let mut out = vec![self.msg_type() as u8];
+        brine::encode_tuple_header(2, &mut out)?;
+        brine::encode_int(self.seq(), &mut out);
+        match self {
+            Message::Request { handler, args, .. } => {
+                brine::encode_tuple_header(2, &mut out)?;
+                brine::encode_int(i64::from(handler.code()), &mut out);
+                args.encode(&mut out)?;
+            }
+            Message::Reply { value, .. } => value.encode(&mut out)?,
+            Message::Exception { exception, .. } => exception.to_value().encode(&mut out)?,
+        }
+        Ok(out)
+    }
+
+    pub fn decode(payload: &[u8]) -> Result<Message, MessageError> {
+        Message::decode_with_depth(payload, brine::DEFAULT_MAX_DEPTH)
+    }
+
+    pub fn decode_with_depth(payload: &[u8], max_depth: usize) -> Result<Message, MessageError> {
+        let (&code, body) = payload.split_first().ok_or(MessageError::Empty)?;
+        let msg_type = MsgType::try_from(code).map_err(MessageError::UnknownType)?;
+        let [seq, args]: [Value; 2] = brine::decode_with_depth(body, max_depth)?
+            .into_tuple()
+            .ok_or(MessageError::NotSeqArgs)?
+            .try_into()
+            .map_err(|_| MessageError::NotSeqArgs)?;
+        let seq = seq.as_i64().ok_or(MessageError::NotSeqArgs)?;
+        match msg_type {
+            MsgType::Request => {
+                let bad = |reason| MessageError::BadRequest { seq, reason };
+                let [handler, args]: [Value; 2] = args
+                    .into_tuple()
+                    .and_then(|items| items.try_into().ok())
+                    .ok_or(bad(BadRequest::Malformed(
+                        "request args are not (handler, args)",
+                    )))?;
+                let code = handler
+                    .as_i64()
+                    .ok_or(bad(BadRequest::Malformed("handler is not an int")))?;
+                let handler =
+                    Handler::from_code(code).ok_or(bad(BadRequest::UnknownHandler(code)))?;
+                let args = Boxed::from_value(args).map_err(|e| bad(BadRequest::Malformed(e)))?;
+                Ok(Message::Request { seq, handler, args })
+            }
+            MsgType::Reply => Ok(Message::Reply {
+                seq,
+                value: Boxed::from_value(args).map_err(|reason| MessageError::BadResponse {
+                    kind: "reply",
+                    seq,
+                    reason,
+                })?,
+            }),
+            MsgType::Exception => Ok(Message::Exception {
+                seq,
+                exception: RemoteException::from_value(args).map_err(|reason| {
+                    MessageError::BadResponse {
+                        kind: "exception",
+                        seq,
+                        reason,
+                    }
+                })?,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip(message: Message) -> Vec<u8> {
+        let bytes = message.encode().expect("encodes");
+        assert_eq!(Message::decode(&bytes).expect("decodes"), message);
+        bytes
+    }
+
+    #[test]
+    fn handler_codes_match_consts_py() {
+        for (index, handler) in Handler::ALL.iter().enumerate() {
+            assert_eq!(usize::from(handler.code()), index + 1);
+            assert_eq!(Handler::from_code(index as i64 + 1), Some(*handler));
+        }
+        assert_eq!(Handler::from_code(0), None);
+        assert_eq!(Handler::from_code(21), None);
+        assert_eq!(Handler::from_code(-1), None);
+    }
+
+    #[test]
+    fn ping_request_matches_rpyc_bytes() {
+        // bytes([1]) + brine.dump((0, (1, (1, ("ab",)))))
+        let bytes = round_trip(Message::Request {
+            seq: 0,
+            handler: Handler::Ping,
+            args: Boxed::Value(Value::Tuple(vec![Value::str("ab")])),
+        });
+        assert_eq!(bytes, b"\x01\x11\x50\x11\x51\x11\x51\x10\x08\x0bab");
+    }
+
+    #[test]
+    fn boxed_encoding_equals_value_encoding() {
+        let boxed = Boxed::Tuple(vec![
+            Boxed::Value(Value::Int(5)),
+            Boxed::RemoteRef(IdPack {
+                name: "builtins.list".into(),
+                type_id: 94_000_000_000_000,
+                obj_id: u64::MAX,
+            }),
+            Boxed::LocalRef(IdPack {
+                name: "sys".into(),
+                type_id: 1,
+                obj_id: 2,
+            }),
+        ]);
+        let mut direct = Vec::new();
+        boxed.encode(&mut direct).unwrap();
+        assert_eq!(direct, boxed.to_value().to_bytes().unwrap());
+        assert_eq!(Boxed::from_value(boxed.to_value()), Ok(boxed));
+    }
+
+    #[test]
+    fn exceptions_round_trip() {
+        round_trip(Message::Exception {
+            seq: 7,
+            exception: RemoteException::StopIteration,
+        });
+        round_trip(Message::Exception {
+            seq: 8,
+            exception: RemoteException::Raised(ExceptionInfo {
+                module: "builtins".into(),
+                name: "KeyError".into(),
+                args: vec![Value::str("k")],
+                attrs: vec![("_remote_version".into(), Value::str("6.0.2"))],
+                traceback: "Traceback ...".into(),
+            }),
+        });
+    }
+
+    #[test]
+    fn unknown_handler_keeps_the_seq_for_an_answer() {
+        let bytes = b"\x01\x11\x59\x11\x16\x0299\x11\x51\x02";
+        assert_eq!(
+            Message::decode(bytes),
+            Err(MessageError::BadRequest {
+                seq: 9,
+                reason: BadRequest::UnknownHandler(99)
+            })
+        );
+    }
+
+    #[test]
+    fn malformed_envelopes_are_refused() {
+        assert_eq!(Message::decode(b""), Err(MessageError::Empty));
+        assert_eq!(
+            Message::decode(b"\x12\x11\x50\x50"),
+            Err(MessageError::UnknownType(0x12))
+        );
+        assert_eq!(
+            Message::decode(b"\x02\x10\x50"),
+            Err(MessageError::NotSeqArgs)
+        );
+        assert!(matches!(
+            Message::decode(b"\x02\x11\x50\x11\x59\x50"),
+            Err(MessageError::BadResponse { kind: "reply", .. })
+        ));
+        assert!(matches!(
+            Message::decode(b"\x03\x11\x50\x52"),
+            Err(MessageError::BadResponse {
+                kind: "exception",
+                ..
+            })
+        ));
+    }
+}
