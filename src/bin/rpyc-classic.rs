@@ -1,0 +1,22 @@
+//! `rpyc-classic`: parse the command line, then serve. Everything else lives
+//! in the library so that it can be tested.
+
+use std::process::ExitCode;
+
+use rpycd::cli::classic::{ClassicArgs, Mode};
+use rpycd::cli::exit;
+
+const NAME: &str = "rpyc-classic";
+
+fn main() -> ExitCode {
+    let args = match ClassicArgs::parse_from(std::env::args_os()) {
+        Ok(args) => args,
+        Err(err) => return err.report(NAME),
+    };
+    // In stdio mode fd 2 may be the client's socket (inetd passes it as
+    // 0, 1 and 2), so not even this line may be written there.
+    if args.mode != Mode::Stdio {
+        eprintln!("{NAME}: serving is not implemented yet (see issue 4)");
+    }
+    ExitCode::from(exit::UNAVAILABLE)
+}

@@ -1,0 +1,527 @@
+//! `rpyc-classic`: the seed's classic-server switches plus the daemon ones.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{Parser, ValueEnum};
+
+use super::{parse_bytes, parse_positive_seconds, parse_seconds, parse_with_env, CliError};
+
+/// The classic server's default port (rpyc's `DEFAULT_SERVER_PORT`).
+pub const DEFAULT_PORT: u16 = 18812;
+/// The default port with TLS (rpyc's `DEFAULT_SERVER_SSL_PORT`).
+pub const DEFAULT_TLS_PORT: u16 = 18821;
+/// The registry's default port (rpyc's `REGISTRY_PORT`).
+pub const DEFAULT_REGISTRY_PORT: u16 = 18811;
+/// Where a UDP registrar sends when no `--registry-host` is given.
+pub const DEFAULT_UDP_REGISTRY_HOST: &str = "255.255.255.255";
+/// Workers in `-m threadpool`: rpyc's `ThreadPoolServer` default `nbThreads`.
+pub const DEFAULT_POOL_SIZE: u32 = 20;
+/// `listen()` backlog: rpyc passes `socket.SOMAXCONN`, 4096 on Linux.
+pub const DEFAULT_BACKLOG: u32 = 4096;
+/// Largest frame, compressed or decompressed: big enough for real bulk
+/// transfers, small enough that one client cannot take all memory.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
+/// Grace period for in-flight requests after SIGTERM.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How connections are served (`-m`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// A thread per connection.
+    Threaded,
+    /// A process per connection, forked from a warm single-threaded parent.
+    Forking,
+    /// A fixed pool of worker threads; a connection arriving when all are
+    /// busy is dropped and logged, as the seed describes.
+    Threadpool,
+    /// Serve one connection, then exit; prints `rpyc-oneshot` and the
+    /// address on stdout first.
+    Oneshot,
+    /// One connection over stdin/stdout (inetd, systemd `Accept=yes`).
+    Stdio,
+}
+
+/// Transport of the registry to register with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RegistryType {
+    #[value(name = "UDP")]
+    Udp,
+    #[value(name = "TCP")]
+    Tcp,
+}
+
+/// Serve RPyC's classic service (full remote Python) to stock rpyc clients.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "rpyc-classic",
+    version,
+    after_help = "Every switch can also be set with the environment variable shown beside it \
+                  (flags take true/false/1/0); an empty variable counts as unset. \
+                  The command line wins over the environment."
+)]
+pub struct ClassicArgs {
+    /// The serving mode
+    #[arg(short, long, value_enum, ignore_case = true, default_value_t = Mode::Threaded,
+          env = "RPYC_CLASSIC_MODE")]
+    pub mode: Mode,
+
+    /// Worker threads in threadpool mode (ignored in other modes)
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_POOL_SIZE,
+          value_parser = clap::value_parser!(u32).range(1..), env = "RPYC_CLASSIC_POOL_SIZE")]
+    pub pool_size: u32,
+
+    /// The TCP port to listen on; 0 picks a free one [default: 18812, or 18821 with TLS]
+    #[arg(
+        short,
+        long,
+        help_heading = "Socket Options",
+        env = "RPYC_CLASSIC_PORT"
+    )]
+    pub port: Option<u16>,
+
+    /// The address to bind to [default: 127.0.0.1, or ::1 with --ipv6]
+    #[arg(
+        long,
+        value_name = "HOST",
+        help_heading = "Socket Options",
+        env = "RPYC_CLASSIC_HOST"
+    )]
+    pub host: Option<String>,
+
+    /// Bind an IPv6 socket instead of IPv4
+    #[arg(long, help_heading = "Socket Options", value_parser = BoolishValueParser::new(),
+          env = "RPYC_CLASSIC_IPV6")]
+    pub ipv6: bool,
+
+    /// Listen on this Unix stream socket instead of TCP
+    #[arg(long, value_name = "PATH", help_heading = "Socket Options",
+          conflicts_with_all = ["port", "host", "ipv6"], env = "RPYC_CLASSIC_UNIX_SOCKET")]
+    pub unix_socket: Option<PathBuf>,
+
+    /// The listen() backlog of sockets this server binds
+    #[arg(long, value_name = "N", help_heading = "Socket Options", default_value_t = DEFAULT_BACKLOG,
+          value_parser = clap::value_parser!(u32).range(1..=i32::MAX as i64),
+          env = "RPYC_CLASSIC_BACKLOG")]
+    pub backlog: u32,
+
+    /// Append log lines to this file instead of stderr [default: stderr]
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "Logging",
+        env = "RPYC_CLASSIC_LOGFILE"
+    )]
+    pub logfile: Option<PathBuf>,
+
+    /// Quiet mode: log errors only
+    #[arg(short, long, help_heading = "Logging", value_parser = BoolishValueParser::new(),
+          env = "RPYC_CLASSIC_QUIET")]
+    pub quiet: bool,
+
+    /// Log to syslog (facility daemon) instead of stderr
+    #[arg(long, help_heading = "Logging", value_parser = BoolishValueParser::new(),
+          env = "RPYC_CLASSIC_SYSLOG")]
+    pub syslog: bool,
+
+    /// Register with a registry server
+    #[arg(long, help_heading = "Registry", value_parser = BoolishValueParser::new(),
+          env = "RPYC_CLASSIC_REGISTER")]
+    pub register: bool,
+
+    /// The registry's transport
+    #[arg(long, value_name = "REGTYPE", help_heading = "Registry", value_enum, ignore_case = true,
+          default_value_t = RegistryType::Udp, env = "RPYC_CLASSIC_REGISTRY_TYPE")]
+    pub registry_type: RegistryType,
+
+    /// The registry's UDP/TCP port
+    #[arg(long, value_name = "REGPORT", help_heading = "Registry",
+          default_value_t = DEFAULT_REGISTRY_PORT, env = "RPYC_CLASSIC_REGISTRY_PORT")]
+    pub registry_port: u16,
+
+    /// The registry's host [default: 255.255.255.255 for UDP; required for TCP]
+    #[arg(
+        long,
+        value_name = "REGHOST",
+        help_heading = "Registry",
+        env = "RPYC_CLASSIC_REGISTRY_HOST"
+    )]
+    pub registry_host: Option<String>,
+
+    /// The server's private key (PEM); enables TLS together with --ssl-certfile
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "SSL",
+        env = "RPYC_CLASSIC_SSL_KEYFILE"
+    )]
+    pub ssl_keyfile: Option<PathBuf>,
+
+    /// The server's certificate chain (PEM); enables TLS together with --ssl-keyfile
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "SSL",
+        env = "RPYC_CLASSIC_SSL_CERTFILE"
+    )]
+    pub ssl_certfile: Option<PathBuf>,
+
+    /// CA certificates (PEM); if given, clients must present a certificate signed by one
+    #[arg(
+        long,
+        value_name = "FILE",
+        help_heading = "SSL",
+        env = "RPYC_CLASSIC_SSL_CAFILE"
+    )]
+    pub ssl_cafile: Option<PathBuf>,
+
+    /// Accept at most N connections at once; more are closed at once [default: unlimited]
+    #[arg(long, value_name = "N", help_heading = "Limits",
+          value_parser = clap::value_parser!(u32).range(1..), env = "RPYC_CLASSIC_MAX_CONNECTIONS")]
+    pub max_connections: Option<u32>,
+
+    /// Close connections idle for this long [default: never]
+    #[arg(long, value_name = "SECONDS", help_heading = "Limits", value_parser = parse_positive_seconds,
+          env = "RPYC_CLASSIC_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<Duration>,
+
+    /// After SIGTERM, how long in-flight requests may run before connections are closed
+    #[arg(long, value_name = "SECONDS", help_heading = "Limits", value_parser = parse_seconds,
+          default_value = "10", env = "RPYC_CLASSIC_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Duration,
+
+    /// Largest message accepted, compressed or decompressed; K, M, G suffixes allowed
+    #[arg(long, value_name = "BYTES", help_heading = "Limits", value_parser = parse_bytes,
+          default_value = "1G", env = "RPYC_CLASSIC_MAX_MESSAGE_SIZE")]
+    pub max_message_size: u64,
+
+    // Recognised only to be refused: see `CliError::VdbRemoved`.
+    #[arg(long, hide = true, value_parser = BoolishValueParser::new(), env = "RPYC_CLASSIC_VDB")]
+    pub vdb: bool,
+}
+
+impl ClassicArgs {
+    /// Parse a command line (program name first) and the `RPYC_CLASSIC_*`
+    /// environment, then check the combinations clap cannot express.
+    pub fn parse_from<I, A>(args: I) -> Result<Self, CliError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString> + Clone,
+    {
+        let args: Self = parse_with_env(args)?;
+        args.validate()?;
+        Ok(args)
+    }
+
+    fn validate(&self) -> Result<(), CliError> {
+        if self.vdb {
+            return Err(CliError::VdbRemoved);
+        }
+        match (&self.ssl_keyfile, &self.ssl_certfile) {
+            (Some(_), None) => {
+                return Err(CliError::SslIncomplete {
+                    given: "--ssl-keyfile",
+                })
+            }
+            (None, Some(_)) => {
+                return Err(CliError::SslIncomplete {
+                    given: "--ssl-certfile",
+                })
+            }
+            (None, None) if self.ssl_cafile.is_some() => return Err(CliError::SslCaWithoutKey),
+            _ => {}
+        }
+        if self.register && self.registry_type == RegistryType::Tcp && self.registry_host.is_none()
+        {
+            return Err(CliError::TcpRegistryWithoutHost);
+        }
+        Ok(())
+    }
+
+    /// Whether TLS is on (validation guarantees key and certificate come together).
+    pub fn tls(&self) -> bool {
+        self.ssl_keyfile.is_some() && self.ssl_certfile.is_some()
+    }
+
+    /// The port to bind: `--port`, else 18812, or 18821 with TLS.
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(if self.tls() {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PORT
+        })
+    }
+
+    /// The address to bind: `--host`, else the loopback address of the
+    /// family chosen, because the classic service is remote code execution.
+    pub fn effective_host(&self) -> &str {
+        match &self.host {
+            Some(host) => host,
+            None if self.ipv6 => "::1",
+            None => "127.0.0.1",
+        }
+    }
+
+    /// The registry host: `--registry-host`, else broadcast for UDP. `None`
+    /// only for TCP without a host, which validation refuses with `--register`.
+    pub fn effective_registry_host(&self) -> Option<&str> {
+        match (&self.registry_host, self.registry_type) {
+            (Some(host), _) => Some(host),
+            (None, RegistryType::Udp) => Some(DEFAULT_UDP_REGISTRY_HOST),
+            (None, RegistryType::Tcp) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::exit;
+
+    fn parse(args: &[&str]) -> Result<ClassicArgs, CliError> {
+        ClassicArgs::parse_from(std::iter::once("rpyc-classic").chain(args.iter().copied()))
+    }
+
+    fn usage_error(args: &[&str]) -> CliError {
+        let err = match parse(args) {
+            Ok(parsed) => panic!("{args:?} parsed as {parsed:?}"),
+            Err(err) => err,
+        };
+        assert_eq!(err.exit_code(), exit::USAGE, "{args:?}: {err}");
+        let message = err.to_string();
+        assert!(!message.contains('\n'), "not one line: {message:?}");
+        err
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        ClassicArgs::command().debug_assert();
+    }
+
+    // The environment of the test process is not controlled, so the
+    // defaults tests only hold when no RPYC_CLASSIC_* variable is set;
+    // tests/cli.rs checks the environment form on child processes.
+    #[test]
+    fn defaults() {
+        let a = parse(&[]).expect("no switches");
+        assert_eq!(a.mode, Mode::Threaded);
+        assert_eq!(a.pool_size, 20);
+        assert_eq!(a.port, None);
+        assert_eq!(a.effective_port(), 18812);
+        assert_eq!(a.effective_host(), "127.0.0.1");
+        assert!(!a.ipv6 && !a.quiet && !a.syslog && !a.register && !a.tls());
+        assert_eq!(a.unix_socket, None);
+        assert_eq!(a.backlog, 4096);
+        assert_eq!(a.logfile, None);
+        assert_eq!(a.registry_type, RegistryType::Udp);
+        assert_eq!(a.registry_port, 18811);
+        assert_eq!(a.effective_registry_host(), Some("255.255.255.255"));
+        assert_eq!(a.max_connections, None);
+        assert_eq!(a.idle_timeout, None);
+        assert_eq!(a.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(a.max_message_size, 1 << 30);
+    }
+
+    #[test]
+    fn every_mode_parses_case_insensitively() {
+        for (name, mode) in [
+            ("threaded", Mode::Threaded),
+            ("forking", Mode::Forking),
+            ("threadpool", Mode::Threadpool),
+            ("oneshot", Mode::Oneshot),
+            ("stdio", Mode::Stdio),
+            ("STDIO", Mode::Stdio),
+        ] {
+            assert_eq!(parse(&["-m", name]).expect(name).mode, mode);
+        }
+        assert_eq!(
+            parse(&["--mode=forking"]).expect("long").mode,
+            Mode::Forking
+        );
+    }
+
+    #[test]
+    fn port_resolution() {
+        assert_eq!(parse(&["-p", "12333"]).expect("p").effective_port(), 12333);
+        assert_eq!(parse(&["--port=0"]).expect("0").effective_port(), 0);
+        let tls = ["--ssl-keyfile", "k.pem", "--ssl-certfile", "c.pem"];
+        let a = parse(&tls).expect("tls");
+        assert!(a.tls());
+        assert_eq!(a.effective_port(), 18821);
+        let mut explicit = tls.to_vec();
+        explicit.extend(["-p", "9999"]);
+        assert_eq!(parse(&explicit).expect("tls port").effective_port(), 9999);
+        let mut with_ca = tls.to_vec();
+        with_ca.extend(["--ssl-cafile", "ca.pem"]);
+        assert_eq!(parse(&with_ca).expect("ca").effective_port(), 18821);
+    }
+
+    #[test]
+    fn host_resolution() {
+        assert_eq!(parse(&["--ipv6"]).expect("v6").effective_host(), "::1");
+        assert_eq!(
+            parse(&["--host", "0.0.0.0"]).expect("any").effective_host(),
+            "0.0.0.0"
+        );
+        assert_eq!(
+            parse(&["--ipv6", "--host", "::"])
+                .expect("v6 any")
+                .effective_host(),
+            "::"
+        );
+        assert_eq!(
+            parse(&["--host=localhost"]).expect("name").effective_host(),
+            "localhost"
+        );
+    }
+
+    #[test]
+    fn registry_switches() {
+        let a = parse(&[
+            "--register",
+            "--registry-type",
+            "tcp",
+            "--registry-host",
+            "reg",
+        ])
+        .expect("tcp");
+        assert!(a.register);
+        assert_eq!(a.registry_type, RegistryType::Tcp);
+        assert_eq!(a.effective_registry_host(), Some("reg"));
+        let a = parse(&[
+            "--register",
+            "--registry-host",
+            "10.0.0.255",
+            "--registry-port",
+            "1",
+        ])
+        .expect("udp");
+        assert_eq!(a.effective_registry_host(), Some("10.0.0.255"));
+        assert_eq!(a.registry_port, 1);
+        // Without --register the registry switches are inert, so a TCP type
+        // without a host is no error (an EnvironmentFile may preset it).
+        let a = parse(&["--registry-type", "TCP"]).expect("inert");
+        assert_eq!(a.effective_registry_host(), None);
+    }
+
+    #[test]
+    fn limits_and_logging() {
+        let a = parse(&[
+            "-m",
+            "threadpool",
+            "--pool-size",
+            "4",
+            "--max-connections",
+            "100",
+            "--idle-timeout",
+            "1.5",
+            "--shutdown-timeout",
+            "0",
+            "--max-message-size",
+            "64M",
+            "--backlog",
+            "16",
+            "--logfile",
+            "/var/log/rpyc.log",
+            "--syslog",
+            "-q",
+        ])
+        .expect("all");
+        assert_eq!(a.pool_size, 4);
+        assert_eq!(a.max_connections, Some(100));
+        assert_eq!(a.idle_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(a.shutdown_timeout, Duration::ZERO);
+        assert_eq!(a.max_message_size, 64 << 20);
+        assert_eq!(a.backlog, 16);
+        assert_eq!(a.logfile, Some(PathBuf::from("/var/log/rpyc.log")));
+        assert!(a.syslog && a.quiet);
+    }
+
+    #[test]
+    fn unix_socket() {
+        let a = parse(&["--unix-socket", "/run/rpyc.sock"]).expect("unix");
+        assert_eq!(a.unix_socket, Some(PathBuf::from("/run/rpyc.sock")));
+        for other in [&["-p", "1"][..], &["--host", "::"], &["--ipv6"]] {
+            let mut args = vec!["--unix-socket", "/run/rpyc.sock"];
+            args.extend_from_slice(other);
+            usage_error(&args);
+        }
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors() {
+        for args in [
+            &["-p", "70000"][..],
+            &["-p", "-1"],
+            &["-p", "http"],
+            &["-m", "bogus"],
+            &["-m"],
+            &["--pool-size", "0"],
+            &["--backlog", "0"],
+            &["--registry-type", "SCTP"],
+            &["--registry-port", "65536"],
+            &["--max-connections", "0"],
+            &["--idle-timeout", "0"],
+            &["--idle-timeout", "-3"],
+            &["--shutdown-timeout", "soon"],
+            &["--max-message-size", "0"],
+            &["--max-message-size", "lots"],
+            &["--no-such-switch"],
+            &["stray"],
+        ] {
+            assert!(matches!(usage_error(args), CliError::Clap(_)), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn bad_combinations_are_usage_errors() {
+        assert!(matches!(
+            usage_error(&["--ssl-keyfile", "k.pem"]),
+            CliError::SslIncomplete {
+                given: "--ssl-keyfile"
+            }
+        ));
+        assert!(matches!(
+            usage_error(&["--ssl-certfile", "c.pem"]),
+            CliError::SslIncomplete {
+                given: "--ssl-certfile"
+            }
+        ));
+        assert!(matches!(
+            usage_error(&["--ssl-cafile", "ca.pem"]),
+            CliError::SslCaWithoutKey
+        ));
+        assert!(matches!(
+            usage_error(&["--ssl-keyfile", "k.pem", "--ssl-cafile", "ca.pem"]),
+            CliError::SslIncomplete { .. }
+        ));
+        assert!(matches!(
+            usage_error(&["--register", "--registry-type", "TCP"]),
+            CliError::TcpRegistryWithoutHost
+        ));
+        assert!(matches!(usage_error(&["--vdb"]), CliError::VdbRemoved));
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let message = usage_error(&["-m", "bogus"]).to_string();
+        assert!(message.contains("bogus"), "{message}");
+        assert!(message.contains("threadpool"), "lists the modes: {message}");
+        assert!(!message.starts_with("error:"), "{message}");
+        let message = usage_error(&["-p", "70000"]).to_string();
+        assert!(message.contains("70000"), "{message}");
+        let message = usage_error(&["--prot", "1"]).to_string();
+        assert!(message.contains("(tip: "), "{message}");
+    }
+
+    #[test]
+    fn help_and_version_exit_zero() {
+        for flag in ["-h", "--help", "--version", "-V"] {
+            let err = parse(&[flag]).expect_err(flag);
+            assert_eq!(err.exit_code(), exit::OK, "{flag}");
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Command-line interfaces of `rpyc-classic` and `rpyc-registry`.
+//!
+//! Both binaries take the seed's switches (see `seed/servers.rst`), with the
+//! defaults the issues give where they differ, and every switch can also come
+//! from an environment variable so that `/etc/default/rpyc-classic` and
+//! `/etc/default/rpyc-registry` (systemd `EnvironmentFile=`) can set it.
+//!
+//! Parsing never exits the process: it returns a [`CliError`] that knows its
+//! exit code, so the binaries stay thin and the error paths are testable.
+
+pub mod classic;
+pub mod registry;
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{CommandFactory, FromArgMatches};
+
+pub use classic::ClassicArgs;
+pub use registry::RegistryArgs;
+
+/// Process exit codes, sysexits(3) style, so that init systems and scripts
+/// can tell a typo in a unit file from a daemon that could not start.
+pub mod exit {
+    /// Clean stop, or `--help`/`--version`.
+    pub const OK: u8 = 0;
+    /// EX_USAGE: a bad switch, value or combination of switches.
+    pub const USAGE: u8 = 64;
+    /// EX_UNAVAILABLE: the service cannot be provided.
+    pub const UNAVAILABLE: u8 = 69;
+    /// EX_SOFTWARE: an internal error (a bug).
+    pub const SOFTWARE: u8 = 70;
+    /// EX_CONFIG: a file named on the command line cannot be used.
+    pub const CONFIG: u8 = 78;
+}
+
+/// Why the command line was not turned into arguments.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Whatever clap reports: a parse error, or `--help`/`--version`, which
+    /// clap models as errors because they end the program early.
+    #[error("{}", one_line(.0))]
+    Clap(#[from] clap::Error),
+    /// `--vdb` is in the seed but rpyc dropped the VDB authenticator; refusing
+    /// it loudly beats silently serving without the authentication asked for.
+    #[error("--vdb is not supported: rpyc's VDB authenticator no longer exists (rpyc 6 has no --vdb); use --ssl-keyfile and --ssl-certfile instead")]
+    VdbRemoved,
+    /// TLS needs both halves; with one the server would silently serve plain text.
+    #[error("--ssl-keyfile and --ssl-certfile must be given together (only {given} was given)")]
+    SslIncomplete { given: &'static str },
+    /// Client-certificate authentication is meaningless without TLS itself.
+    #[error("--ssl-cafile requires --ssl-keyfile and --ssl-certfile")]
+    SslCaWithoutKey,
+    /// A TCP registry cannot be found by broadcast, so there is no default host.
+    #[error("--registry-type TCP with --register requires --registry-host")]
+    TcpRegistryWithoutHost,
+}
+
+impl CliError {
+    /// The exit code this error ends the process with.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Clap(e) if is_informational(e) => exit::OK,
+            _ => exit::USAGE,
+        }
+    }
+
+    /// Print the error the way the binaries do and return the exit code:
+    /// help and version text to stdout, anything else as one line on stderr
+    /// prefixed with the binary's name (one line, because under systemd each
+    /// line becomes a separate journal entry).
+    pub fn report(&self, bin: &str) -> ExitCode {
+        match self {
+            CliError::Clap(e) if is_informational(e) => {
+                // A closed stdout (e.g. `--help | head -1`) is not worth a failure.
+                let _ = e.print();
+            }
+            other => eprintln!("{bin}: {other}"),
+        }
+        ExitCode::from(self.exit_code())
+    }
+}
+
+fn is_informational(e: &clap::Error) -> bool {
+    matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+}
+
+/// Squeeze clap's multi-line error (message, possible values, tip, usage)
+/// into one line, dropping the usage block that `--help` already gives.
+fn one_line(e: &clap::Error) -> String {
+    let rendered = e.render().to_string();
+    let mut parts: Vec<String> = Vec::new();
+    for line in rendered.lines() {
+        let line = line.trim();
+        if line.starts_with("Usage:") || line.starts_with("For more information") {
+            break;
+        }
+        if line.starts_with("tip:") {
+            parts.push(format!("({line})"));
+        } else if !line.is_empty() {
+            parts.push(line.to_owned());
+        }
+    }
+    let joined = parts.join(" ");
+    let message = joined.strip_prefix("error: ").unwrap_or(&joined);
+    format!("{message} (see --help)")
+}
+
+/// Parse a command line (including the program name) into `T`, reading the
+/// environment variables the switches name.
+///
+/// An environment variable set to the empty string counts as unset: an
+/// `EnvironmentFile=` line such as `RPYC_CLASSIC_HOST=` is the usual way to
+/// leave a setting at its default.
+pub(crate) fn parse_with_env<T, I, A>(args: I) -> Result<T, CliError>
+where
+    T: CommandFactory + FromArgMatches,
+    I: IntoIterator<Item = A>,
+    A: Into<OsString> + Clone,
+{
+    let cmd = T::command().mut_args(|arg| {
+        let empty = arg
+            .get_env()
+            .and_then(std::env::var_os)
+            .is_some_and(|value| value.is_empty());
+        if empty {
+            arg.env(None)
+        } else {
+            arg
+        }
+    });
+    let matches = cmd.try_get_matches_from(args)?;
+    Ok(T::from_arg_matches(&matches)?)
+}
+
+/// Value parser for durations given in seconds, fractions allowed ("0.5").
+pub(crate) fn parse_seconds(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !secs.is_finite() || secs < 0.0 {
+        return Err(format!("'{s}' is not a non-negative number of seconds"));
+    }
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("'{s}' seconds is too long"))
+}
+
+/// Like [`parse_seconds`], but zero is refused: for a timeout that is off
+/// unless given, zero would be ambiguous (off, or close at once?).
+pub(crate) fn parse_positive_seconds(s: &str) -> Result<Duration, String> {
+    let d = parse_seconds(s)?;
+    if d.is_zero() {
+        return Err("must be more than 0 seconds (leave the switch out to disable)".into());
+    }
+    Ok(d)
+}
+
+/// Value parser for byte sizes: a plain number, or one with a binary suffix
+/// (`K`/`KiB`, `M`/`MiB`, `G`/`GiB`, case-insensitive), at least 1 byte.
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, suffix) = t.split_at(split);
+    let multiplier: u64 = match suffix.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        _ => return Err(format!("'{s}' is not a size (examples: 1048576, 64M, 1G)")),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (examples: 1048576, 64M, 1G)"))?;
+    let bytes = n
+        .checked_mul(multiplier)
+        .ok_or_else(|| format!("'{s}' is too large"))?;
+    if bytes == 0 {
+        return Err("must be at least 1 byte".into());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_seconds("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_seconds("0.5"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("NaN").is_err());
+        assert!(parse_seconds("1e300").is_err());
+        assert!(parse_seconds("ten").is_err());
+        assert!(parse_positive_seconds("0").is_err());
+        assert_eq!(parse_positive_seconds("2"), Ok(Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn bytes() {
+        assert_eq!(parse_bytes("1073741824"), Ok(1 << 30));
+        assert_eq!(parse_bytes("1G"), Ok(1 << 30));
+        assert_eq!(parse_bytes("64m"), Ok(64 << 20));
+        assert_eq!(parse_bytes("64 MiB"), Ok(64 << 20));
+        assert_eq!(parse_bytes("4k"), Ok(4096));
+        assert!(parse_bytes("0").is_err());
+        assert!(parse_bytes("").is_err());
+        assert!(parse_bytes("-1").is_err());
+        assert!(parse_bytes("1T").is_err());
+        assert!(parse_bytes("99999999999999999999G").is_err());
+        assert!(parse_bytes("18446744073709551615G").is_err());
+    }
+
+    #[test]
+    fn exit_codes_follow_sysexits() {
+        assert_eq!(exit::USAGE, 64);
+        assert_eq!(exit::UNAVAILABLE, 69);
+        assert_eq!(exit::SOFTWARE, 70);
+        assert_eq!(exit::CONFIG, 78);
+        assert_eq!(CliError::VdbRemoved.exit_code(), exit::USAGE);
+    }
+}
