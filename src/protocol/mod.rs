@@ -7,3 +7,10 @@
 pub mod brine;
 pub mod frame;
 pub mod message;
+
+pub use brine::Value;
+pub use frame::{Decoder as FrameDecoder, FrameError, Limits};
+pub use message::{Boxed, Handler, IdPack, Message, MessageError, RemoteException};
+
+#[doc(hidden)]
+pub mod fuzz_checks;
