@@ -34,7 +34,7 @@ pub fn field<'a>(entry: &'a Json, key: &str) -> &'a Json {
         .unwrap_or_else(|| panic!("vector lacks {key:?}: {entry}"))
 }
 
-pub fn text<'a>(json: &'a Json) -> &'a str {
+pub fn text(json: &Json) -> &str {
     json.as_str()
         .unwrap_or_else(|| panic!("expected a string: {json}"))
 }
