@@ -35,7 +35,7 @@ report_exit() {
         printf '\n*** %s FAILED after %ds (exit %d)\n' \
             "$current_stage" $((SECONDS - stage_started)) "$status" >&2
     fi
-    printf '\n%s: %s in %ds\n' "$(basename "$0")" \
+    printf '\n%s: %s in %ds\n' "$(basename "$(dirname "$0")")/$(basename "$0")" \
         "$([[ $status -eq 0 ]] && echo passed || echo FAILED)" $((SECONDS - script_started))
 }
 
@@ -44,7 +44,9 @@ loud_warning() {
     {
         printf '\n'
         printf '!%.0s' {1..72}
-        printf '\n!! WARNING: %s\n' "$@"
+        printf '\n!! WARNING: %s\n' "$1"
+        shift
+        [[ $# -eq 0 ]] || printf '!!          %s\n' "$@"
         printf '!%.0s' {1..72}
         printf '\n\n'
     } >&2
