@@ -233,8 +233,7 @@ impl ClassicArgs {
             (None, None) if self.ssl_cafile.is_some() => return Err(CliError::SslCaWithoutKey),
             _ => {}
         }
-        if self.register && self.registry_type == RegistryType::Tcp && self.registry_host.is_none()
-        {
+        if self.register && self.effective_registry_host().is_none() {
             return Err(CliError::TcpRegistryWithoutHost);
         }
         Ok(())
@@ -256,8 +255,9 @@ impl ClassicArgs {
 
     /// The address to bind: `--host`, else the loopback address of the
     /// family chosen, because the classic service is remote code execution.
+    /// An empty `--host` means the default, as it does for rpyc.
     pub fn effective_host(&self) -> &str {
-        match &self.host {
+        match self.host.as_deref().filter(|host| !host.is_empty()) {
             Some(host) => host,
             None if self.ipv6 => "::1",
             None => "127.0.0.1",
@@ -267,7 +267,11 @@ impl ClassicArgs {
     /// The registry host: `--registry-host`, else broadcast for UDP. `None`
     /// only for TCP without a host, which validation refuses with `--register`.
     pub fn effective_registry_host(&self) -> Option<&str> {
-        match (&self.registry_host, self.registry_type) {
+        let given = self
+            .registry_host
+            .as_deref()
+            .filter(|host| !host.is_empty());
+        match (given, self.registry_type) {
             (Some(host), _) => Some(host),
             (None, RegistryType::Udp) => Some(DEFAULT_UDP_REGISTRY_HOST),
             (None, RegistryType::Tcp) => None,
@@ -375,6 +379,16 @@ mod tests {
         assert_eq!(
             parse(&["--host=localhost"]).expect("name").effective_host(),
             "localhost"
+        );
+        assert_eq!(
+            parse(&["--host="]).expect("empty").effective_host(),
+            "127.0.0.1"
+        );
+        assert_eq!(
+            parse(&["--ipv6", "--host", ""])
+                .expect("empty v6")
+                .effective_host(),
+            "::1"
         );
     }
 
@@ -500,6 +514,10 @@ mod tests {
         ));
         assert!(matches!(
             usage_error(&["--register", "--registry-type", "TCP"]),
+            CliError::TcpRegistryWithoutHost
+        ));
+        assert!(matches!(
+            usage_error(&["--register", "--registry-type=TCP", "--registry-host="]),
             CliError::TcpRegistryWithoutHost
         ));
         assert!(matches!(usage_error(&["--vdb"]), CliError::VdbRemoved));

@@ -98,8 +98,9 @@ impl RegistryArgs {
 
     /// The address to bind: `--host`, else every address of the family,
     /// because a registry must hear broadcasts from the whole network.
+    /// An empty `--host` means the default.
     pub fn effective_host(&self) -> &str {
-        match &self.host {
+        match self.host.as_deref().filter(|host| !host.is_empty()) {
             Some(host) => host,
             None if self.ipv6 => "::",
             None => "0.0.0.0",
@@ -167,6 +168,10 @@ mod tests {
         assert_eq!(a.logfile, Some(PathBuf::from("x.log")));
         assert_eq!(a.effective_host(), "127.0.0.1");
         assert!(a.syslog);
+        assert_eq!(
+            parse(&["--host="]).expect("empty").effective_host(),
+            "0.0.0.0"
+        );
         assert_eq!(
             parse(&["--file=y.log"]).expect("file").logfile,
             Some("y.log".into())
