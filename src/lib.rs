@@ -4,4 +4,12 @@
 //! thread or Python; everything that does IO builds on it.
 
 pub mod cli;
+pub mod connection;
+pub mod daemon;
 pub mod protocol;
+pub mod server;
+pub mod service;
+
+/// The rpyc release whose protocol rpycd speaks; reported to clients as
+/// the server's version in exceptions, as rpyc reports its own.
+pub const RPYC_VERSION: &str = "6.0.2";

@@ -1,0 +1,434 @@
+//! One RPyC connection over any byte stream: sequence numbers, replies,
+//! requests sent while the peer's requests keep arriving, and the serve loop.
+//!
+//! Threads share a connection the way rpyc's do: one of them at a time reads
+//! (whoever holds the inbound lock), a reply it reads for another thread is
+//! parked for that thread, and a request it reads it serves itself. So a
+//! thread waiting for its reply serves the peer's nested requests meanwhile,
+//! which is what callbacks need (server → client → server ...).
+//!
+//! The connection knows nothing of Python: requests go to a [`Session`],
+//! which owns the objects behind the references.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+
+use thiserror::Error;
+
+use crate::protocol::brine::{EncodeError, Value};
+use crate::protocol::frame::{self, Decoder, FrameError, Limits};
+use crate::protocol::message::{
+    BadRequest, Boxed, ExceptionInfo, Handler, Message, MessageError, RemoteException,
+};
+
+/// What a request comes back with: a value, or the exception it raised.
+pub type Reply = Result<Boxed, RemoteException>;
+
+/// The per-connection side of a service: answers the peer's requests.
+pub trait Session: Send + Sync {
+    /// Serves one request. May send requests of its own through `conn`
+    /// (which serves nested requests while it waits).
+    fn handle(&self, conn: &Arc<Connection>, handler: Handler, args: Boxed) -> Reply;
+
+    /// The connection is over: drop every object the peer held.
+    fn close(&self);
+}
+
+#[derive(Debug, Error)]
+pub enum ConnError {
+    #[error("connection closed by peer")]
+    Eof,
+    #[error("connection closed")]
+    Closed,
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("bad frame: {0}")]
+    Frame(#[from] FrameError),
+    #[error("bad message: {0}")]
+    Message(#[from] MessageError),
+    #[error("cannot encode message: {0}")]
+    Encode(#[from] EncodeError),
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub limits: Limits,
+    pub brine_depth: usize,
+    /// Compress outgoing payloads over the threshold, as rpyc does.
+    pub compress: bool,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            limits: Limits::default(),
+            brine_depth: crate::protocol::brine::DEFAULT_MAX_DEPTH,
+            compress: true,
+        }
+    }
+}
+
+struct Inbound {
+    reader: Box<dyn Read + Send>,
+    decoder: Decoder,
+}
+
+struct Outbound {
+    writer: Box<dyn Write + Send>,
+}
+
+/// Replies parked for the threads that wait for them.
+#[derive(Default)]
+struct Waiting {
+    replies: HashMap<i64, Option<Reply>>,
+    /// Why the connection ended, once it has; every waiter then gives up.
+    ended: Option<String>,
+}
+
+/// Closes the underlying transport, so a thread blocked reading wakes up.
+pub type Shutdown = Box<dyn Fn() + Send + Sync>;
+
+pub struct Connection {
+    config: Config,
+    inbound: Mutex<Inbound>,
+    outbound: Mutex<Outbound>,
+    /// Payloads whose senders found the writer busy and could not wait
+    /// (reference drops from a finalizer); whoever writes next sends them.
+    send_queue: Mutex<Vec<Vec<u8>>>,
+    waiting: Mutex<Waiting>,
+    /// Signalled when a reply is parked, when the reader lets go of the
+    /// inbound side, and when the connection ends.
+    changed: Condvar,
+    next_seq: AtomicI64,
+    closed: AtomicBool,
+    shutdown: Shutdown,
+    session: Mutex<Option<Arc<dyn Session>>>,
+}
+
+impl Connection {
+    pub fn new(
+        reader: Box<dyn Read + Send>,
+        writer: Box<dyn Write + Send>,
+        shutdown: Shutdown,
+        config: Config,
+    ) -> Arc<Connection> {
+        Arc::new(Connection {
+            inbound: Mutex::new(Inbound {
+                reader,
+                decoder: Decoder::new(config.limits),
+            }),
+            outbound: Mutex::new(Outbound { writer }),
+            config,
+            send_queue: Mutex::new(Vec::new()),
+            waiting: Mutex::new(Waiting::default()),
+            changed: Condvar::new(),
+            next_seq: AtomicI64::new(0),
+            closed: AtomicBool::new(false),
+            shutdown,
+            session: Mutex::new(None),
+        })
+    }
+
+    /// Installs the session that answers the peer's requests.
+    pub fn set_session(&self, session: Arc<dyn Session>) {
+        *lock(&self.session) = Some(session);
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Serves the peer until it closes the connection (`Ok`) or the stream
+    /// fails; either way the session's objects are released on return.
+    pub fn serve_all(self: &Arc<Self>) -> Result<(), ConnError> {
+        let result = loop {
+            match self.serve_next() {
+                Ok(()) => continue,
+                Err(ConnError::Eof | ConnError::Closed) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        self.close();
+        result
+    }
+
+    /// Reads and handles one message.
+    fn serve_next(self: &Arc<Self>) -> Result<(), ConnError> {
+        let message = {
+            let mut inbound = lock(&self.inbound);
+            let message = self.read_message(&mut inbound);
+            drop(inbound);
+            self.notify();
+            message
+        };
+        self.dispatch(message)
+    }
+
+    /// Sends a request and waits for its reply, serving whatever the peer
+    /// sends in the meantime.
+    pub fn sync_request(
+        self: &Arc<Self>,
+        handler: Handler,
+        args: Boxed,
+    ) -> Result<Reply, ConnError> {
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        lock(&self.waiting).replies.insert(seq, None);
+        let sent = self.send(&Message::Request { seq, handler, args });
+        if let Err(error) = sent {
+            lock(&self.waiting).replies.remove(&seq);
+            return Err(error);
+        }
+        loop {
+            let mut waiting = lock(&self.waiting);
+            if let Some(Some(_)) = waiting.replies.get(&seq) {
+                if let Some(Some(reply)) = waiting.replies.remove(&seq) {
+                    return Ok(reply);
+                }
+            }
+            if waiting.ended.is_some() {
+                waiting.replies.remove(&seq);
+                return Err(ConnError::Closed);
+            }
+            // Taking the inbound side while holding `waiting` cannot miss a
+            // wake-up: the reader must take `waiting` to announce it let go.
+            match self.inbound.try_lock() {
+                Ok(mut inbound) => {
+                    drop(waiting);
+                    let message = self.read_message(&mut inbound);
+                    drop(inbound);
+                    self.notify();
+                    match message {
+                        Ok(message) => self.dispatch(Ok(message))?,
+                        Err(error) => {
+                            self.end(&error.to_string());
+                            return Err(error);
+                        }
+                    }
+                }
+                Err(TryLockError::WouldBlock) => {
+                    drop(self.changed.wait(waiting));
+                }
+                Err(TryLockError::Poisoned(_)) => return Err(ConnError::Closed),
+            }
+        }
+    }
+
+    /// Sends a request whose reply nobody waits for (rpyc's DEL from a
+    /// finalizer). Never blocks on a busy writer: it queues instead.
+    pub fn async_request(&self, handler: Handler, args: Boxed) -> Result<(), ConnError> {
+        if self.is_closed() {
+            return Err(ConnError::Closed);
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let payload = Message::Request { seq, handler, args }.encode()?;
+        lock(&self.send_queue).push(payload);
+        match self.outbound.try_lock() {
+            Ok(mut outbound) => self.flush_queue(&mut outbound),
+            Err(_) => Ok(()),
+        }
+    }
+
+    fn read_message(&self, inbound: &mut Inbound) -> Result<Message, ConnError> {
+        if self.is_closed() {
+            return Err(ConnError::Closed);
+        }
+        loop {
+            if let Some(payload) = inbound.decoder.next_frame()? {
+                return match Message::decode_with_depth(&payload, self.config.brine_depth) {
+                    Ok(message) => Ok(message),
+                    Err(MessageError::BadRequest { seq, reason }) => {
+                        // rpyc answers these with an exception and carries on
+                        self.send(&Message::Exception {
+                            seq,
+                            exception: bad_request_exception(&reason),
+                        })?;
+                        continue;
+                    }
+                    Err(error) => Err(error.into()),
+                };
+            }
+            let Inbound { reader, decoder } = inbound;
+            let want = decoder.wanted().clamp(16 * 1024, 1 << 20);
+            let got = decoder.feed_with(want, |buf| loop {
+                match reader.read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            });
+            match got {
+                Ok(0) if self.is_closed() => return Err(ConnError::Closed),
+                Ok(0) => return Err(ConnError::Eof),
+                Ok(_) => {}
+                Err(_) if self.is_closed() => return Err(ConnError::Closed),
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, message: Result<Message, ConnError>) -> Result<(), ConnError> {
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                self.end(&error.to_string());
+                return Err(error);
+            }
+        };
+        match message {
+            Message::Request {
+                handler: Handler::Close,
+                ..
+            } => {
+                // rpyc 6.0.2 closes without replying: the peer sees EOF
+                self.close();
+                Err(ConnError::Closed)
+            }
+            Message::Request { seq, handler, args } => {
+                let session = lock(&self.session).clone();
+                let reply = match session {
+                    Some(session) => session.handle(self, handler, args),
+                    None => Err(RemoteException::Raised(ExceptionInfo::builtin(
+                        "RuntimeError",
+                        "no service on this connection",
+                    ))),
+                };
+                let message = match reply {
+                    Ok(value) => Message::Reply { seq, value },
+                    Err(exception) => Message::Exception { seq, exception },
+                };
+                self.send(&message)
+            }
+            Message::Reply { seq, value } => {
+                self.park(seq, Ok(value));
+                Ok(())
+            }
+            Message::Exception { seq, exception } => {
+                self.park(seq, Err(exception));
+                Ok(())
+            }
+        }
+    }
+
+    fn park(&self, seq: i64, reply: Reply) {
+        let mut waiting = lock(&self.waiting);
+        // a reply nobody waits for (an async request's) is dropped
+        if let Some(slot) = waiting.replies.get_mut(&seq) {
+            *slot = Some(reply);
+        }
+        drop(waiting);
+        self.changed.notify_all();
+    }
+
+    fn notify(&self) {
+        drop(lock(&self.waiting));
+        self.changed.notify_all();
+    }
+
+    /// Encodes, frames and writes one message.
+    pub fn send(&self, message: &Message) -> Result<(), ConnError> {
+        if self.is_closed() {
+            return Err(ConnError::Closed);
+        }
+        let payload = match message.encode() {
+            Ok(payload) => payload,
+            Err(error) => {
+                // a reply too big or deep for brine still owes the peer an answer
+                let Message::Reply { seq, .. } = message else {
+                    return Err(error.into());
+                };
+                Message::Exception {
+                    seq: *seq,
+                    exception: RemoteException::Raised(ExceptionInfo::builtin(
+                        "ValueError",
+                        &format!("cannot send the reply: {error}"),
+                    )),
+                }
+                .encode()?
+            }
+        };
+        let mut frame_bytes = Vec::new();
+        frame::encode_into(&payload, self.config.compress, &mut frame_bytes)?;
+        drop(payload);
+        let mut outbound = lock(&self.outbound);
+        let written = outbound
+            .writer
+            .write_all(&frame_bytes)
+            .and_then(|()| outbound.writer.flush());
+        if let Err(error) = written {
+            drop(outbound);
+            self.end(&error.to_string());
+            return Err(error.into());
+        }
+        self.flush_queue(&mut outbound)
+    }
+
+    fn flush_queue(&self, outbound: &mut Outbound) -> Result<(), ConnError> {
+        loop {
+            let queued = std::mem::take(&mut *lock(&self.send_queue));
+            if queued.is_empty() {
+                return Ok(());
+            }
+            for payload in queued {
+                let mut frame_bytes = Vec::new();
+                frame::encode_into(&payload, self.config.compress, &mut frame_bytes)?;
+                outbound.writer.write_all(&frame_bytes)?;
+            }
+            outbound.writer.flush()?;
+        }
+    }
+
+    /// Ends the connection: wakes every waiter and every blocked reader, and
+    /// releases the session's objects.
+    pub fn close(&self) {
+        self.end("connection closed");
+    }
+
+    fn end(&self, reason: &str) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        (self.shutdown)();
+        {
+            let mut waiting = lock(&self.waiting);
+            waiting.ended.get_or_insert_with(|| reason.to_owned());
+        }
+        self.changed.notify_all();
+        let session = lock(&self.session).take();
+        if let Some(session) = session {
+            session.close();
+        }
+    }
+}
+
+impl ExceptionInfo {
+    /// An exception of a builtin class, raised by rpycd itself.
+    pub fn builtin(name: &str, message: &str) -> ExceptionInfo {
+        ExceptionInfo {
+            module: "builtins".into(),
+            name: name.into(),
+            args: vec![Value::str(message)],
+            attrs: vec![("_remote_version".into(), Value::str(crate::RPYC_VERSION))],
+            traceback: format!("{name}: {message}\n"),
+        }
+    }
+}
+
+fn bad_request_exception(reason: &BadRequest) -> RemoteException {
+    RemoteException::Raised(match reason {
+        // rpyc looks the handler up in a dict: an unknown one is a KeyError
+        BadRequest::UnknownHandler(code) => ExceptionInfo {
+            args: vec![Value::Int(*code)],
+            ..ExceptionInfo::builtin("KeyError", &code.to_string())
+        },
+        BadRequest::Malformed(what) => ExceptionInfo::builtin("ValueError", what),
+    })
+}
+
+/// Locks a mutex, recovering it if a panicking thread poisoned it: the
+/// state behind these locks stays consistent between statements.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}

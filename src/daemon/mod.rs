@@ -1,0 +1,4 @@
+//! What makes a server a system daemon: logging (and, as issues land,
+//! sd-notify and signals).
+
+pub mod log;

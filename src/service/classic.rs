@@ -1,0 +1,449 @@
+//! The classic service (rpyc 6.0.2 `SlaveService` with its `allow_all`
+//! configuration) on an embedded CPython.
+//!
+//! One [`ClassicService`] per process initialises Python and loads the
+//! object-space module (`classic.py`); each connection gets a
+//! [`ClassicSession`] with its own root, namespace and object table.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use pyo3::exceptions::{PyKeyError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyModule, PyTuple};
+use thiserror::Error;
+
+use super::convert::{to_python, to_value};
+use super::link::Link;
+use crate::connection::{Connection, Reply, Session};
+use crate::protocol::message::{Boxed, ExceptionInfo, Handler, IdPack, RemoteException};
+
+const OBJECT_SPACE_SOURCE: &str = include_str!("classic.py");
+const OBJECT_SPACE_MODULE: &str = "rpycd_classic";
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error("cannot start the embedded Python: {0}")]
+    Python(String),
+}
+
+/// The process-wide part: Python, initialised once, and the object space.
+#[derive(Clone)]
+pub struct ClassicService {
+    space: Arc<Py<PyModule>>,
+}
+
+impl ClassicService {
+    pub fn new() -> Result<ClassicService, ServiceError> {
+        Python::initialize();
+        Python::attach(|py| {
+            let sys = py.import("sys")?;
+            if !sys.hasattr("argv")? || sys.getattr("argv")?.len()? == 0 {
+                sys.setattr("argv", vec!["rpyc-classic"])?;
+            }
+            let source = CString::new(OBJECT_SPACE_SOURCE)
+                .map_err(|e| PyTypeError::new_err(e.to_string()))?;
+            let file = CString::new("rpycd/classic.py")
+                .map_err(|e| PyTypeError::new_err(e.to_string()))?;
+            let name = CString::new(OBJECT_SPACE_MODULE)
+                .map_err(|e| PyTypeError::new_err(e.to_string()))?;
+            let module = PyModule::from_code(py, &source, &file, &name)?;
+            sys.getattr("modules")?
+                .set_item(OBJECT_SPACE_MODULE, &module)?;
+            Ok(ClassicService {
+                space: Arc::new(module.unbind()),
+            })
+        })
+        .map_err(|e: PyErr| ServiceError::Python(e.to_string()))
+    }
+
+    /// A session for a new connection: its own root and namespace.
+    pub fn open(&self, conn: &Arc<Connection>) -> PyResult<Arc<ClassicSession>> {
+        Python::attach(|py| {
+            let session = Arc::new(ClassicSession {
+                space: self.space.clone(),
+                conn: Arc::downgrade(conn),
+                state: Mutex::new(None),
+            });
+            let space = self.space.bind(py);
+            let link = Bound::new(py, Link::new(session.clone()))?;
+            let remote = space.getattr("Remote")?.call1((link,))?;
+            let root = space.getattr("SlaveService")?.call1((&remote,))?;
+            let netref_base = space.getattr("BaseNetref")?;
+            *session.lock_state() = Some(State {
+                root: root.unbind(),
+                remote: remote.unbind(),
+                netref_base: netref_base.unbind(),
+                objects: HashMap::new(),
+            });
+            Ok(session)
+        })
+    }
+}
+
+/// One connection's objects: what the client holds references to.
+pub struct ClassicSession {
+    space: Arc<Py<PyModule>>,
+    conn: Weak<Connection>,
+    /// `None` once the connection is over.
+    state: Mutex<Option<State>>,
+}
+
+struct State {
+    root: Py<PyAny>,
+    /// The client's side as server code sees it (`getconn()`).
+    remote: Py<PyAny>,
+    netref_base: Py<PyAny>,
+    /// rpyc's `_local_objects`: each object the client holds, with how many
+    /// times we sent it (the client's DEL gives the count back).
+    objects: HashMap<IdPack, (Py<PyAny>, u64)>,
+}
+
+impl ClassicSession {
+    fn lock_state(&self) -> MutexGuard<'_, Option<State>> {
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn connection(&self) -> Option<Arc<Connection>> {
+        self.conn.upgrade()
+    }
+
+    /// How many objects the client holds references to.
+    pub fn object_count(&self) -> usize {
+        self.lock_state()
+            .as_ref()
+            .map_or(0, |state| state.objects.len())
+    }
+
+    fn closed_error() -> PyErr {
+        pyo3::exceptions::PyEOFError::new_err("connection closed")
+    }
+
+    /// Packs `obj` for the client: by value when brine can carry it, else by
+    /// reference, counting the reference in the object table.
+    pub fn box_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<Boxed> {
+        if let Some(value) = to_value(obj)? {
+            return Ok(Boxed::Value(value));
+        }
+        let py = obj.py();
+        if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
+            return tuple
+                .iter()
+                .map(|item| self.box_object(&item))
+                .collect::<PyResult<_>>()
+                .map(Boxed::Tuple);
+        }
+        let (netref_base, remote) = {
+            let state = self.lock_state();
+            let state = state.as_ref().ok_or_else(Self::closed_error)?;
+            (state.netref_base.clone_ref(py), state.remote.clone_ref(py))
+        };
+        if obj.is_instance(netref_base.bind(py))? {
+            // a LOCAL_ATTRS name: the proxy answers it without a request
+            let owner = obj.getattr("____conn__")?;
+            if owner.is(remote.bind(py)) {
+                let pack = obj.getattr("____id_pack__")?;
+                return Ok(Boxed::LocalRef(id_pack_from(&pack)?));
+            }
+        }
+        let pack = id_pack_from(&self.space.bind(py).getattr("id_pack")?.call1((obj,))?)?;
+        let mut state = self.lock_state();
+        let state = state.as_mut().ok_or_else(Self::closed_error)?;
+        state
+            .objects
+            .entry(pack.clone())
+            .and_modify(|(_, count)| *count += 1)
+            .or_insert_with(|| (obj.clone().unbind(), 1));
+        Ok(Boxed::RemoteRef(pack))
+    }
+
+    /// The Python object a boxed value names.
+    pub fn unbox<'py>(&self, py: Python<'py>, boxed: &Boxed) -> PyResult<Bound<'py, PyAny>> {
+        match boxed {
+            Boxed::Value(value) => to_python(py, value),
+            Boxed::Tuple(items) => {
+                let objects = items
+                    .iter()
+                    .map(|item| self.unbox(py, item))
+                    .collect::<PyResult<Vec<_>>>()?;
+                Ok(PyTuple::new(py, objects)?.into_any())
+            }
+            Boxed::LocalRef(pack) => {
+                let state = self.lock_state();
+                let state = state.as_ref().ok_or_else(Self::closed_error)?;
+                match state.objects.get(pack) {
+                    Some((obj, _)) => Ok(obj.clone_ref(py).into_bound(py)),
+                    None => Err(PyKeyError::new_err(id_pack_to_python(py, pack)?.unbind())),
+                }
+            }
+            Boxed::RemoteRef(pack) => {
+                let remote = self.remote(py)?;
+                remote.call_method1("proxy", (id_pack_to_python(py, pack)?,))
+            }
+        }
+    }
+
+    fn remote<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.lock_state();
+        let state = state.as_ref().ok_or_else(Self::closed_error)?;
+        Ok(state.remote.clone_ref(py).into_bound(py))
+    }
+
+    /// The client gave back `count` references to one of our objects.
+    fn release(&self, pack: &IdPack, count: u64) {
+        let freed = {
+            let mut state = self.lock_state();
+            let Some(state) = state.as_mut() else { return };
+            match state.objects.get_mut(pack) {
+                Some((_, held)) if *held > count => {
+                    *held -= count;
+                    None
+                }
+                Some(_) => state.objects.remove(pack),
+                None => None,
+            }
+        };
+        // dropped outside the lock: a finalizer may run and box things
+        if let Some((obj, _)) = freed {
+            Python::attach(|_| drop(obj));
+        }
+    }
+
+    /// An exception as vinegar packs it.
+    pub fn dump_exception(&self, py: Python<'_>, error: &PyErr) -> RemoteException {
+        let dumped = self
+            .space
+            .bind(py)
+            .getattr("dump_exception")
+            .and_then(|dump| dump.call1((error.value(py),)))
+            .and_then(|dumped| to_value(&dumped));
+        match dumped {
+            Ok(Some(value)) => RemoteException::from_value(value).unwrap_or_else(|reason| {
+                RemoteException::Raised(ExceptionInfo::builtin("RuntimeError", reason))
+            }),
+            _ => RemoteException::Raised(ExceptionInfo::builtin(
+                "RuntimeError",
+                &format!("unreportable exception: {error}"),
+            )),
+        }
+    }
+
+    /// The Python exception for one the client sent back.
+    pub fn load_exception(&self, py: Python<'_>, exception: &RemoteException) -> PyErr {
+        let loaded = to_python(py, &exception.to_value()).and_then(|dumped| {
+            self.space
+                .bind(py)
+                .getattr("load_exception")?
+                .call1((dumped,))
+        });
+        match loaded {
+            Ok(exc) => PyErr::from_value(exc),
+            Err(error) => error,
+        }
+    }
+
+    fn dispatch<'py>(
+        &self,
+        py: Python<'py>,
+        handler: Handler,
+        args: &Bound<'py, PyTuple>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let space = self.space.bind(py);
+        let arg = |index: usize| -> PyResult<Bound<'py, PyAny>> {
+            args.get_item(index).map_err(|_| {
+                PyTypeError::new_err(format!(
+                    "handler {handler:?} takes at least {} arguments, got {}",
+                    index + 1,
+                    args.len()
+                ))
+            })
+        };
+        let glue = |name: &str| -> PyResult<Bound<'py, PyAny>> {
+            space.getattr(name)?.call1(args.clone())
+        };
+        match handler {
+            Handler::Ping => arg(0),
+            Handler::GetRoot => {
+                let state = self.lock_state();
+                let state = state.as_ref().ok_or_else(Self::closed_error)?;
+                Ok(state.root.clone_ref(py).into_bound(py))
+            }
+            Handler::GetAttr => access_attr(&arg(0)?, &arg(1)?, "_rpyc_getattr", None),
+            Handler::DelAttr => access_attr(&arg(0)?, &arg(1)?, "_rpyc_delattr", None),
+            Handler::SetAttr => access_attr(&arg(0)?, &arg(1)?, "_rpyc_setattr", Some(arg(2)?)),
+            Handler::Call => call(&arg(0)?, &arg(1)?, args.get_item(2).ok()),
+            Handler::CallAttr => {
+                let method = access_attr(&arg(0)?, &arg(1)?, "_rpyc_getattr", None)?;
+                call(&method, &arg(2)?, args.get_item(3).ok())
+            }
+            Handler::Repr => Ok(arg(0)?.repr()?.into_any()),
+            Handler::Str => Ok(arg(0)?.str()?.into_any()),
+            Handler::Hash => Ok(arg(0)?.hash()?.into_pyobject(py)?.into_any()),
+            Handler::Dir => Ok(PyTuple::new(py, arg(0)?.dir()?)?.into_any()),
+            Handler::Cmp => glue("handle_cmp"),
+            Handler::Pickle => glue("handle_pickle"),
+            Handler::Inspect => {
+                let pack = id_pack_from(&arg(0)?)?;
+                let obj = self.unbox(py, &Boxed::LocalRef(pack))?;
+                space.getattr("handle_inspect")?.call1((obj,))
+            }
+            Handler::BuffIter => glue("handle_buffiter"),
+            Handler::OldSlicing => glue("handle_oldslicing"),
+            Handler::CtxExit => glue("handle_ctxexit"),
+            Handler::InstanceCheck => {
+                let remote = self.remote(py)?;
+                space
+                    .getattr("handle_instancecheck")?
+                    .call1((remote, arg(0)?, arg(1)?))
+            }
+            // DEL is answered before unboxing, CLOSE by the connection
+            Handler::Del | Handler::Close => Ok(py.None().into_bound(py)),
+        }
+    }
+
+    /// DEL's arguments are `(obj, count)`; `obj` is ours, named by id pack.
+    fn handle_del(&self, args: &Boxed) -> Reply {
+        let (target, count) = match args {
+            Boxed::Tuple(items) => match items.as_slice() {
+                [target] => (target, 1),
+                [target, Boxed::Value(count)] => (target, count.as_u64().unwrap_or(1)),
+                _ => return Err(bad_args("DEL takes (obj, count)")),
+            },
+            _ => return Err(bad_args("DEL takes (obj, count)")),
+        };
+        match target {
+            Boxed::LocalRef(pack) => {
+                self.release(pack, count);
+                Ok(Boxed::Value(crate::protocol::brine::Value::None))
+            }
+            _ => Err(bad_args("DEL names an object that is not ours")),
+        }
+    }
+}
+
+fn bad_args(message: &str) -> RemoteException {
+    RemoteException::Raised(ExceptionInfo::builtin("TypeError", message))
+}
+
+impl Session for ClassicSession {
+    fn handle(&self, _conn: &Arc<Connection>, handler: Handler, args: Boxed) -> Reply {
+        if handler == Handler::Del {
+            return self.handle_del(&args);
+        }
+        Python::attach(|py| {
+            let outcome = self
+                .unbox(py, &args)
+                .and_then(|args| {
+                    let args = args
+                        .cast_into::<PyTuple>()
+                        .map_err(|_| PyTypeError::new_err("request arguments are not a tuple"))?;
+                    self.dispatch(py, handler, &args)
+                })
+                .and_then(|result| self.box_object(&result));
+            outcome.map_err(|error| self.dump_exception(py, &error))
+        })
+    }
+
+    fn close(&self) {
+        let state = self.lock_state().take();
+        if let Some(state) = state {
+            Python::attach(|py| {
+                if let Ok(remote) = state.remote.bind(py).getattr("forget") {
+                    let _ = remote.call0();
+                }
+                drop(state);
+            });
+        }
+    }
+}
+
+/// rpyc's `_access_attr` under the classic configuration (`allow_all_attrs`):
+/// the type's `_rpyc_getattr`-style override if it has one, else the plain
+/// builtin.
+fn access_attr<'py>(
+    obj: &Bound<'py, PyAny>,
+    name: &Bound<'py, PyAny>,
+    overrider: &str,
+    value: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let name = if let Ok(bytes) = name.cast::<pyo3::types::PyBytes>() {
+        pyo3::types::PyString::new(py, &String::from_utf8_lossy(bytes.as_bytes())).into_any()
+    } else if name.is_exact_instance_of::<pyo3::types::PyString>() {
+        name.clone()
+    } else {
+        return Err(PyTypeError::new_err("name must be a string"));
+    };
+    let name_str = name.extract::<String>()?;
+    if let Ok(accessor) = obj.get_type().getattr(overrider) {
+        if !accessor.is_none() {
+            return match value {
+                Some(value) => accessor.call1((obj, name, value)),
+                None => accessor.call1((obj, name)),
+            };
+        }
+    }
+    match (overrider, value) {
+        ("_rpyc_setattr", Some(value)) => {
+            obj.setattr(name_str.as_str(), value)?;
+            Ok(py.None().into_bound(py))
+        }
+        ("_rpyc_delattr", _) => {
+            obj.delattr(name_str.as_str())?;
+            Ok(py.None().into_bound(py))
+        }
+        _ => obj.getattr(name_str.as_str()),
+    }
+}
+
+/// `obj(*args, **dict(kwargs))`.
+fn call<'py>(
+    obj: &Bound<'py, PyAny>,
+    args: &Bound<'py, PyAny>,
+    kwargs: Option<Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = obj.py();
+    let args = py
+        .get_type::<PyTuple>()
+        .call1((args,))?
+        .cast_into::<PyTuple>()?;
+    let kwargs = match kwargs {
+        Some(pairs) => Some(
+            py.get_type::<PyDict>()
+                .call1((pairs,))?
+                .cast_into::<PyDict>()?,
+        ),
+        None => None,
+    };
+    obj.call(args, kwargs.as_ref())
+}
+
+pub(super) fn id_pack_from(pack: &Bound<'_, PyAny>) -> PyResult<IdPack> {
+    let bad = || PyTypeError::new_err("an id pack is (name, type id, object id)");
+    let tuple = pack.cast::<PyTuple>().map_err(|_| bad())?;
+    if tuple.len() != 3 {
+        return Err(bad());
+    }
+    Ok(IdPack {
+        name: tuple.get_item(0)?.str()?.extract()?,
+        type_id: tuple.get_item(1)?.extract().map_err(|_| bad())?,
+        obj_id: tuple.get_item(2)?.extract().map_err(|_| bad())?,
+    })
+}
+
+pub(super) fn id_pack_to_python<'py>(
+    py: Python<'py>,
+    pack: &IdPack,
+) -> PyResult<Bound<'py, PyTuple>> {
+    PyTuple::new(
+        py,
+        [
+            pack.name.as_str().into_pyobject(py)?.into_any(),
+            pack.type_id.into_pyobject(py)?.into_any(),
+            pack.obj_id.into_pyobject(py)?.into_any(),
+        ],
+    )
+}
