@@ -9,8 +9,13 @@ use rpycd::cli::registry::RegistryArgs;
 const NAME: &str = "rpyc-registry";
 
 fn main() -> ExitCode {
-    if let Err(err) = RegistryArgs::parse_from(std::env::args_os()) {
-        return err.report(NAME);
+    let args = match RegistryArgs::parse_from(std::env::args_os()) {
+        Ok(args) => args,
+        Err(err) => return err.report(NAME),
+    };
+    if args.check_config {
+        println!("configuration ok");
+        return ExitCode::SUCCESS;
     }
     eprintln!("{NAME}: serving is not implemented yet (see issue 6)");
     ExitCode::from(exit::UNAVAILABLE)

@@ -197,6 +197,10 @@ pub struct ClassicArgs {
           default_value = "1G", env = "RPYC_CLASSIC_MAX_MESSAGE_SIZE")]
     pub max_message_size: u64,
 
+    /// Check the switches (as `nginx -t` or `sshd -t` do), print "configuration ok" and exit
+    #[arg(long)]
+    pub check_config: bool,
+
     // Recognised only to be refused: see `CliError::VdbRemoved`.
     #[arg(long, hide = true, value_parser = BoolishValueParser::new(), env = "RPYC_CLASSIC_VDB")]
     pub vdb: bool,

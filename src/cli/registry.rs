@@ -83,6 +83,10 @@ pub struct RegistryArgs {
     /// Log to syslog (facility daemon) instead of stderr
     #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_REGISTRY_SYSLOG")]
     pub syslog: bool,
+
+    /// Check the switches (as `nginx -t` or `sshd -t` do), print "configuration ok" and exit
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 impl RegistryArgs {

@@ -28,6 +28,7 @@ impl fmt::Display for Level {
 pub struct Logger {
     name: Arc<str>,
     min_level: Level,
+    silent: bool,
 }
 
 impl Logger {
@@ -36,11 +37,29 @@ impl Logger {
         Logger {
             name: name.into(),
             min_level: if quiet { Level::Error } else { Level::Info },
+            silent: false,
+        }
+    }
+
+    /// Logs nothing: for stdio mode, where stderr may be the client's socket.
+    pub fn silent() -> Logger {
+        Logger {
+            name: "".into(),
+            min_level: Level::Error,
+            silent: true,
+        }
+    }
+
+    /// The same destination under another name (once the port is known).
+    pub fn renamed(&self, name: impl Into<Arc<str>>) -> Logger {
+        Logger {
+            name: name.into(),
+            ..self.clone()
         }
     }
 
     pub fn log(&self, level: Level, message: fmt::Arguments<'_>) {
-        if level < self.min_level {
+        if self.silent || level < self.min_level {
             return;
         }
         let line = format!("{level}:{}:{message}\n", self.name);

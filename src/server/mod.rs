@@ -1,5 +1,9 @@
 //! Where connections come from and how they are served. For now: a TCP
-//! listener and a thread per connection (the seed's threaded server).
+//! listener with a thread per connection (the seed's threaded server) or a
+//! single connection (oneshot), and stdin/stdout.
+
+pub mod classic;
+pub mod stdio;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -33,6 +37,16 @@ impl Server {
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// Accepts one connection and serves it in this thread.
+    pub fn serve_one(&self) -> io::Result<()> {
+        let (stream, peer) = self.listener.accept()?;
+        self.log
+            .info(format_args!("accepted {}:{}", peer.ip(), peer.port()));
+        serve_tcp(stream, peer, &self.service, self.config.clone(), &self.log);
+        self.log.info(format_args!("listener closed"));
+        Ok(())
     }
 
     /// Accepts forever, one thread per connection.

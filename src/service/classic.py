@@ -174,13 +174,16 @@ def _dumpable(value):
     return False
 
 
-def dump_exception(exc):
+def dump_exception(exc, tb=None):
     """An exception as rpyc sends it: 1 for StopIteration, else
-    ``((module, name), args, attrs, traceback text)``."""
+    ``((module, name), args, attrs, traceback text)``. The traceback comes
+    separately because an exception caught in Rust may not carry it yet."""
     typ = type(exc)
     if typ is StopIteration:
         return EXC_STOP_ITERATION
-    tbtext = "".join(traceback.format_exception(typ, exc, exc.__traceback__))
+    if tb is None:
+        tb = exc.__traceback__
+    tbtext = "".join(traceback.format_exception(typ, exc, tb))
     args = []
     attrs = []
     for name in dir(exc):

@@ -218,7 +218,7 @@ impl ClassicSession {
             .space
             .bind(py)
             .getattr("dump_exception")
-            .and_then(|dump| dump.call1((error.value(py),)))
+            .and_then(|dump| dump.call1((error.value(py), error.traceback(py))))
             .and_then(|dumped| to_value(&dumped));
         match dumped {
             Ok(Some(value)) => RemoteException::from_value(value).unwrap_or_else(|reason| {

@@ -1,0 +1,58 @@
+//! The connection over stdin/stdout (inetd, systemd `Accept=yes` with
+//! `StandardInput=socket`, `rpyc.classic.connect_subproc`).
+//!
+//! The protocol gets private duplicates of fds 0 and 1, and fds 0 and 1
+//! themselves are pointed at /dev/null: a `print()` in client code, or a
+//! stray write from a C extension, must never reach the client's stream.
+//! fd 2 gets the same treatment when it is a socket, since inetd passes the
+//! client's socket as 0, 1 and 2.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::sys::stat::{fstat, SFlag};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout};
+
+pub struct Stdio {
+    pub reader: File,
+    pub writer: File,
+    /// Another handle on the input, to shut a socket down and wake a reader.
+    pub closer: OwnedFd,
+}
+
+fn is_socket(fd: std::os::fd::BorrowedFd<'_>) -> bool {
+    fstat(fd)
+        .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK)
+}
+
+/// Whether fd 2 may be the client's stream, so that nothing may be logged there.
+pub fn stderr_is_unsafe() -> bool {
+    is_socket(io::stderr().as_fd())
+}
+
+/// Takes fds 0 and 1 for the protocol (see the module comment).
+pub fn take() -> io::Result<Stdio> {
+    let input = io::stdin().as_fd().try_clone_to_owned()?;
+    let output = io::stdout().as_fd().try_clone_to_owned()?;
+    let closer = input.try_clone()?;
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    dup2_stdin(&null)?;
+    dup2_stdout(&null)?;
+    if stderr_is_unsafe() {
+        dup2_stderr(&null)?;
+    }
+    Ok(Stdio {
+        reader: File::from(input),
+        writer: File::from(output),
+        closer,
+    })
+}
+
+/// Shuts a socket down so a reader blocked on it wakes; a no-op for pipes.
+pub fn shutdown(fd: &OwnedFd) {
+    let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+}
