@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::ffi::CString;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
@@ -26,6 +27,20 @@ const OBJECT_SPACE_MODULE: &str = "rpycd_classic";
 pub enum ServiceError {
     #[error("cannot start the embedded Python: {0}")]
     Python(String),
+}
+
+/// Open sessions and the objects their clients hold, across the process:
+/// what `rpycd_classic.stats()` reports, so a leak is visible from outside.
+static OPEN_SESSIONS: AtomicUsize = AtomicUsize::new(0);
+static HELD_OBJECTS: AtomicUsize = AtomicUsize::new(0);
+
+/// `(open sessions, objects held by clients)` in this process.
+#[pyfunction]
+fn stats() -> (usize, usize) {
+    (
+        OPEN_SESSIONS.load(Ordering::Relaxed),
+        HELD_OBJECTS.load(Ordering::Relaxed),
+    )
 }
 
 /// The process-wide part: Python, initialised once, and the object space.
@@ -49,6 +64,7 @@ impl ClassicService {
             let name = CString::new(OBJECT_SPACE_MODULE)
                 .map_err(|e| PyTypeError::new_err(e.to_string()))?;
             let module = PyModule::from_code(py, &source, &file, &name)?;
+            module.add_function(wrap_pyfunction!(stats, &module)?)?;
             sys.getattr("modules")?
                 .set_item(OBJECT_SPACE_MODULE, &module)?;
             Ok(ClassicService {
@@ -77,6 +93,7 @@ impl ClassicService {
                 netref_base: netref_base.unbind(),
                 objects: HashMap::new(),
             });
+            OPEN_SESSIONS.fetch_add(1, Ordering::Relaxed);
             Ok(session)
         })
     }
@@ -156,7 +173,10 @@ impl ClassicSession {
             .objects
             .entry(pack.clone())
             .and_modify(|(_, count)| *count += 1)
-            .or_insert_with(|| (obj.clone().unbind(), 1));
+            .or_insert_with(|| {
+                HELD_OBJECTS.fetch_add(1, Ordering::Relaxed);
+                (obj.clone().unbind(), 1)
+            });
         Ok(Boxed::RemoteRef(pack))
     }
 
@@ -202,7 +222,10 @@ impl ClassicSession {
                     *held -= count;
                     None
                 }
-                Some(_) => state.objects.remove(pack),
+                Some(_) => {
+                    HELD_OBJECTS.fetch_sub(1, Ordering::Relaxed);
+                    state.objects.remove(pack)
+                }
                 None => None,
             }
         };
@@ -350,6 +373,8 @@ impl Session for ClassicSession {
     fn close(&self) {
         let state = self.lock_state().take();
         if let Some(state) = state {
+            OPEN_SESSIONS.fetch_sub(1, Ordering::Relaxed);
+            HELD_OBJECTS.fetch_sub(state.objects.len(), Ordering::Relaxed);
             Python::attach(|py| {
                 if let Ok(remote) = state.remote.bind(py).getattr("forget") {
                     let _ = remote.call0();
