@@ -1,9 +1,26 @@
-//! Log lines in the seed's shape: `INFO:SLAVE/18812:accepted 127.0.0.1:34044`.
+//! Log lines in the seed's shape: `INFO:SLAVE/18812:accepted 127.0.0.1:34044`,
+//! written to stderr, a logfile or syslog, chosen once at start-up.
+//!
+//! A [`Logger`] is a name plus a shared destination; clones go into every
+//! connection thread. Each line reaches its destination in one write under a
+//! lock, so lines of concurrent threads never interleave, and a failed write
+//! is dropped: a full disk or a stopped syslog daemon must not stop serving.
+
+mod journal;
+mod logfile;
+mod syslog;
 
 use std::fmt;
 use std::io::Write;
-use std::sync::Arc;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use logfile::LogFile;
+
+/// The local syslog daemon's socket (journald's or rsyslog's on Linux).
+pub const SYSLOG_SOCKET: &str = "/dev/log";
+
+/// Python logging's level names, which the seed's lines carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
     Debug,
@@ -23,30 +40,95 @@ impl fmt::Display for Level {
     }
 }
 
+/// Where log lines go; one per process, picked from the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Destination {
+    /// Stderr, with journal priority prefixes when it is systemd's journal.
+    Stderr,
+    /// A file appended to, each line prefixed with a UTC timestamp.
+    File(PathBuf),
+    /// The local syslog daemon through [`SYSLOG_SOCKET`], facility daemon;
+    /// `ident` is the program name syslog shows (the binary's name).
+    Syslog { ident: String },
+    /// Nowhere: for stdio mode, where stderr may be the client's socket.
+    Silent,
+}
+
+/// A destination that cannot be used; found before the daemon binds anything.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot open logfile {}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot connect to syslog at {}: {source}", socket.display())]
+    Syslog {
+        socket: PathBuf,
+        source: ::syslog::Error,
+    },
+}
+
+enum Sink {
+    Stderr { journal: bool },
+    File(Mutex<LogFile>),
+    Syslog(Mutex<syslog::SyslogSink>),
+    Silent,
+}
+
 /// A named logger (`SLAVE/18812`), cheap to clone into every connection thread.
+/// Clones and renamed copies share one destination.
 #[derive(Clone)]
 pub struct Logger {
     name: Arc<str>,
     min_level: Level,
-    silent: bool,
+    sink: Arc<Sink>,
 }
 
 impl Logger {
-    /// `quiet` keeps errors only, as the seed's `-q` does.
+    /// Opens `destination` now, so that an unusable logfile or syslog is an
+    /// error before anything is bound. `quiet` keeps errors only, as the
+    /// seed's `-q` does.
+    pub fn open(
+        name: impl Into<Arc<str>>,
+        destination: Destination,
+        quiet: bool,
+    ) -> Result<Logger, LogError> {
+        let sink = match destination {
+            Destination::Stderr => Sink::Stderr {
+                journal: journal::stderr_is_journal(),
+            },
+            Destination::File(path) => Sink::File(Mutex::new(LogFile::open(path)?)),
+            Destination::Syslog { ident } => Sink::Syslog(Mutex::new(syslog::SyslogSink::connect(
+                ident,
+                SYSLOG_SOCKET.into(),
+            )?)),
+            Destination::Silent => Sink::Silent,
+        };
+        Ok(Logger::with_sink(name, sink, quiet))
+    }
+
+    /// Stderr, which cannot fail to open.
     pub fn stderr(name: impl Into<Arc<str>>, quiet: bool) -> Logger {
-        Logger {
-            name: name.into(),
-            min_level: if quiet { Level::Error } else { Level::Info },
-            silent: false,
-        }
+        Logger::with_sink(
+            name,
+            Sink::Stderr {
+                journal: journal::stderr_is_journal(),
+            },
+            quiet,
+        )
     }
 
     /// Logs nothing: for stdio mode, where stderr may be the client's socket.
     pub fn silent() -> Logger {
+        Logger::with_sink("", Sink::Silent, true)
+    }
+
+    fn with_sink(name: impl Into<Arc<str>>, sink: Sink, quiet: bool) -> Logger {
         Logger {
-            name: "".into(),
-            min_level: Level::Error,
-            silent: true,
+            name: name.into(),
+            min_level: if quiet { Level::Error } else { Level::Info },
+            sink: Arc::new(sink),
         }
     }
 
@@ -58,13 +140,58 @@ impl Logger {
         }
     }
 
+    /// The same destination and name, keeping lines of `min_level` and above
+    /// (for example [`Level::Debug`] to see debug lines, which are off by default).
+    pub fn with_level(&self, min_level: Level) -> Logger {
+        Logger {
+            min_level,
+            ..self.clone()
+        }
+    }
+
+    /// Reopens the logfile by its path, so that logrotate can move the old one
+    /// away (on SIGHUP). If the path cannot be opened, lines keep going to the
+    /// old file, which gets an error line saying so. Other destinations have
+    /// nothing to reopen.
+    pub fn reopen(&self) {
+        if let Sink::File(file) = &*self.sink {
+            // bound first: in an `if let` scrutinee the guard would live on
+            // into the block, and logging there would wait for it forever
+            let reopened = lock(file).reopen();
+            if let Err(error) = reopened {
+                self.error(format_args!("{error}; logging to the old file"));
+            }
+        }
+    }
+
     pub fn log(&self, level: Level, message: fmt::Arguments<'_>) {
-        if self.silent || level < self.min_level {
+        if level < self.min_level {
             return;
         }
-        let line = format!("{level}:{}:{message}\n", self.name);
-        // one write per line, so lines of concurrent threads do not interleave
-        let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        let name = &self.name;
+        match &*self.sink {
+            Sink::Stderr { journal } => {
+                let prefix = if *journal {
+                    journal::priority_prefix(level)
+                } else {
+                    ""
+                };
+                let line = format!("{prefix}{level}:{name}:{message}\n");
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+            Sink::File(file) => {
+                let line = format!("{level}:{name}:{message}\n");
+                lock(file).write_line(&line);
+            }
+            Sink::Syslog(syslog) => {
+                lock(syslog).send(level, format_args!("{name}:{message}"));
+            }
+            Sink::Silent => {}
+        }
+    }
+
+    pub fn debug(&self, message: fmt::Arguments<'_>) {
+        self.log(Level::Debug, message);
     }
 
     pub fn info(&self, message: fmt::Arguments<'_>) {
@@ -77,5 +204,82 @@ impl Logger {
 
     pub fn error(&self, message: fmt::Arguments<'_>) {
         self.log(Level::Error, message);
+    }
+}
+
+// Nothing panics while holding these locks; should something ever do so, the
+// sink is still usable and logging must carry on regardless.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn temp_path(test: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("rpycd-log-unit-{}-{test}.log", std::process::id()))
+    }
+
+    /// The lines of a logfile without their timestamps.
+    fn bodies(path: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(path).expect("read logfile");
+        text.lines()
+            .map(|line| line.split_once(' ').expect("timestamp").1.to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn logger_is_shareable_between_threads() {
+        fn assert_shareable<T: Clone + Send + Sync>() {}
+        assert_shareable::<Logger>();
+    }
+
+    #[test]
+    fn lines_have_the_seeds_shape_and_quiet_keeps_errors_only() {
+        let path = temp_path("quiet");
+        let _ = std::fs::remove_file(&path);
+        let quiet = Logger::open("SLAVE/18812", Destination::File(path.clone()), true)
+            .expect("open logfile");
+        let loud = quiet.renamed("REGSRV/UDP/18811").with_level(Level::Info);
+        for log in [&quiet, &loud] {
+            log.debug(format_args!("hidden"));
+            log.info(format_args!("accepted {}:{}", "127.0.0.1", 34044));
+            log.warning(format_args!("keyboard interrupt!"));
+            log.error(format_args!("boom"));
+        }
+        let lines = bodies(&path);
+        std::fs::remove_file(&path).expect("remove logfile");
+        assert_eq!(
+            lines,
+            [
+                "ERROR:SLAVE/18812:boom",
+                "INFO:REGSRV/UDP/18811:accepted 127.0.0.1:34044",
+                "WARNING:REGSRV/UDP/18811:keyboard interrupt!",
+                "ERROR:REGSRV/UDP/18811:boom",
+            ]
+        );
+    }
+
+    #[test]
+    fn debug_lines_need_the_debug_level() {
+        let path = temp_path("debug");
+        let _ = std::fs::remove_file(&path);
+        let log =
+            Logger::open("SLAVE/1", Destination::File(path.clone()), false).expect("open logfile");
+        log.debug(format_args!("off by default"));
+        log.with_level(Level::Debug)
+            .debug(format_args!("seq {}", 7));
+        let lines = bodies(&path);
+        std::fs::remove_file(&path).expect("remove logfile");
+        assert_eq!(lines, ["DEBUG:SLAVE/1:seq 7"]);
+    }
+
+    #[test]
+    fn silent_logs_nothing_and_reopens_nothing() {
+        let log = Logger::silent();
+        log.error(format_args!("nowhere"));
+        log.reopen();
     }
 }
