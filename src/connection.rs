@@ -87,8 +87,16 @@ struct Waiting {
     ended: Option<String>,
 }
 
-/// Closes the underlying transport, so a thread blocked reading wakes up.
-pub type Shutdown = Box<dyn Fn() + Send + Sync>;
+/// Shuts the underlying transport down (one direction or both), so a
+/// thread blocked reading wakes up.
+pub type Shutdown = Box<dyn Fn(std::net::Shutdown) + Send + Sync>;
+
+/// The peer's requests being served, and whether the server is stopping.
+#[derive(Default)]
+struct Activity {
+    serving: usize,
+    draining: bool,
+}
 
 pub struct Connection {
     config: Config,
@@ -104,6 +112,7 @@ pub struct Connection {
     next_seq: AtomicI64,
     closed: AtomicBool,
     shutdown: Shutdown,
+    activity: Mutex<Activity>,
     session: Mutex<Option<Arc<dyn Session>>>,
 }
 
@@ -127,6 +136,7 @@ impl Connection {
             next_seq: AtomicI64::new(0),
             closed: AtomicBool::new(false),
             shutdown,
+            activity: Mutex::new(Activity::default()),
             session: Mutex::new(None),
         })
     }
@@ -285,19 +295,15 @@ impl Connection {
                 Err(ConnError::Closed)
             }
             Message::Request { seq, handler, args } => {
-                let session = lock(&self.session).clone();
-                let reply = match session {
-                    Some(session) => session.handle(self, handler, args),
-                    None => Err(RemoteException::Raised(ExceptionInfo::builtin(
-                        "RuntimeError",
-                        "no service on this connection",
-                    ))),
-                };
-                let message = match reply {
-                    Ok(value) => Message::Reply { seq, value },
-                    Err(exception) => Message::Exception { seq, exception },
-                };
-                self.send(&message)
+                lock(&self.activity).serving += 1;
+                let sent = self.serve_request(seq, handler, args);
+                let mut activity = lock(&self.activity);
+                activity.serving -= 1;
+                if activity.draining && activity.serving == 0 {
+                    // the last request in flight is answered: read no more
+                    (self.shutdown)(std::net::Shutdown::Read);
+                }
+                sent
             }
             Message::Reply { seq, value } => {
                 self.park(seq, Ok(value));
@@ -307,6 +313,54 @@ impl Connection {
                 self.park(seq, Err(exception));
                 Ok(())
             }
+        }
+    }
+
+    fn serve_request(
+        self: &Arc<Self>,
+        seq: i64,
+        handler: Handler,
+        args: Boxed,
+    ) -> Result<(), ConnError> {
+        let session = lock(&self.session).clone();
+        let reply = match session {
+            // A bug of ours must cost this request, not the connection, its
+            // objects or (in a thread pool) the worker: answer it instead.
+            Some(session) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                session.handle(self, handler, args)
+            }))
+            .unwrap_or_else(|panic| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown".into());
+                Err(RemoteException::Raised(ExceptionInfo::builtin(
+                    "SystemError",
+                    &format!("rpycd failed internally serving {handler:?}: {what}"),
+                )))
+            }),
+            None => Err(RemoteException::Raised(ExceptionInfo::builtin(
+                "RuntimeError",
+                "no service on this connection",
+            ))),
+        };
+        let message = match reply {
+            Ok(value) => Message::Reply { seq, value },
+            Err(exception) => Message::Exception { seq, exception },
+        };
+        self.send(&message)
+    }
+
+    /// The server is stopping: finish the requests in flight, answer them,
+    /// then end. An idle connection ends at once. Reading stops rather than
+    /// the whole transport, so replies still go out; a request already
+    /// read is served.
+    pub fn drain(&self) {
+        let mut activity = lock(&self.activity);
+        activity.draining = true;
+        if activity.serving == 0 {
+            (self.shutdown)(std::net::Shutdown::Read);
         }
     }
 
@@ -388,7 +442,7 @@ impl Connection {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
-        (self.shutdown)();
+        (self.shutdown)(std::net::Shutdown::Both);
         {
             let mut waiting = lock(&self.waiting);
             waiting.ended.get_or_insert_with(|| reason.to_owned());

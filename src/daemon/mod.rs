@@ -1,4 +1,5 @@
-//! What makes a server a system daemon: logging (and, as issues land,
-//! sd-notify and signals).
+//! What makes a server a system daemon: logging, sd-notify and signals.
 
 pub mod log;
+pub mod notify;
+pub mod signals;

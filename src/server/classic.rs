@@ -1,115 +1,197 @@
 //! The `rpyc-classic` daemon: from parsed switches to a serving server.
 
-use std::net::{TcpListener, ToSocketAddrs};
+use std::net::ToSocketAddrs;
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::{serve_connection, stdio, Server};
+use super::listener::{Inherited, Listener};
+use super::{connection_over, serve_connection, stdio, Options, Server, Stop, Strategy};
 use crate::cli::classic::{ClassicArgs, Mode};
 use crate::cli::exit;
 use crate::connection::{Config, Connection};
-use crate::daemon::log::Logger;
+use crate::daemon::log::{Destination, LogError, Logger};
+use crate::daemon::notify::Notifier;
+use crate::daemon::signals::Signals;
+use crate::protocol::frame::Limits;
 use crate::service::classic::{ClassicService, ServiceError};
 
 #[derive(Debug, Error)]
 pub enum RunError {
-    #[error("mode {0} is not implemented yet")]
-    Unimplemented(&'static str),
-    #[error("cannot listen on [{host}]:{port}: {source}")]
+    #[error("cannot listen on {address}: {source}")]
     Bind {
-        host: String,
-        port: u16,
+        address: String,
         source: std::io::Error,
     },
+    #[error("cannot use the sockets systemd passed: {0}")]
+    Inherit(std::io::Error),
     #[error("{0}")]
     Service(#[from] ServiceError),
     #[error("cannot take stdin/stdout: {0}")]
     Stdio(std::io::Error),
-    #[error("listener failed: {0}")]
-    Listener(std::io::Error),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("server failed: {0}")]
+    Server(std::io::Error),
+    #[error("{0}")]
+    Log(#[from] LogError),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            RunError::Unimplemented(_) | RunError::Bind { .. } => exit::UNAVAILABLE,
-            RunError::Service(_) | RunError::Stdio(_) | RunError::Listener(_) => exit::SOFTWARE,
+            RunError::Bind { .. } | RunError::Inherit(_) => exit::UNAVAILABLE,
+            RunError::Log(_) => exit::CONFIG,
+            RunError::Service(_)
+            | RunError::Stdio(_)
+            | RunError::Signals(_)
+            | RunError::Server(_) => exit::SOFTWARE,
         }
+    }
+}
+
+fn config_of(args: &ClassicArgs) -> Config {
+    let max = usize::try_from(args.max_message_size).unwrap_or(usize::MAX);
+    Config {
+        limits: Limits {
+            max_frame_size: max,
+            max_payload_size: max,
+        },
+        ..Config::default()
+    }
+}
+
+/// Where the switches send log lines. In stdio mode stderr may be the
+/// client's socket, so there it is a file, syslog or nothing.
+fn destination(args: &ClassicArgs) -> Destination {
+    match (&args.logfile, args.syslog) {
+        (Some(path), _) => Destination::File(path.clone()),
+        (None, true) => Destination::Syslog {
+            ident: "rpyc-classic".into(),
+        },
+        (None, false) if args.mode == Mode::Stdio => Destination::Silent,
+        (None, false) => Destination::Stderr,
     }
 }
 
 /// Serves as the switches say until the server stops.
 pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
-    let config = Config {
-        limits: crate::protocol::frame::Limits {
-            max_frame_size: usize::try_from(args.max_message_size).unwrap_or(usize::MAX),
-            max_payload_size: usize::try_from(args.max_message_size).unwrap_or(usize::MAX),
-        },
-        ..Config::default()
-    };
-    match args.mode {
-        Mode::Stdio => serve_stdio(config),
-        Mode::Threaded => {
-            let (server, log) = listen(args, config)?;
-            server.serve_threaded().map_err(RunError::Listener)?;
-            log.info(format_args!("server has terminated"));
-            Ok(())
+    let config = config_of(args);
+    // opened first: an unusable logfile is a configuration error, reported
+    // before anything is bound
+    let log = Logger::open("SLAVE", destination(args), args.quiet)?;
+    if args.mode == Mode::Stdio {
+        return serve_stdio(config, &log.renamed("SLAVE/stdio"));
+    }
+    let listeners = match Listener::from_systemd().map_err(RunError::Inherit)? {
+        Some(Inherited::Connection(stream)) => {
+            // Accept=yes: systemd accepted the connection for us
+            let log = log.renamed("SLAVE/socket");
+            let service = ClassicService::new()?;
+            let peer = stream.peer_name();
+            let conn = connection_over(stream, config).map_err(RunError::Server)?;
+            serve_connection(&conn, &peer, &service, &log);
+            return Ok(());
         }
-        Mode::Oneshot => {
-            let (server, _log) = listen(args, config)?;
-            let addr = server.local_addr().map_err(RunError::Listener)?;
+        Some(Inherited::Listeners(listeners)) => listeners,
+        None => vec![bind(args)?],
+    };
+    let name = match listeners.iter().find_map(Listener::port) {
+        Some(port) => format!("SLAVE/{port}"),
+        None => format!(
+            "SLAVE/{}",
+            listeners
+                .first()
+                .map(Listener::describe)
+                .unwrap_or_default()
+        ),
+    };
+    let log = log.renamed(name);
+    let service = ClassicService::new()?;
+    for listener in &listeners {
+        log.info(format_args!("server started on {}", listener.describe()));
+        let exposed = listener
+            .local_addr()
+            .is_some_and(|addr| !addr.ip().is_loopback());
+        if exposed && !args.tls() {
+            log.warning(format_args!(
+                "{} is not a loopback address and TLS is off: anyone who can reach it \
+                 can run any code as this user (the classic service is remote code execution)",
+                listener.describe()
+            ));
+        }
+    }
+    if args.mode == Mode::Oneshot {
+        if let Some(addr) = listeners.iter().find_map(Listener::local_addr) {
             // rpyc 6's banner, which its own tests read to find the port
             println!("rpyc-oneshot\n{}\t{}", addr.ip(), addr.port());
-            server.serve_one().map_err(RunError::Listener)
         }
-        Mode::Forking => Err(RunError::Unimplemented("forking")),
-        Mode::Threadpool => Err(RunError::Unimplemented("threadpool")),
+    }
+    let strategy = match args.mode {
+        Mode::Threaded => Strategy::Threaded,
+        Mode::Threadpool => Strategy::ThreadPool(args.pool_size as usize),
+        Mode::Forking => Strategy::Forking,
+        Mode::Oneshot | Mode::Stdio => Strategy::OneShot,
+    };
+    let signals = Signals::install().map_err(RunError::Signals)?;
+    let mut server = Server::new(
+        listeners,
+        strategy,
+        service,
+        config,
+        log,
+        Notifier::from_env(),
+        Options {
+            max_connections: args.max_connections.map(|max| max as usize),
+            shutdown_timeout: args.shutdown_timeout,
+        },
+    );
+    match server.run(&signals).map_err(RunError::Server)? {
+        Stop::Interrupted | Stop::Terminated | Stop::Served => Ok(()),
     }
 }
 
-fn listen(args: &ClassicArgs, config: Config) -> Result<(Server, Logger), RunError> {
-    let host = args.effective_host().to_owned();
+fn bind(args: &ClassicArgs) -> Result<Listener, RunError> {
+    if let Some(path) = &args.unix_socket {
+        return Listener::bind_unix(path, args.backlog).map_err(|source| RunError::Bind {
+            address: path.display().to_string(),
+            source,
+        });
+    }
+    let host = args.effective_host();
     let port = args.effective_port();
     let bind_error = |source| RunError::Bind {
-        host: host.clone(),
-        port,
+        address: format!("[{host}]:{port}"),
         source,
     };
-    // the first address the name resolves to in the requested family, as
-    // rpyc's getaddrinfo(...)[0] does
-    let addr = (host.as_str(), port)
+    // the first address of the requested family, as rpyc's getaddrinfo(...)[0]
+    let addr = (host, port)
         .to_socket_addrs()
         .map_err(bind_error)?
         .find(|addr| addr.is_ipv6() == args.ipv6)
         .ok_or_else(|| {
             bind_error(std::io::Error::new(
                 std::io::ErrorKind::AddrNotAvailable,
-                "no address of that family",
+                if args.ipv6 {
+                    "the name has no IPv6 address"
+                } else {
+                    "the name has no IPv4 address (IPv6 needs --ipv6)"
+                },
             ))
         })?;
-    let listener = TcpListener::bind(addr).map_err(bind_error)?;
-    let local = listener.local_addr().map_err(bind_error)?;
-    let log = Logger::stderr(format!("SLAVE/{}", local.port()), args.quiet);
-    let service = ClassicService::new()?;
-    log.info(format_args!(
-        "server started on [{}]:{}",
-        local.ip(),
-        local.port()
-    ));
-    Ok((Server::new(listener, service, config, log.clone()), log))
+    Listener::bind_tcp(addr, args.backlog).map_err(bind_error)
 }
 
-fn serve_stdio(config: Config) -> Result<(), RunError> {
+fn serve_stdio(config: Config, log: &Logger) -> Result<(), RunError> {
     let stdio = stdio::take().map_err(RunError::Stdio)?;
     let service = ClassicService::new()?;
     let closer = stdio.closer;
     let conn: Arc<Connection> = Connection::new(
         Box::new(stdio.reader),
         Box::new(stdio.writer),
-        Box::new(move || stdio::shutdown(&closer)),
+        Box::new(move |how| stdio::shutdown(&closer, how)),
         config,
     );
-    serve_connection(&conn, "stdio", &service, &Logger::silent());
+    serve_connection(&conn, "stdio", &service, log);
     Ok(())
 }

@@ -1,129 +1,339 @@
-//! Where connections come from and how they are served. For now: a TCP
-//! listener with a thread per connection (the seed's threaded server) or a
-//! single connection (oneshot), and stdin/stdout.
+//! Where connections come from and how they are served: a [`Server`] takes
+//! listeners, a [`Strategy`] and a service, and runs one poll loop over the
+//! listeners, the signal pipe and the watchdog timer. The loop's thread is
+//! the only thread of the process in forking mode, so fork() stays safe.
 
 pub mod classic;
+pub mod listener;
 pub mod stdio;
+mod strategy;
 
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::connection::{Config, Connection};
 use crate::daemon::log::Logger;
+use crate::daemon::notify::Notifier;
+use crate::daemon::signals::{Event, Signals};
 use crate::service::classic::ClassicService;
+pub use listener::{Inherited, Listener, Stream};
+pub use strategy::Strategy;
+
+/// How the server stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// SIGINT (rpyc's KeyboardInterrupt).
+    Interrupted,
+    /// SIGTERM, after draining.
+    Terminated,
+    /// Oneshot served its connection.
+    Served,
+}
 
 pub struct Server {
-    listener: TcpListener,
+    listeners: Vec<Listener>,
+    strategy: Strategy,
     service: ClassicService,
     config: Config,
     log: Logger,
+    notifier: Notifier,
+    max_connections: Option<usize>,
+    shutdown_timeout: Duration,
+    connections: Arc<Connections>,
+}
+
+pub struct Options {
+    pub max_connections: Option<usize>,
+    pub shutdown_timeout: Duration,
 }
 
 impl Server {
     pub fn new(
-        listener: TcpListener,
+        listeners: Vec<Listener>,
+        strategy: Strategy,
         service: ClassicService,
         config: Config,
         log: Logger,
+        notifier: Notifier,
+        options: Options,
     ) -> Server {
         Server {
-            listener,
+            listeners,
+            strategy,
             service,
             config,
             log,
+            max_connections: options.max_connections,
+            shutdown_timeout: options.shutdown_timeout,
+            connections: Arc::new(Connections {
+                notifier: notifier.clone(),
+                ..Connections::default()
+            }),
+            notifier,
         }
     }
 
-    pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
+    /// Accepts and serves until a signal (or, for oneshot, the one
+    /// connection) ends it.
+    pub fn run(&mut self, signals: &Signals) -> std::io::Result<Stop> {
+        for listener in &self.listeners {
+            listener.set_nonblocking(true)?;
+        }
+        let mut workers =
+            self.strategy
+                .start(&self.service, &self.config, &self.log, &self.connections)?;
+        let mut parent_fds: Vec<_> = self.listeners.iter().map(|l| l.as_raw_fd()).collect();
+        parent_fds.push(signals.fd().as_raw_fd());
+        workers.set_parent_fds(parent_fds);
+        self.notifier.ready(&self.connections.status());
+        let watchdog = self.notifier.watchdog_interval();
+        let mut last_ping = Instant::now();
+        let stop = loop {
+            let timeout = match watchdog {
+                Some(interval) => {
+                    PollTimeout::try_from(interval.saturating_sub(last_ping.elapsed()))
+                        .unwrap_or(PollTimeout::MAX)
+                }
+                None => PollTimeout::NONE,
+            };
+            let mut fds: Vec<PollFd<'_>> = self
+                .listeners
+                .iter()
+                .map(|listener| PollFd::new(listener.as_fd(), PollFlags::POLLIN))
+                .collect();
+            fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
+            match poll(&mut fds, timeout) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(error) => return Err(error.into()),
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|fd| fd.revents().is_some_and(|events| !events.is_empty()))
+                .collect();
+            drop(fds);
+            if let Some(interval) = watchdog {
+                if last_ping.elapsed() >= interval {
+                    self.notifier.watchdog();
+                    last_ping = Instant::now();
+                }
+            }
+            let mut stop = None;
+            for event in signals.take() {
+                match event {
+                    Event::Interrupt => stop = Some(Stop::Interrupted),
+                    Event::Terminate => stop = stop.or(Some(Stop::Terminated)),
+                    Event::Hangup => self.log.reopen(),
+                    Event::Child => {
+                        workers.reap(&self.log);
+                        self.notifier
+                            .status(&connections_status(workers.children()));
+                    }
+                }
+            }
+            if let Some(stop) = stop {
+                break stop;
+            }
+            for (index, is_ready) in ready.iter().take(self.listeners.len()).enumerate() {
+                if *is_ready && self.accept(index, &mut workers) == Some(Stop::Served) {
+                    return Ok(Stop::Served);
+                }
+            }
+        };
+        self.notifier.stopping();
+        match stop {
+            Stop::Interrupted => {
+                self.log.warning(format_args!("keyboard interrupt!"));
+                workers.abort(&self.connections);
+            }
+            _ => {
+                self.close_listeners();
+                let count = self.connections.count().max(workers.children());
+                self.log.info(format_args!(
+                    "terminating: waiting up to {:?} for {count} connection(s)",
+                    self.shutdown_timeout
+                ));
+                workers.drain(&self.connections, self.shutdown_timeout, &self.log);
+            }
+        }
+        self.log.info(format_args!("server has terminated"));
+        self.close_listeners();
+        Ok(stop)
     }
 
-    /// Accepts one connection and serves it in this thread.
-    pub fn serve_one(&self) -> io::Result<()> {
-        let (stream, peer) = self.listener.accept()?;
-        self.log
-            .info(format_args!("accepted {}:{}", peer.ip(), peer.port()));
-        serve_tcp(stream, peer, &self.service, self.config.clone(), &self.log);
-        self.log.info(format_args!("listener closed"));
-        Ok(())
-    }
-
-    /// Accepts forever, one thread per connection.
-    pub fn serve_threaded(&self) -> io::Result<()> {
+    /// Accepts what one ready listener has (it may have several queued).
+    fn accept(&mut self, index: usize, workers: &mut strategy::Workers) -> Option<Stop> {
         loop {
-            let (stream, peer) = match self.listener.accept() {
+            let (stream, peer) = match self.listeners[index].accept() {
                 Ok(accepted) => accepted,
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return None,
                 Err(error) if is_transient(&error) => {
                     self.log.warning(format_args!("accept failed: {error}"));
-                    continue;
+                    return None;
                 }
-                Err(error) => return Err(error),
+                Err(error) => {
+                    self.log.error(format_args!("accept failed: {error}"));
+                    return None;
+                }
             };
-            self.log
-                .info(format_args!("accepted {}:{}", peer.ip(), peer.port()));
-            let service = self.service.clone();
-            let config = self.config.clone();
-            let log = self.log.clone();
-            let spawned = std::thread::Builder::new()
-                .name(format!("conn {peer}"))
-                .spawn(move || serve_tcp(stream, peer, &service, config, &log));
-            if let Err(error) = spawned {
-                self.log
-                    .error(format_args!("cannot start a thread for {peer}: {error}"));
+            self.log.info(format_args!("accepted {peer}"));
+            let live = self.connections.count().max(workers.children());
+            if self.max_connections.is_some_and(|max| live >= max) {
+                self.log.warning(format_args!(
+                    "refusing {peer}: already serving {live} connections (--max-connections)"
+                ));
+                continue;
+            }
+            if workers.serve(
+                stream,
+                &self.service,
+                &self.config,
+                &self.log,
+                &self.connections,
+            ) == Some(Stop::Served)
+            {
+                self.close_listeners();
+                return Some(Stop::Served);
+            }
+            if workers.children() > 0 {
+                self.notifier
+                    .status(&connections_status(workers.children()));
             }
         }
     }
-}
 
-const ENOMEM: i32 = 12;
-const ENFILE: i32 = 23;
-const EMFILE: i32 = 24;
+    fn close_listeners(&mut self) {
+        if self.listeners.is_empty() {
+            return;
+        }
+        for listener in &self.listeners {
+            listener.remove_file();
+        }
+        self.listeners.clear();
+        self.log.info(format_args!("listener closed"));
+    }
+}
 
 /// Errors of one accept that say nothing about the listener itself (a peer
 /// that gave up, a momentary fd or memory shortage).
-fn is_transient(error: &io::Error) -> bool {
+fn is_transient(error: &std::io::Error) -> bool {
+    use nix::errno::Errno;
     matches!(
         error.kind(),
-        io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::Interrupted
-            | io::ErrorKind::WouldBlock
-    ) || matches!(error.raw_os_error(), Some(EMFILE | ENFILE | ENOMEM))
+        std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::Interrupted
+    ) || matches!(
+        error.raw_os_error().map(Errno::from_raw),
+        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM | Errno::ENOBUFS)
+    )
 }
 
-fn serve_tcp(
-    stream: TcpStream,
-    peer: SocketAddr,
-    service: &ClassicService,
-    config: Config,
-    log: &Logger,
-) {
-    let _ = stream.set_nodelay(true);
-    let halves = stream
-        .try_clone()
-        .and_then(|reader| Ok((reader, stream.try_clone()?)));
-    let (reader, closer) = match halves {
-        Ok(halves) => halves,
-        Err(error) => {
-            log.error(format_args!("cannot use the connection of {peer}: {error}"));
-            return;
+fn connections_status(children: usize) -> String {
+    format!("serving {children} connection(s)")
+}
+
+/// The connections being served in this process, so a stopping server
+/// can drain them and the status line can count them.
+pub struct Connections {
+    live: Mutex<HashMap<u64, Arc<Connection>>>,
+    next_id: AtomicU64,
+    changed: Condvar,
+    notifier: Notifier,
+}
+
+impl Default for Connections {
+    fn default() -> Connections {
+        Connections {
+            live: Mutex::default(),
+            next_id: AtomicU64::default(),
+            changed: Condvar::default(),
+            notifier: Notifier::disabled(),
         }
-    };
-    let conn = Connection::new(
+    }
+}
+
+impl Connections {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
+        self.live
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn add(&self, conn: &Arc<Connection>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut live = self.lock();
+        live.insert(id, conn.clone());
+        self.notifier.status(&connections_status(live.len()));
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        let mut live = self.lock();
+        live.remove(&id);
+        self.notifier.status(&connections_status(live.len()));
+        drop(live);
+        self.changed.notify_all();
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn status(&self) -> String {
+        connections_status(self.count())
+    }
+
+    /// Asks every connection to finish, waits up to `timeout`, then closes
+    /// what is left.
+    fn drain(&self, timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        let mut live = self.lock();
+        for conn in live.values() {
+            conn.drain();
+        }
+        while !live.is_empty() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            live = self
+                .changed
+                .wait_timeout(live, left)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+        }
+        let cut = live.len();
+        for conn in live.values() {
+            conn.close();
+        }
+        cut
+    }
+
+    fn close_all(&self) {
+        for conn in self.lock().values() {
+            conn.close();
+        }
+    }
+}
+
+/// Makes a connection over an accepted stream.
+pub fn connection_over(stream: Stream, config: Config) -> std::io::Result<Arc<Connection>> {
+    let reader = stream.try_clone()?;
+    let closer = stream.try_clone()?;
+    Ok(Connection::new(
         Box::new(reader),
         Box::new(stream),
-        Box::new(move || {
-            let _ = closer.shutdown(std::net::Shutdown::Both);
+        Box::new(move |how| {
+            let _ = closer.shutdown(how);
         }),
         config,
-    );
-    serve_connection(
-        &conn,
-        &format!("[{}]:{}", peer.ip(), peer.port()),
-        service,
-        log,
-    );
+    ))
 }
 
 /// Serves one connection from welcome to goodbye.

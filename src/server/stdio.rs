@@ -53,6 +53,12 @@ pub fn take() -> io::Result<Stdio> {
 }
 
 /// Shuts a socket down so a reader blocked on it wakes; a no-op for pipes.
-pub fn shutdown(fd: &OwnedFd) {
-    let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), nix::sys::socket::Shutdown::Both);
+pub fn shutdown(fd: &OwnedFd, how: std::net::Shutdown) {
+    use nix::sys::socket::Shutdown;
+    let how = match how {
+        std::net::Shutdown::Read => Shutdown::Read,
+        std::net::Shutdown::Write => Shutdown::Write,
+        std::net::Shutdown::Both => Shutdown::Both,
+    };
+    let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), how);
 }

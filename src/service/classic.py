@@ -500,12 +500,14 @@ class Remote:
     """The client's side of one connection, as server code sees it (what
     ``conn.root.getconn()`` returns, and every proxy's ``____conn__``)."""
 
-    __slots__ = ("_link", "_proxies", "_classes", "__weakref__")
+    __slots__ = ("_link", "_proxies", "_classes", "_last_traceback", "__weakref__")
 
     def __init__(self, link):
         self._link = link
         self._proxies = weakref.WeakValueDictionary()
         self._classes = {}
+        # as rpyc's Connection: the traceback of the last request that raised
+        self._last_traceback = None
 
     def sync_request(self, handler, *args):
         return self._link.sync_request(handler, args)
@@ -553,17 +555,82 @@ class Remote:
         """The connection is over: stop handing out proxies."""
         self._proxies.clear()
         self._classes.clear()
+        self._last_traceback = None
+
+    # Handlers that run the client's code, as methods like rpyc's
+    # Connection._handle_*: client code that looks at its caller's frame
+    # (locals(), globals(), sys._getframe()) finds one, as with rpyc.
+
+    def _handle_getattr(self, obj, name):
+        return _access_attr(obj, name, (), "_rpyc_getattr", getattr)
+
+    def _handle_delattr(self, obj, name):
+        return _access_attr(obj, name, (), "_rpyc_delattr", delattr)
+
+    def _handle_setattr(self, obj, name, value):
+        return _access_attr(obj, name, (value,), "_rpyc_setattr", setattr)
+
+    def _handle_call(self, obj, args, kwargs=()):
+        return obj(*args, **dict(kwargs))
+
+    def _handle_callattr(self, obj, name, args, kwargs=()):
+        obj = self._handle_getattr(obj, name)
+        return self._handle_call(obj, args, kwargs)
+
+    def _handle_cmp(self, obj, other, op="__cmp__"):
+        return _access_attr(type(obj), op, (), "_rpyc_getattr", getattr)(obj, other)
+
+    def _handle_pickle(self, obj, proto):
+        return bytes(pickle.dumps(obj, proto))
+
+    def _handle_inspect(self, obj):
+        if isinstance(obj, BaseNetref):
+            conn = object.__getattribute__(obj, "____conn__")
+            return conn.sync_request(HANDLE_INSPECT, obj.____id_pack__)
+        return methods_of(obj)
+
+    def _handle_buffiter(self, obj, count):
+        return tuple(itertools.islice(obj, count))
+
+    def _handle_oldslicing(self, obj, attempt, fallback, start, stop, args):
+        try:
+            getitem = self._handle_getattr(obj, attempt)
+            return getitem(slice(start, stop), *args)
+        except Exception:
+            if stop is None:
+                stop = MAXINT
+            getslice = self._handle_getattr(obj, fallback)
+            return getslice(start, stop, *args)
+
+    def _handle_ctxexit(self, obj, exc):
+        if exc:
+            try:
+                raise exc
+            except Exception:
+                exc, typ, tb = sys.exc_info()
+        else:
+            typ = tb = None
+        return self._handle_getattr(obj, "__exit__")(exc, typ, tb)
+
+    def _handle_instancecheck(self, obj, other_pack):
+        if isinstance(obj, BaseNetref):
+            conn = object.__getattribute__(obj, "____conn__")
+            return conn.sync_request(HANDLE_INSPECT, other_pack)
+        class_pack = (other_pack[0], other_pack[1], 0)
+        if other_pack[0] in builtin_classes_cache:
+            other = builtin_classes_cache[other_pack[0]](self, other_pack)
+        elif class_pack in self._classes:
+            other = self._classes[class_pack](self, class_pack)
+        else:
+            return False
+        # a probe, not a reference the client counted: it must not send DEL
+        other.____refcount__ = 0
+        return isinstance(other, obj)
 
 
-def is_proxy_of(obj, remote):
-    return isinstance(obj, BaseNetref) and object.__getattribute__(obj, "____conn__") is remote
-
-
-# ---------------------------------------------------------------------------
-# handlers whose meaning is Python's (rpyc/core/protocol.py _handle_*)
-
-
-def access_attr(obj, name, args, overrider, default):
+def _access_attr(obj, name, args, overrider, default):
+    """rpyc's ``_access_attr`` under the classic configuration
+    (``allow_all_attrs``): the type's override if it has one, else the builtin."""
     if type(name) is bytes:
         name = str(name, "utf8")
     elif type(name) is not str:
@@ -574,66 +641,7 @@ def access_attr(obj, name, args, overrider, default):
     return accessor(obj, name, *args)
 
 
-def handle_inspect(table_obj):
-    if isinstance(table_obj, BaseNetref):
-        conn = object.__getattribute__(table_obj, "____conn__")
-        return conn.sync_request(HANDLE_INSPECT, table_obj.____id_pack__)
-    return methods_of(table_obj)
+def is_proxy_of(obj, remote):
+    return isinstance(obj, BaseNetref) and object.__getattribute__(obj, "____conn__") is remote
 
 
-def handle_cmp(obj, other, op="__cmp__"):
-    return access_attr(type(obj), op, (), "_rpyc_getattr", getattr)(obj, other)
-
-
-def handle_call(obj, args, kwargs=()):
-    return obj(*args, **dict(kwargs))
-
-
-def handle_callattr(obj, name, args, kwargs=()):
-    return handle_call(access_attr(obj, name, (), "_rpyc_getattr", getattr), args, kwargs)
-
-
-def handle_buffiter(obj, count):
-    return tuple(itertools.islice(obj, count))
-
-
-def handle_oldslicing(obj, attempt, fallback, start, stop, args):
-    try:
-        getitem = access_attr(obj, attempt, (), "_rpyc_getattr", getattr)
-        return getitem(slice(start, stop), *args)
-    except Exception:
-        if stop is None:
-            stop = MAXINT
-        getslice = access_attr(obj, fallback, (), "_rpyc_getattr", getattr)
-        return getslice(start, stop, *args)
-
-
-def handle_ctxexit(obj, exc):
-    if exc:
-        try:
-            raise exc
-        except Exception:
-            exc, typ, tb = sys.exc_info()
-    else:
-        typ = tb = None
-    return access_attr(obj, "__exit__", (), "_rpyc_getattr", getattr)(exc, typ, tb)
-
-
-def handle_instancecheck(remote, obj, other_pack):
-    if isinstance(obj, BaseNetref):
-        conn = object.__getattribute__(obj, "____conn__")
-        return conn.sync_request(HANDLE_INSPECT, other_pack)
-    class_pack = (other_pack[0], other_pack[1], 0)
-    if other_pack[0] in builtin_classes_cache:
-        other = builtin_classes_cache[other_pack[0]](remote, other_pack)
-    elif class_pack in remote._classes:
-        other = remote._classes[class_pack](remote, class_pack)
-    else:
-        return False
-    # a probe, not a reference the client counted: it must not send DEL
-    other.____refcount__ = 0
-    return isinstance(other, obj)
-
-
-def handle_pickle(obj, proto):
-    return bytes(pickle.dumps(obj, proto))

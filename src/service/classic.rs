@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyModule, PyTuple};
+use pyo3::types::{PyModule, PyTuple};
 use thiserror::Error;
 
 use super::convert::{to_python, to_value};
@@ -72,6 +72,26 @@ impl ClassicService {
             })
         })
         .map_err(|e: PyErr| ServiceError::Python(e.to_string()))
+    }
+
+    /// Forks the process the way `os.fork()` does, so the interpreter is
+    /// sound on both sides: with the GIL held, between `PyOS_BeforeFork`
+    /// and `PyOS_AfterFork_Child`/`_Parent`. The caller must be the only
+    /// thread of its process.
+    pub fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
+        Python::attach(|_py| {
+            // SAFETY: called with the GIL held, as these hooks require; the
+            // caller guarantees no other thread exists that fork() would lose.
+            unsafe {
+                pyo3::ffi::PyOS_BeforeFork();
+                let forked = nix::unistd::fork();
+                match forked {
+                    Ok(nix::unistd::ForkResult::Child) => pyo3::ffi::PyOS_AfterFork_Child(),
+                    _ => pyo3::ffi::PyOS_AfterFork_Parent(),
+                }
+                forked
+            }
+        })
     }
 
     /// A session for a new connection: its own root and namespace.
@@ -274,7 +294,6 @@ impl ClassicSession {
         handler: Handler,
         args: &Bound<'py, PyTuple>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let space = self.space.bind(py);
         let arg = |index: usize| -> PyResult<Bound<'py, PyAny>> {
             args.get_item(index).map_err(|_| {
                 PyTypeError::new_err(format!(
@@ -284,8 +303,10 @@ impl ClassicSession {
                 ))
             })
         };
-        let glue = |name: &str| -> PyResult<Bound<'py, PyAny>> {
-            space.getattr(name)?.call1(args.clone())
+        // handlers that run the client's code are Python methods of the
+        // connection's Remote, so that code has a caller's frame (see there)
+        let method = |name: &str| -> PyResult<Bound<'py, PyAny>> {
+            self.remote(py)?.call_method1(name, args.clone())
         };
         match handler {
             Handler::Ping => arg(0),
@@ -294,34 +315,26 @@ impl ClassicSession {
                 let state = state.as_ref().ok_or_else(Self::closed_error)?;
                 Ok(state.root.clone_ref(py).into_bound(py))
             }
-            Handler::GetAttr => access_attr(&arg(0)?, &arg(1)?, "_rpyc_getattr", None),
-            Handler::DelAttr => access_attr(&arg(0)?, &arg(1)?, "_rpyc_delattr", None),
-            Handler::SetAttr => access_attr(&arg(0)?, &arg(1)?, "_rpyc_setattr", Some(arg(2)?)),
-            Handler::Call => call(&arg(0)?, &arg(1)?, args.get_item(2).ok()),
-            Handler::CallAttr => {
-                let method = access_attr(&arg(0)?, &arg(1)?, "_rpyc_getattr", None)?;
-                call(&method, &arg(2)?, args.get_item(3).ok())
-            }
+            Handler::GetAttr => method("_handle_getattr"),
+            Handler::DelAttr => method("_handle_delattr"),
+            Handler::SetAttr => method("_handle_setattr"),
+            Handler::Call => method("_handle_call"),
+            Handler::CallAttr => method("_handle_callattr"),
             Handler::Repr => Ok(arg(0)?.repr()?.into_any()),
             Handler::Str => Ok(arg(0)?.str()?.into_any()),
             Handler::Hash => Ok(arg(0)?.hash()?.into_pyobject(py)?.into_any()),
             Handler::Dir => Ok(PyTuple::new(py, arg(0)?.dir()?)?.into_any()),
-            Handler::Cmp => glue("handle_cmp"),
-            Handler::Pickle => glue("handle_pickle"),
+            Handler::Cmp => method("_handle_cmp"),
+            Handler::Pickle => method("_handle_pickle"),
             Handler::Inspect => {
                 let pack = id_pack_from(&arg(0)?)?;
                 let obj = self.unbox(py, &Boxed::LocalRef(pack))?;
-                space.getattr("handle_inspect")?.call1((obj,))
+                self.remote(py)?.call_method1("_handle_inspect", (obj,))
             }
-            Handler::BuffIter => glue("handle_buffiter"),
-            Handler::OldSlicing => glue("handle_oldslicing"),
-            Handler::CtxExit => glue("handle_ctxexit"),
-            Handler::InstanceCheck => {
-                let remote = self.remote(py)?;
-                space
-                    .getattr("handle_instancecheck")?
-                    .call1((remote, arg(0)?, arg(1)?))
-            }
+            Handler::BuffIter => method("_handle_buffiter"),
+            Handler::OldSlicing => method("_handle_oldslicing"),
+            Handler::CtxExit => method("_handle_ctxexit"),
+            Handler::InstanceCheck => method("_handle_instancecheck"),
             // DEL is answered before unboxing, CLOSE by the connection
             Handler::Del | Handler::Close => Ok(py.None().into_bound(py)),
         }
@@ -366,7 +379,12 @@ impl Session for ClassicSession {
                     self.dispatch(py, handler, &args)
                 })
                 .and_then(|result| self.box_object(&result));
-            outcome.map_err(|error| self.dump_exception(py, &error))
+            outcome.map_err(|error| {
+                if let Ok(remote) = self.remote(py) {
+                    let _ = remote.setattr("_last_traceback", error.traceback(py));
+                }
+                self.dump_exception(py, &error)
+            })
         })
     }
 
@@ -383,67 +401,6 @@ impl Session for ClassicSession {
             });
         }
     }
-}
-
-/// rpyc's `_access_attr` under the classic configuration (`allow_all_attrs`):
-/// the type's `_rpyc_getattr`-style override if it has one, else the plain
-/// builtin.
-fn access_attr<'py>(
-    obj: &Bound<'py, PyAny>,
-    name: &Bound<'py, PyAny>,
-    overrider: &str,
-    value: Option<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = obj.py();
-    let name = if let Ok(bytes) = name.cast::<pyo3::types::PyBytes>() {
-        pyo3::types::PyString::new(py, &String::from_utf8_lossy(bytes.as_bytes())).into_any()
-    } else if name.is_exact_instance_of::<pyo3::types::PyString>() {
-        name.clone()
-    } else {
-        return Err(PyTypeError::new_err("name must be a string"));
-    };
-    let name_str = name.extract::<String>()?;
-    if let Ok(accessor) = obj.get_type().getattr(overrider) {
-        if !accessor.is_none() {
-            return match value {
-                Some(value) => accessor.call1((obj, name, value)),
-                None => accessor.call1((obj, name)),
-            };
-        }
-    }
-    match (overrider, value) {
-        ("_rpyc_setattr", Some(value)) => {
-            obj.setattr(name_str.as_str(), value)?;
-            Ok(py.None().into_bound(py))
-        }
-        ("_rpyc_delattr", _) => {
-            obj.delattr(name_str.as_str())?;
-            Ok(py.None().into_bound(py))
-        }
-        _ => obj.getattr(name_str.as_str()),
-    }
-}
-
-/// `obj(*args, **dict(kwargs))`.
-fn call<'py>(
-    obj: &Bound<'py, PyAny>,
-    args: &Bound<'py, PyAny>,
-    kwargs: Option<Bound<'py, PyAny>>,
-) -> PyResult<Bound<'py, PyAny>> {
-    let py = obj.py();
-    let args = py
-        .get_type::<PyTuple>()
-        .call1((args,))?
-        .cast_into::<PyTuple>()?;
-    let kwargs = match kwargs {
-        Some(pairs) => Some(
-            py.get_type::<PyDict>()
-                .call1((pairs,))?
-                .cast_into::<PyDict>()?,
-        ),
-        None => None,
-    };
-    obj.call(args, kwargs.as_ref())
 }
 
 pub(super) fn id_pack_from(pack: &Bound<'_, PyAny>) -> PyResult<IdPack> {

@@ -1,0 +1,320 @@
+//! How an accepted connection is served: a thread each (threaded), one of
+//! a fixed set of threads (thread pool; when all are busy the connection is
+//! dropped, as the seed describes), a process each (forking), or in the
+//! server's own thread once (oneshot).
+
+use std::collections::HashSet;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{ForkResult, Pid};
+
+use super::{connection_over, serve_connection, Connections, Stop, Stream};
+use crate::connection::Config;
+use crate::daemon::log::Logger;
+use crate::daemon::signals;
+use crate::service::classic::ClassicService;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Strategy {
+    Threaded,
+    ThreadPool(usize),
+    Forking,
+    OneShot,
+}
+
+pub(super) enum Workers {
+    Threaded,
+    Pool {
+        idle: Arc<AtomicUsize>,
+        size: usize,
+        queue: Sender<Stream>,
+    },
+    Forking {
+        children: HashSet<Pid>,
+        /// Descriptors a child must not keep: the listeners, the signal pipe.
+        parent_fds: Vec<RawFd>,
+    },
+    OneShot,
+}
+
+impl Strategy {
+    pub(super) fn start(
+        &self,
+        service: &ClassicService,
+        config: &Config,
+        log: &Logger,
+        connections: &Arc<Connections>,
+    ) -> std::io::Result<Workers> {
+        Ok(match *self {
+            Strategy::Threaded => Workers::Threaded,
+            Strategy::OneShot => Workers::OneShot,
+            Strategy::Forking => Workers::Forking {
+                children: HashSet::new(),
+                parent_fds: Vec::new(),
+            },
+            Strategy::ThreadPool(size) => {
+                let (queue, streams) = channel::<Stream>();
+                let streams = Arc::new(Mutex::new(streams));
+                let idle = Arc::new(AtomicUsize::new(size));
+                for index in 0..size {
+                    let streams = streams.clone();
+                    let idle = idle.clone();
+                    let (service, config, log) = (service.clone(), config.clone(), log.clone());
+                    let connections = connections.clone();
+                    std::thread::Builder::new()
+                        .name(format!("pool worker {index}"))
+                        .spawn(move || {
+                            pool_worker(&streams, &idle, &service, &config, &log, &connections)
+                        })?;
+                }
+                Workers::Pool { idle, size, queue }
+            }
+        })
+    }
+}
+
+fn pool_worker(
+    streams: &Mutex<Receiver<Stream>>,
+    idle: &AtomicUsize,
+    service: &ClassicService,
+    config: &Config,
+    log: &Logger,
+    connections: &Connections,
+) {
+    loop {
+        let next = streams
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .recv();
+        let Ok(stream) = next else { return };
+        serve_tracked(stream, service, config.clone(), log, connections);
+        idle.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+/// Serves one connection in this thread, counted among the live ones.
+fn serve_tracked(
+    stream: Stream,
+    service: &ClassicService,
+    config: Config,
+    log: &Logger,
+    connections: &Connections,
+) {
+    let peer = stream.peer_name();
+    let conn = match connection_over(stream, config) {
+        Ok(conn) => conn,
+        Err(error) => {
+            log.error(format_args!("cannot use the connection of {peer}: {error}"));
+            return;
+        }
+    };
+    let tracked = Tracked {
+        id: connections.add(&conn),
+        connections,
+    };
+    serve_connection(&conn, &peer, service, log);
+    drop(tracked);
+}
+
+/// Removes a connection from the live set however its thread ends.
+struct Tracked<'a> {
+    id: u64,
+    connections: &'a Connections,
+}
+
+impl Drop for Tracked<'_> {
+    fn drop(&mut self) {
+        self.connections.remove(self.id);
+    }
+}
+
+impl Workers {
+    /// Lets a child close what belongs to the parent.
+    pub(super) fn set_parent_fds(&mut self, fds: Vec<RawFd>) {
+        if let Workers::Forking { parent_fds, .. } = self {
+            *parent_fds = fds;
+        }
+    }
+
+    pub(super) fn serve(
+        &mut self,
+        stream: Stream,
+        service: &ClassicService,
+        config: &Config,
+        log: &Logger,
+        connections: &Arc<Connections>,
+    ) -> Option<Stop> {
+        match self {
+            Workers::Threaded => {
+                let (service, config, thread_log) = (service.clone(), config.clone(), log.clone());
+                let connections = connections.clone();
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("connection".into())
+                        .spawn(move || {
+                            serve_tracked(stream, &service, config, &thread_log, &connections)
+                        });
+                if let Err(error) = spawned {
+                    log.error(format_args!(
+                        "cannot start a thread for a connection: {error}"
+                    ));
+                }
+                None
+            }
+            Workers::Pool { idle, size, queue } => {
+                let reserved = idle
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+                    .is_ok();
+                if reserved {
+                    if let Err(returned) = queue.send(stream) {
+                        idle.fetch_add(1, Ordering::AcqRel);
+                        drop(returned);
+                        log.error(format_args!("thread pool is gone; dropping a connection"));
+                    }
+                } else {
+                    log.warning(format_args!(
+                        "thread pool exhausted ({size} workers busy): dropping {}",
+                        stream.peer_name()
+                    ));
+                }
+                None
+            }
+            Workers::Forking {
+                children,
+                parent_fds,
+            } => {
+                match service.fork() {
+                    Ok(ForkResult::Parent { child }) => {
+                        children.insert(child);
+                    }
+                    Ok(ForkResult::Child) => {
+                        serve_in_child(stream, parent_fds, service, config, log)
+                    }
+                    Err(error) => log.error(format_args!("cannot fork: {error}")),
+                }
+                None
+            }
+            Workers::OneShot => {
+                serve_tracked(stream, service, config.clone(), log, connections);
+                Some(Stop::Served)
+            }
+        }
+    }
+
+    /// Collects the forked children that ended, so none stay zombies.
+    pub(super) fn reap(&mut self, log: &Logger) {
+        let Workers::Forking { children, .. } = self else {
+            return;
+        };
+        loop {
+            match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::Exited(pid, code)) => {
+                    children.remove(&pid);
+                    if code != 0 {
+                        log.warning(format_args!("child {pid} exited with status {code}"));
+                    }
+                }
+                Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                    children.remove(&pid);
+                    log.warning(format_args!("child {pid} killed by {signal}"));
+                }
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    }
+
+    pub(super) fn children(&self) -> usize {
+        match self {
+            Workers::Forking { children, .. } => children.len(),
+            _ => 0,
+        }
+    }
+
+    /// SIGINT: end everything now.
+    pub(super) fn abort(&mut self, connections: &Connections) {
+        connections.close_all();
+        if let Workers::Forking { children, .. } = self {
+            for child in children.iter() {
+                let _ = kill(*child, Signal::SIGTERM);
+            }
+        }
+    }
+
+    /// SIGTERM: let requests in flight finish for up to `timeout`.
+    pub(super) fn drain(&mut self, connections: &Connections, timeout: Duration, log: &Logger) {
+        let cut = connections.drain(timeout);
+        if cut > 0 {
+            log.warning(format_args!(
+                "closed {cut} connection(s) still busy after {timeout:?}"
+            ));
+        }
+        let Workers::Forking { children, .. } = self else {
+            return;
+        };
+        for child in children.iter() {
+            let _ = kill(*child, Signal::SIGTERM);
+        }
+        let deadline = Instant::now() + timeout;
+        while self.children() > 0 && Instant::now() < deadline {
+            self.reap(log);
+            if self.children() > 0 {
+                // children end on their own time; SIGCHLD is the parent
+                // loop's, which no longer runs, so look again shortly
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        if let Workers::Forking { children, .. } = self {
+            for child in children.drain() {
+                log.warning(format_args!(
+                    "killing child {child}, still busy after {timeout:?}"
+                ));
+                let _ = kill(child, Signal::SIGKILL);
+                let _ = waitpid(child, None);
+            }
+        }
+    }
+}
+
+/// The child's life: one connection, then `_exit` (Python's ForkingServer
+/// ends its children with `os._exit` too: no interpreter teardown).
+fn serve_in_child(
+    stream: Stream,
+    parent_fds: &[RawFd],
+    service: &ClassicService,
+    config: &Config,
+    log: &Logger,
+) -> ! {
+    signals::reset_in_child();
+    for fd in parent_fds {
+        let _ = nix::unistd::close(*fd);
+    }
+    let peer = stream.peer_name();
+    match connection_over(stream, config.clone()) {
+        Ok(conn) => {
+            // SIGTERM drains this connection, as the parent's does its own
+            let mut terms = SigSet::empty();
+            terms.add(Signal::SIGTERM);
+            if terms.thread_block().is_ok() {
+                let watched = conn.clone();
+                let _ = std::thread::Builder::new()
+                    .name("sigterm".into())
+                    .spawn(move || {
+                        if terms.wait().is_ok() {
+                            watched.drain();
+                        }
+                    });
+            }
+            serve_connection(&conn, &peer, service, log);
+        }
+        Err(error) => log.error(format_args!("cannot use the connection of {peer}: {error}")),
+    }
+    // SAFETY: _exit ends the process at once; nothing after it runs.
+    unsafe { libc::_exit(0) }
+}

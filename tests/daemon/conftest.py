@@ -1,0 +1,127 @@
+"""Helpers for the daemon tests: the real rpyc-classic binary, started the
+ways a system starts it, and the real rpyc client talking to it."""
+
+import faulthandler
+import os
+import signal
+import socket
+import subprocess
+import sysconfig
+import time
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+DEADLINE = 20.0
+
+
+@pytest.fixture(autouse=True)
+def per_test_timeout():
+    """No test may hang: dump the stacks and fail after two minutes."""
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+def binary(name="rpyc-classic"):
+    path = Path(os.environ.get("RPYCD_BIN_DIR") or REPO / "target" / "debug") / name
+    if not path.exists():
+        pytest.fail(f"{path} not found: build it with `cargo build --bins` or set RPYCD_BIN_DIR")
+    return str(path)
+
+
+def server_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("RPYC_", "LISTEN_", "NOTIFY_"))}
+    env["PYTHONPATH"] = sysconfig.get_paths()["purelib"]
+    env.update(extra)
+    return env
+
+
+def free_port(family=socket.AF_INET, host="127.0.0.1"):
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_until(predicate, what, deadline=DEADLINE):
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def accepts(host, port, family=socket.AF_INET):
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.settimeout(1)
+            s.connect((host, port))
+            return True
+    except OSError:
+        return False
+
+
+class Daemon:
+    """A daemon process whose stderr goes to a file the test can read."""
+
+    def __init__(self, argv, tmp_path, env=None, **popen):
+        self.log_path = tmp_path / f"daemon-{time.monotonic_ns()}.log"
+        self.log_file = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(
+            argv,
+            stdin=popen.pop("stdin", subprocess.DEVNULL),
+            stdout=popen.pop("stdout", subprocess.DEVNULL),
+            stderr=self.log_file,
+            env=env or server_env(),
+            start_new_session=True,
+            **popen,
+        )
+
+    def log(self):
+        return self.log_path.read_text(errors="replace")
+
+    def wait_log(self, text, deadline=DEADLINE):
+        return wait_until(lambda: text in self.log(), f"{text!r} in the log:\n{self.log()}", deadline)
+
+    def signal(self, signum):
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout=DEADLINE):
+        return self.proc.wait(timeout)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(DEADLINE)
+        self.log_file.close()
+
+
+@pytest.fixture
+def daemons():
+    started = []
+
+    def start(argv, tmp_path, **kwargs):
+        daemon = Daemon(argv, tmp_path, **kwargs)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
+
+
+def classic_daemon(daemons, tmp_path, *args, host="127.0.0.1", family=socket.AF_INET):
+    """rpyc-classic on a free port; returns (daemon, port) once it accepts."""
+    port = free_port(family, host)
+    daemon = daemons([binary(), "--host", host, "-p", str(port), *args], tmp_path)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts(host, port, family),
+               f"port {port} to accept")
+    assert daemon.proc.poll() is None, daemon.log()
+    return daemon, port
+
+
+def signal_name(signum):
+    return signal.Signals(signum).name
