@@ -50,6 +50,8 @@ pub enum ConnError {
     Message(#[from] MessageError),
     #[error("cannot encode message: {0}")]
     Encode(#[from] EncodeError),
+    #[error("idle for longer than the idle timeout")]
+    Idle,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +60,10 @@ pub struct Config {
     pub brine_depth: usize,
     /// Compress outgoing payloads over the threshold, as rpyc does.
     pub compress: bool,
+    /// End the connection when the peer sends nothing for this long while
+    /// nothing is in progress. The transport's reads must time out at this
+    /// interval for it to take effect (see `server::connection_over`).
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl Default for Config {
@@ -66,6 +72,7 @@ impl Default for Config {
             limits: Limits::default(),
             brine_depth: crate::protocol::brine::DEFAULT_MAX_DEPTH,
             compress: true,
+            idle_timeout: None,
         }
     }
 }
@@ -110,6 +117,10 @@ pub struct Connection {
     /// inbound side, and when the connection ends.
     changed: Condvar,
     next_seq: AtomicI64,
+    /// Bytes of a frame received but not yet whole, kept by the reader so
+    /// the idle check (made while it holds the inbound side) need not lock
+    /// it: a peer halfway through sending a frame is not idle.
+    partial_frame: std::sync::atomic::AtomicUsize,
     closed: AtomicBool,
     shutdown: Shutdown,
     activity: Mutex<Activity>,
@@ -134,6 +145,7 @@ impl Connection {
             waiting: Mutex::new(Waiting::default()),
             changed: Condvar::new(),
             next_seq: AtomicI64::new(0),
+            partial_frame: std::sync::atomic::AtomicUsize::new(0),
             closed: AtomicBool::new(false),
             shutdown,
             activity: Mutex::new(Activity::default()),
@@ -259,6 +271,8 @@ impl Connection {
                     Err(error) => Err(error.into()),
                 };
             }
+            self.partial_frame
+                .store(inbound.decoder.buffered(), Ordering::Relaxed);
             let Inbound { reader, decoder } = inbound;
             let want = decoder.wanted().clamp(16 * 1024, 1 << 20);
             let got = decoder.feed_with(want, |buf| loop {
@@ -272,6 +286,13 @@ impl Connection {
                 Ok(0) => return Err(ConnError::Eof),
                 Ok(_) => {}
                 Err(_) if self.is_closed() => return Err(ConnError::Closed),
+                Err(error) if is_timeout(&error) => {
+                    // a read timeout is the idle clock: it only counts when
+                    // no request of either side is in progress
+                    if self.is_idle() {
+                        return Err(ConnError::Idle);
+                    }
+                }
                 Err(error) => return Err(error.into()),
             }
         }
@@ -362,6 +383,12 @@ impl Connection {
         if activity.serving == 0 {
             (self.shutdown)(std::net::Shutdown::Read);
         }
+    }
+
+    fn is_idle(&self) -> bool {
+        lock(&self.activity).serving == 0
+            && lock(&self.waiting).replies.is_empty()
+            && self.partial_frame.load(Ordering::Relaxed) == 0
     }
 
     fn park(&self, seq: i64, reply: Reply) {
@@ -477,6 +504,13 @@ fn bad_request_exception(reason: &BadRequest) -> RemoteException {
         },
         BadRequest::Malformed(what) => ExceptionInfo::builtin("ValueError", what),
     })
+}
+
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// Locks a mutex, recovering it if a panicking thread poisoned it: the

@@ -6,6 +6,18 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+/// sd_watchdog_enabled(3): `WATCHDOG_USEC` enables the watchdog, unless
+/// `WATCHDOG_PID` is set and names another process (an unset PID means
+/// this one, as systemd reads it; the sd-notify crate insists on it).
+fn watchdog_timeout(usec: Option<&str>, pid: Option<&str>, own_pid: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|&usec| usec > 0)?;
+    match pid.map(|pid| pid.trim().parse::<u32>()) {
+        None => Some(Duration::from_micros(usec)),
+        Some(Ok(pid)) if pid == own_pid => Some(Duration::from_micros(usec)),
+        Some(_) => None,
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Notifier {
     enabled: bool,
@@ -14,12 +26,11 @@ pub struct Notifier {
 
 impl Notifier {
     pub fn from_env() -> Notifier {
-        let mut usec = 0;
-        let watchdog =
-            sd_notify::watchdog_enabled(false, &mut usec).then(|| Duration::from_micros(usec));
+        let usec = std::env::var("WATCHDOG_USEC").ok();
+        let pid = std::env::var("WATCHDOG_PID").ok();
         Notifier {
             enabled: std::env::var_os("NOTIFY_SOCKET").is_some(),
-            watchdog,
+            watchdog: watchdog_timeout(usec.as_deref(), pid.as_deref(), std::process::id()),
         }
     }
 
@@ -58,5 +69,21 @@ impl Notifier {
 
     pub fn stopping(&self) {
         self.send(&[NotifyState::Stopping]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn watchdog_follows_sd_watchdog_enabled() {
+        let second = Some(Duration::from_secs(1));
+        assert_eq!(watchdog_timeout(Some("1000000"), None, 7), second);
+        assert_eq!(watchdog_timeout(Some("1000000"), Some("7"), 7), second);
+        assert_eq!(watchdog_timeout(Some("1000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_timeout(Some("0"), None, 7), None);
+        assert_eq!(watchdog_timeout(Some("soon"), None, 7), None);
+        assert_eq!(watchdog_timeout(None, Some("7"), 7), None);
     }
 }

@@ -57,6 +57,7 @@ fn config_of(args: &ClassicArgs) -> Config {
             max_frame_size: max,
             max_payload_size: max,
         },
+        idle_timeout: args.idle_timeout,
         ..Config::default()
     }
 }

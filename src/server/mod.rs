@@ -325,6 +325,7 @@ impl Connections {
 /// Makes a connection over an accepted stream.
 pub fn connection_over(stream: Stream, config: Config) -> std::io::Result<Arc<Connection>> {
     let reader = stream.try_clone()?;
+    reader.set_read_timeout(config.idle_timeout)?;
     let closer = stream.try_clone()?;
     Ok(Connection::new(
         Box::new(reader),
@@ -352,8 +353,14 @@ pub fn serve_connection(
         }
     }
     log.info(format_args!("welcome {peer}"));
-    if let Err(error) = conn.serve_all() {
-        log.warning(format_args!("{peer}: {error}"));
+    match conn.serve_all() {
+        Ok(()) => {}
+        Err(crate::connection::ConnError::Idle) => {
+            log.info(format_args!(
+                "closing {peer}: idle for longer than --idle-timeout"
+            ));
+        }
+        Err(error) => log.warning(format_args!("{peer}: {error}")),
     }
     log.info(format_args!("goodbye {peer}"));
 }

@@ -300,3 +300,31 @@ def test_stdio_logs_to_the_logfile_only(tmp_path):
         proc.wait()
     text = logfile.read_text()
     assert "welcome stdio" in text and "goodbye stdio" in text
+
+
+def test_idle_timeout_closes_only_idle_connections(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path, "--idle-timeout", "0.5")
+    busy = rpyc.classic.connect("127.0.0.1", port)
+    # a request longer than the timeout is not idleness
+    busy.modules.time.sleep(1.2)
+    # nor is the server waiting for a callback of ours that takes long
+    busy.execute("def call(f): return f()")
+    assert busy.namespace["call"](lambda: time.sleep(1.2) or "called back") == "called back"
+    idle = rpyc.classic.connect("127.0.0.1", port)
+    assert idle.eval("1") == 1
+    daemon.wait_log("idle for longer than --idle-timeout")
+    with pytest.raises(EOFError):
+        idle.eval("2")
+
+
+def test_watchdog_pings(daemons, tmp_path):
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(20)
+    daemon = daemons([binary(), "--host", "127.0.0.1", "-p", str(free_port())], tmp_path,
+                     env=server_env(NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="400000"))
+    lines = []
+    while lines.count("WATCHDOG=1") < 2:
+        lines.extend(notify.recv(4096).decode().splitlines())
+    assert "READY=1" in lines
