@@ -7,6 +7,7 @@ pub mod cli;
 pub mod connection;
 pub mod daemon;
 pub mod protocol;
+pub mod registry;
 pub mod server;
 pub mod service;
 

@@ -1,0 +1,6 @@
+//! The registry: a bonjour-like agent where servers register their service
+//! names and port and clients ask where a service is (rpyc 6.0.2
+//! `rpyc/utils/registry.py`). [`protocol`] is the wire format, shared by the
+//! registry server and the registrar that `rpyc-classic --register` runs.
+
+pub mod protocol;
