@@ -4,3 +4,4 @@
 //! registry server and the registrar that `rpyc-classic --register` runs.
 
 pub mod protocol;
+pub mod registrar;

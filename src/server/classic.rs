@@ -7,13 +7,14 @@ use thiserror::Error;
 
 use super::listener::{Inherited, Listener};
 use super::{connection_over, serve_connection, stdio, Options, Server, Stop, Strategy};
-use crate::cli::classic::{ClassicArgs, Mode};
+use crate::cli::classic::{ClassicArgs, Mode, RegistryType};
 use crate::cli::exit;
 use crate::connection::{Config, Connection};
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::Signals;
 use crate::protocol::frame::Limits;
+use crate::registry::registrar::{Registrar, Transport};
 use crate::service::classic::{ClassicService, ServiceError};
 
 #[derive(Debug, Error)]
@@ -35,13 +36,15 @@ pub enum RunError {
     Server(std::io::Error),
     #[error("{0}")]
     Log(#[from] LogError),
+    #[error("{0}")]
+    Register(String),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Bind { .. } | RunError::Inherit(_) => exit::UNAVAILABLE,
-            RunError::Log(_) => exit::CONFIG,
+            RunError::Log(_) | RunError::Register(_) => exit::CONFIG,
             RunError::Service(_)
             | RunError::Stdio(_)
             | RunError::Signals(_)
@@ -134,6 +137,11 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
         Mode::Forking => Strategy::Forking,
         Mode::Oneshot | Mode::Stdio => Strategy::OneShot,
     };
+    let registrar = if args.register {
+        Some(registrar_for(args, &listeners, &log)?)
+    } else {
+        None
+    };
     let signals = Signals::install().map_err(RunError::Signals)?;
     let mut server = Server::new(
         listeners,
@@ -147,9 +155,49 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
             shutdown_timeout: args.shutdown_timeout,
         },
     );
+    if let Some(registrar) = registrar {
+        server.set_registrar(registrar);
+    }
     match server.run(&signals).map_err(RunError::Server)? {
         Stop::Interrupted | Stop::Terminated | Stop::Served => Ok(()),
     }
+}
+
+/// The registrar for `--register`: the classic service's alias (rpyc's
+/// SlaveService registers as SLAVE) and the port clients should use.
+fn registrar_for(
+    args: &ClassicArgs,
+    listeners: &[Listener],
+    log: &Logger,
+) -> Result<Registrar, RunError> {
+    let Some(local) = listeners.iter().find_map(Listener::local_addr) else {
+        return Err(RunError::Register(
+            "--register needs a TCP listener to announce".into(),
+        ));
+    };
+    // validation guarantees a host (TCP requires one, UDP broadcasts)
+    let host = args.effective_registry_host().unwrap_or("255.255.255.255");
+    let registry = (host, args.registry_port)
+        .to_socket_addrs()
+        .map_err(|error| RunError::Register(format!("cannot resolve registry {host}: {error}")))?
+        .find(|addr| addr.is_ipv6() == local.is_ipv6())
+        .ok_or_else(|| {
+            RunError::Register(format!(
+                "registry {host} has no address of the server's family"
+            ))
+        })?;
+    let transport = match args.registry_type {
+        RegistryType::Udp => Transport::Udp,
+        RegistryType::Tcp => Transport::Tcp,
+    };
+    Ok(Registrar::new(
+        transport,
+        registry,
+        local.ip(),
+        vec!["SLAVE".into()],
+        local.port(),
+        log.clone(),
+    ))
 }
 
 fn bind(args: &ClassicArgs) -> Result<Listener, RunError> {

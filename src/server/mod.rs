@@ -20,6 +20,7 @@ use crate::connection::{Config, Connection};
 use crate::daemon::log::Logger;
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
+use crate::registry::registrar::Registrar;
 use crate::service::classic::ClassicService;
 pub use listener::{Inherited, Listener, Stream};
 pub use strategy::Strategy;
@@ -45,6 +46,7 @@ pub struct Server {
     max_connections: Option<usize>,
     shutdown_timeout: Duration,
     connections: Arc<Connections>,
+    registrar: Option<Registrar>,
 }
 
 pub struct Options {
@@ -75,7 +77,13 @@ impl Server {
                 ..Connections::default()
             }),
             notifier,
+            registrar: None,
         }
+    }
+
+    /// Announces the server to a registry while it runs (`--register`).
+    pub fn set_registrar(&mut self, registrar: Registrar) {
+        self.registrar = Some(registrar);
     }
 
     /// Accepts and serves until a signal (or, for oneshot, the one
@@ -94,11 +102,15 @@ impl Server {
         let watchdog = self.notifier.watchdog_interval();
         let mut last_ping = Instant::now();
         let stop = loop {
-            let timeout = match watchdog {
-                Some(interval) => {
-                    PollTimeout::try_from(interval.saturating_sub(last_ping.elapsed()))
-                        .unwrap_or(PollTimeout::MAX)
-                }
+            let now = Instant::now();
+            let mut wake = watchdog.map(|interval| last_ping + interval);
+            if let Some(registrar) = &self.registrar {
+                let due = registrar.deadline();
+                wake = Some(wake.map_or(due, |wake| wake.min(due)));
+            }
+            let timeout = match wake {
+                Some(wake) => PollTimeout::try_from(wake.saturating_duration_since(now))
+                    .unwrap_or(PollTimeout::MAX),
                 None => PollTimeout::NONE,
             };
             let mut fds: Vec<PollFd<'_>> = self
@@ -107,6 +119,15 @@ impl Server {
                 .map(|listener| PollFd::new(listener.as_fd(), PollFlags::POLLIN))
                 .collect();
             fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
+            let registrar_interest = self.registrar.as_ref().and_then(Registrar::interest);
+            if let Some(interest) = &registrar_interest {
+                let flags = if interest.writable {
+                    PollFlags::POLLOUT
+                } else {
+                    PollFlags::POLLIN
+                };
+                fds.push(PollFd::new(interest.fd, flags));
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => {}
@@ -121,6 +142,13 @@ impl Server {
                 if last_ping.elapsed() >= interval {
                     self.notifier.watchdog();
                     last_ping = Instant::now();
+                }
+            }
+            if let Some(registrar) = &mut self.registrar {
+                let socket_ready =
+                    ready.len() > self.listeners.len() + 1 && ready[self.listeners.len() + 1];
+                if socket_ready || Instant::now() >= registrar.deadline() {
+                    registrar.advance();
                 }
             }
             let mut stop = None;
@@ -146,6 +174,9 @@ impl Server {
             }
         };
         self.notifier.stopping();
+        if let Some(registrar) = &mut self.registrar {
+            registrar.unregister();
+        }
         match stop {
             Stop::Interrupted => {
                 self.log.warning(format_args!("keyboard interrupt!"));

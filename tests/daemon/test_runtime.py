@@ -312,7 +312,8 @@ def test_idle_timeout_closes_only_idle_connections(daemons, tmp_path):
     assert busy.namespace["call"](lambda: time.sleep(1.2) or "called back") == "called back"
     idle = rpyc.classic.connect("127.0.0.1", port)
     assert idle.eval("1") == 1
-    daemon.wait_log("idle for longer than --idle-timeout")
+    idle_port = idle._channel.stream.sock.getsockname()[1]
+    daemon.wait_log(f"closing [127.0.0.1]:{idle_port}: idle for longer than --idle-timeout")
     with pytest.raises(EOFError):
         idle.eval("2")
 
@@ -328,3 +329,69 @@ def test_watchdog_pings(daemons, tmp_path):
     while lines.count("WATCHDOG=1") < 2:
         lines.extend(notify.recv(4096).decode().splitlines())
     assert "READY=1" in lines
+
+
+def python_registry(daemons, tmp_path, mode):
+    """rpyc 6.0.2's own registry server, on a free loopback port."""
+    import sys
+    import sysconfig
+    port = free_port()
+    script = os.path.join(sysconfig.get_paths()["scripts"], "rpyc_registry")
+    daemons([sys.executable, script, "-m", mode, "-p", str(port)], tmp_path)
+    wait_until(lambda: registry_answers(mode, port), f"rpyc's {mode} registry to answer")
+    return port
+
+
+def registry_answers(mode, port):
+    """A registry with listing off answers LIST with None; silence is ()."""
+    try:
+        return registrar_for(mode, port).list() is None
+    except OSError:
+        return False
+
+
+def registrar_for(mode, port):
+    from rpyc.utils.registry import TCPRegistryClient, UDPRegistryClient
+    if mode == "UDP":
+        return UDPRegistryClient(ip="127.0.0.1", port=port)
+    return TCPRegistryClient("127.0.0.1", port=port)
+
+
+@pytest.mark.parametrize("mode", ["UDP", "TCP"])
+def test_register_with_rpycs_own_registry(daemons, tmp_path, mode):
+    registry_port = python_registry(daemons, tmp_path, mode)
+    client = registrar_for(mode, registry_port)
+    daemon, port = classic_daemon(daemons, tmp_path, "--register", "--registry-type", mode,
+                                  "--registry-host", "127.0.0.1",
+                                  "--registry-port", str(registry_port))
+    found = wait_until(lambda: client.discover("SLAVE"), "the registration")
+    assert tuple(found) == (("127.0.0.1", port),)
+    # what a user does with it: rpyc.discover, then connect
+    conn = rpyc.classic.connect(*rpyc.discover("SLAVE", registrar=client)[0])
+    assert conn.eval("'found'") == "found"
+    conn.close()
+    daemon.wait_log("acknowledged")
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    # a clean stop unregisters
+    wait_until(lambda: not client.discover("SLAVE"), "the unregistration")
+
+
+def test_register_keeps_retrying_until_a_registry_answers(daemons, tmp_path):
+    registry_port = free_port()
+    daemon, port = classic_daemon(daemons, tmp_path, "--register", "--registry-type", "UDP",
+                                  "--registry-host", "127.0.0.1",
+                                  "--registry-port", str(registry_port))
+    daemon.wait_log("registering services did not work - retry")
+    # the server serves meanwhile
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    assert conn.eval("1") == 1
+    # a registry that comes up late gets the registration
+    import sys
+    import sysconfig
+    script = os.path.join(sysconfig.get_paths()["scripts"], "rpyc_registry")
+    daemons([sys.executable, script, "-m", "UDP", "-p", str(registry_port)], tmp_path)
+    wait_until(lambda: registry_answers("UDP", registry_port), "the late registry to answer")
+    client = registrar_for("UDP", registry_port)
+    found = wait_until(lambda: client.discover("SLAVE"), "the late registration")
+    assert tuple(found) == (("127.0.0.1", port),)

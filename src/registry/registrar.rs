@@ -1,0 +1,327 @@
+//! The registrar: `rpyc-classic --register` announcing itself to a registry
+//! (rpyc 6.0.2 `Server._bg_register` with `UDPRegistryClient` /
+//! `TCPRegistryClient`): register, re-register every 60 s once
+//! acknowledged, retry every second until then, unregister on a clean stop.
+//!
+//! rpyc runs this in a thread. Here it is a state machine the server's poll
+//! loop drives, never blocking: in forking mode that loop's thread must be
+//! the process's only thread, or a fork could copy a lock held mid-way.
+
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::time::{Duration, Instant};
+
+use nix::sys::socket::{
+    connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+};
+
+use super::protocol::{is_ok_reply, Request, MAX_MESSAGE};
+use crate::daemon::log::Logger;
+
+/// rpyc's RegistryClient.REREGISTER_INTERVAL.
+pub const REREGISTER_INTERVAL: Duration = Duration::from_secs(60);
+/// How soon to try again after a failure (rpyc's `tnext = t + 1`).
+pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+/// How long to wait for the registry's "OK" (rpyc's client timeout).
+pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+enum State {
+    Waiting {
+        until: Instant,
+    },
+    UdpSent {
+        socket: UdpSocket,
+        deadline: Instant,
+    },
+    TcpConnecting {
+        stream: TcpStream,
+        deadline: Instant,
+    },
+    TcpSent {
+        stream: TcpStream,
+        deadline: Instant,
+    },
+}
+
+pub struct Registrar {
+    transport: Transport,
+    registry: SocketAddr,
+    /// The server's own address: registrations leave from it, so the
+    /// registry records the address clients should connect to.
+    interface: IpAddr,
+    aliases: Vec<String>,
+    port: u16,
+    log: Logger,
+    state: State,
+    registered: bool,
+}
+
+/// What the poll loop should wait for on the registrar's behalf.
+pub struct Interest<'a> {
+    pub fd: BorrowedFd<'a>,
+    pub writable: bool,
+}
+
+impl Registrar {
+    pub fn new(
+        transport: Transport,
+        registry: SocketAddr,
+        interface: IpAddr,
+        aliases: Vec<String>,
+        port: u16,
+        log: Logger,
+    ) -> Registrar {
+        Registrar {
+            transport,
+            registry,
+            interface,
+            aliases,
+            port,
+            log,
+            state: State::Waiting {
+                until: Instant::now(),
+            },
+            registered: false,
+        }
+    }
+
+    /// The socket to poll, if a registration is in flight.
+    pub fn interest(&self) -> Option<Interest<'_>> {
+        match &self.state {
+            State::Waiting { .. } => None,
+            State::UdpSent { socket, .. } => Some(Interest {
+                fd: socket.as_fd(),
+                writable: false,
+            }),
+            State::TcpConnecting { stream, .. } => Some(Interest {
+                fd: stream.as_fd(),
+                writable: true,
+            }),
+            State::TcpSent { stream, .. } => Some(Interest {
+                fd: stream.as_fd(),
+                writable: false,
+            }),
+        }
+    }
+
+    /// When the registrar next needs the loop, readable socket or not.
+    pub fn deadline(&self) -> Instant {
+        match &self.state {
+            State::Waiting { until } => *until,
+            State::UdpSent { deadline, .. }
+            | State::TcpConnecting { deadline, .. }
+            | State::TcpSent { deadline, .. } => *deadline,
+        }
+    }
+
+    /// Moves on: called when the deadline passed or the socket is ready.
+    pub fn advance(&mut self) {
+        let now = Instant::now();
+        let state = std::mem::replace(&mut self.state, State::Waiting { until: now });
+        self.state = match state {
+            State::Waiting { until } if now < until => State::Waiting { until },
+            State::Waiting { .. } => self.start(now),
+            State::UdpSent { socket, deadline } => match self.udp_reply(&socket) {
+                Some(true) => self.acknowledged(now),
+                Some(false) | None if now < deadline => State::UdpSent { socket, deadline },
+                _ => self.failed(now, "no registry acknowledged"),
+            },
+            State::TcpConnecting { stream, deadline } => match stream.take_error() {
+                Ok(None) if is_connected(&stream) => match self.send_tcp(stream, deadline) {
+                    Ok(next) => next,
+                    Err(error) => self.failed(now, &format!("could not send to registry: {error}")),
+                },
+                Ok(None) if now < deadline => State::TcpConnecting { stream, deadline },
+                Ok(None) => self.failed(now, "could not connect to registry: timed out"),
+                Ok(Some(error)) | Err(error) => {
+                    self.failed(now, &format!("could not connect to registry: {error}"))
+                }
+            },
+            State::TcpSent {
+                mut stream,
+                deadline,
+            } => {
+                let mut reply = [0u8; MAX_MESSAGE];
+                match stream.read(&mut reply) {
+                    Ok(n) if is_ok_reply(&reply[..n]) => {
+                        self.log
+                            .info(format_args!("registry {} acknowledged", self.registry));
+                        self.acknowledged(now)
+                    }
+                    Ok(_) => self.failed(now, "registry did not acknowledge"),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock && now < deadline => {
+                        State::TcpSent { stream, deadline }
+                    }
+                    Err(_) => self.failed(now, "registry did not acknowledge"),
+                }
+            }
+        };
+    }
+
+    fn start(&mut self, now: Instant) -> State {
+        self.log
+            .info(format_args!("registering on {}", self.registry));
+        let started = match self.transport {
+            Transport::Udp => self.send_udp(now),
+            Transport::Tcp => self.connect_tcp(now),
+        };
+        started.unwrap_or_else(|error| {
+            self.failed(now, &format!("cannot reach the registry: {error}"))
+        })
+    }
+
+    fn request(&self) -> io::Result<Vec<u8>> {
+        Request::Register {
+            aliases: self.aliases.clone(),
+            port: self.port,
+        }
+        .encode()
+        .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))
+    }
+
+    fn send_udp(&self, now: Instant) -> io::Result<State> {
+        let socket = UdpSocket::bind(SocketAddr::new(self.interface_for_family(), 0))?;
+        if is_broadcast(self.registry.ip()) {
+            socket.set_broadcast(true)?;
+        }
+        socket.set_nonblocking(true)?;
+        socket.send_to(&self.request()?, self.registry)?;
+        Ok(State::UdpSent {
+            socket,
+            deadline: now + REPLY_TIMEOUT,
+        })
+    }
+
+    /// `Some(true)`: acknowledged; `Some(false)`: a datagram that is not
+    /// the registry's OK; `None`: nothing (more) to read yet.
+    fn udp_reply(&self, socket: &UdpSocket) -> Option<bool> {
+        let mut reply = [0u8; MAX_MESSAGE];
+        let mut seen = None;
+        while let Ok((n, from)) = socket.recv_from(&mut reply) {
+            // rpyc's client takes answers only from the registry's port
+            if from.port() == self.registry.port() && is_ok_reply(&reply[..n]) {
+                self.log.info(format_args!(
+                    "registry {}:{} acknowledged",
+                    from.ip(),
+                    from.port()
+                ));
+                return Some(true);
+            }
+            seen = Some(false);
+        }
+        seen
+    }
+
+    fn connect_tcp(&self, now: Instant) -> io::Result<State> {
+        let family = match self.registry {
+            SocketAddr::V4(_) => AddressFamily::Inet,
+            SocketAddr::V6(_) => AddressFamily::Inet6,
+        };
+        let fd: OwnedFd = socket(
+            family,
+            SockType::Stream,
+            SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+            None,
+        )?;
+        let local = SocketAddr::new(self.interface_for_family(), 0);
+        match local {
+            SocketAddr::V4(v4) => nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?,
+            SocketAddr::V6(v6) => nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(v6))?,
+        }
+        let connected = match self.registry {
+            SocketAddr::V4(v4) => connect(fd.as_raw_fd(), &SockaddrIn::from(v4)),
+            SocketAddr::V6(v6) => connect(fd.as_raw_fd(), &SockaddrIn6::from(v6)),
+        };
+        match connected {
+            Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(State::TcpConnecting {
+                stream: TcpStream::from(fd),
+                deadline: now + REPLY_TIMEOUT,
+            }),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    fn send_tcp(&self, mut stream: TcpStream, deadline: Instant) -> io::Result<State> {
+        // one small write into an empty socket buffer: it goes out whole
+        stream.write_all(&self.request()?)?;
+        Ok(State::TcpSent { stream, deadline })
+    }
+
+    fn interface_for_family(&self) -> IpAddr {
+        match (self.interface, self.registry) {
+            (IpAddr::V4(_), SocketAddr::V4(_)) | (IpAddr::V6(_), SocketAddr::V6(_)) => {
+                self.interface
+            }
+            (_, SocketAddr::V4(_)) => IpAddr::from([0, 0, 0, 0]),
+            (_, SocketAddr::V6(_)) => IpAddr::from([0u16; 8]),
+        }
+    }
+
+    fn acknowledged(&mut self, now: Instant) -> State {
+        self.registered = true;
+        State::Waiting {
+            until: now + REREGISTER_INTERVAL,
+        }
+    }
+
+    fn failed(&mut self, now: Instant, why: &str) -> State {
+        self.log.warning(format_args!("{why}"));
+        self.log
+            .info(format_args!("registering services did not work - retry"));
+        State::Waiting {
+            until: now + RETRY_INTERVAL,
+        }
+    }
+
+    /// On a clean stop: tell the registry we are gone (best effort, bounded).
+    pub fn unregister(&mut self) {
+        if !self.registered {
+            return;
+        }
+        self.log
+            .info(format_args!("unregistering from {}", self.registry));
+        let request = Request::Unregister { port: self.port }.encode();
+        let Ok(request) = request else { return };
+        let sent = match self.transport {
+            Transport::Udp => UdpSocket::bind(SocketAddr::new(self.interface_for_family(), 0))
+                .and_then(|socket| {
+                    if is_broadcast(self.registry.ip()) {
+                        socket.set_broadcast(true)?;
+                    }
+                    socket.send_to(&request, self.registry).map(drop)
+                }),
+            Transport::Tcp => {
+                TcpStream::connect_timeout(&self.registry, REPLY_TIMEOUT).and_then(|mut stream| {
+                    stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+                    stream.write_all(&request)?;
+                    // wait for the OK so the registry has it before we go
+                    let mut reply = [0u8; 64];
+                    stream.read(&mut reply).map(drop)
+                })
+            }
+        };
+        if let Err(error) = sent {
+            self.log
+                .warning(format_args!("could not unregister: {error}"));
+        }
+        self.registered = false;
+    }
+}
+
+fn is_connected(stream: &TcpStream) -> bool {
+    stream.peer_addr().is_ok()
+}
+
+fn is_broadcast(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_broadcast() || v4.octets()[3] == 255,
+        IpAddr::V6(_) => false,
+    }
+}
