@@ -395,3 +395,12 @@ def test_register_keeps_retrying_until_a_registry_answers(daemons, tmp_path):
     client = registrar_for("UDP", registry_port)
     found = wait_until(lambda: client.discover("SLAVE"), "the late registration")
     assert tuple(found) == (("127.0.0.1", port),)
+
+
+def test_socket_activation_with_a_unix_socket(daemons, tmp_path):
+    path = tmp_path / "activated.sock"
+    daemon = daemons(["systemd-socket-activate", "-l", str(path), binary()], tmp_path)
+    wait_until(path.exists, "the activation socket")
+    conn = rpyc.classic.unix_connect(str(path))
+    assert conn.eval("'via systemd'") == "via systemd"
+    daemon.wait_log(f"server started on {path}")
