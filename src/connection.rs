@@ -26,11 +26,17 @@ use crate::protocol::message::{
 /// What a request comes back with: a value, or the exception it raised.
 pub type Reply = Result<Boxed, RemoteException>;
 
+/// What a request's handling keeps alive until its reply is sent: the
+/// objects of the request and the result. Dropping them may release the
+/// peer's objects (DEL), which must reach the peer after the reply that
+/// still names them, as with rpyc, whose handler's locals live that long.
+pub type KeepAlive = Option<Box<dyn Send>>;
+
 /// The per-connection side of a service: answers the peer's requests.
 pub trait Session: Send + Sync {
     /// Serves one request. May send requests of its own through `conn`
     /// (which serves nested requests while it waits).
-    fn handle(&self, conn: &Arc<Connection>, handler: Handler, args: Boxed) -> Reply;
+    fn handle(&self, conn: &Arc<Connection>, handler: Handler, args: Boxed) -> (Reply, KeepAlive);
 
     /// The connection is over: drop every object the peer held.
     fn close(&self);
@@ -344,12 +350,17 @@ impl Connection {
         args: Boxed,
     ) -> Result<(), ConnError> {
         let session = lock(&self.session).clone();
+        let mut kept: KeepAlive = None;
         let reply = match session {
             // A bug of ours must cost this request, not the connection, its
             // objects or (in a thread pool) the worker: answer it instead.
             Some(session) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 session.handle(self, handler, args)
             }))
+            .map(|(reply, keep_alive)| {
+                kept = keep_alive;
+                reply
+            })
             .unwrap_or_else(|panic| {
                 let what = panic
                     .downcast_ref::<&str>()
@@ -370,7 +381,9 @@ impl Connection {
             Ok(value) => Message::Reply { seq, value },
             Err(exception) => Message::Exception { seq, exception },
         };
-        self.send(&message)
+        let sent = self.send(&message);
+        drop(kept);
+        sent
     }
 
     /// The server is stopping: finish the requests in flight, answer them,

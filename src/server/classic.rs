@@ -6,15 +6,19 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use super::listener::{Inherited, Listener};
-use super::{connection_over, serve_connection, stdio, Options, Server, Stop, Strategy};
+use super::tls::{TlsAuthenticator, TlsError, TlsFiles};
+use super::transport::{Authenticator, Transport};
+use super::{
+    connect, serve_connection, stdio, stream_transport, Context, Options, Server, Stop, Strategy,
+};
 use crate::cli::classic::{ClassicArgs, Mode, RegistryType};
 use crate::cli::exit;
-use crate::connection::{Config, Connection};
+use crate::connection::Config;
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::Signals;
 use crate::protocol::frame::Limits;
-use crate::registry::registrar::{Registrar, Transport};
+use crate::registry::registrar::{Registrar, Transport as RegistryTransport};
 use crate::service::classic::{ClassicService, ServiceError};
 
 #[derive(Debug, Error)]
@@ -38,13 +42,15 @@ pub enum RunError {
     Log(#[from] LogError),
     #[error("{0}")]
     Register(String),
+    #[error("{0}")]
+    Tls(#[from] TlsError),
 }
 
 impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Bind { .. } | RunError::Inherit(_) => exit::UNAVAILABLE,
-            RunError::Log(_) | RunError::Register(_) => exit::CONFIG,
+            RunError::Log(_) | RunError::Register(_) | RunError::Tls(_) => exit::CONFIG,
             RunError::Service(_)
             | RunError::Stdio(_)
             | RunError::Signals(_)
@@ -84,17 +90,27 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
     // opened first: an unusable logfile is a configuration error, reported
     // before anything is bound
     let log = Logger::open("SLAVE", destination(args), args.quiet)?;
+    // the TLS files too: a bad key is reported before anything is bound
+    let auth = authenticator(args)?;
     if args.mode == Mode::Stdio {
-        return serve_stdio(config, &log.renamed("SLAVE/stdio"));
+        let context = context_of(config, log.renamed("SLAVE/stdio"), auth)?;
+        return serve_stdio(&context);
     }
     let listeners = match Listener::from_systemd().map_err(RunError::Inherit)? {
         Some(Inherited::Connection(stream)) => {
             // Accept=yes: systemd accepted the connection for us
-            let log = log.renamed("SLAVE/socket");
-            let service = ClassicService::new()?;
+            let context = context_of(config, log.renamed("SLAVE/socket"), auth)?;
             let peer = stream.peer_name();
-            let conn = connection_over(stream, config).map_err(RunError::Server)?;
-            serve_connection(&conn, &peer, &service, &log);
+            let transport = stream_transport(stream, &context.config).map_err(RunError::Server)?;
+            if let Some((conn, credentials)) = connect(transport, &peer, &context) {
+                serve_connection(
+                    &conn,
+                    &peer,
+                    credentials.as_deref(),
+                    &context.service,
+                    &context.log,
+                );
+            }
             return Ok(());
         }
         Some(Inherited::Listeners(listeners)) => listeners,
@@ -153,6 +169,7 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
         Options {
             max_connections: args.max_connections.map(|max| max as usize),
             shutdown_timeout: args.shutdown_timeout,
+            auth,
         },
     );
     if let Some(registrar) = registrar {
@@ -187,8 +204,8 @@ fn registrar_for(
             ))
         })?;
     let transport = match args.registry_type {
-        RegistryType::Udp => Transport::Udp,
-        RegistryType::Tcp => Transport::Tcp,
+        RegistryType::Udp => RegistryTransport::Udp,
+        RegistryType::Tcp => RegistryTransport::Tcp,
     };
     Ok(Registrar::new(
         transport,
@@ -231,16 +248,50 @@ fn bind(args: &ClassicArgs) -> Result<Listener, RunError> {
     Listener::bind_tcp(addr, args.backlog).map_err(bind_error)
 }
 
-fn serve_stdio(config: Config, log: &Logger) -> Result<(), RunError> {
-    let stdio = stdio::take().map_err(RunError::Stdio)?;
-    let service = ClassicService::new()?;
-    let closer = stdio.closer;
-    let conn: Arc<Connection> = Connection::new(
-        Box::new(stdio.reader),
-        Box::new(stdio.writer),
-        Box::new(move |how| stdio::shutdown(&closer, how)),
+/// A context for serving connections in this process directly.
+fn context_of(
+    config: Config,
+    log: Logger,
+    auth: Option<Arc<dyn Authenticator>>,
+) -> Result<Context, RunError> {
+    Ok(Context {
+        service: ClassicService::new()?,
         config,
-    );
-    serve_connection(&conn, "stdio", &service, log);
+        log,
+        auth,
+        connections: Arc::default(),
+    })
+}
+
+/// The authenticator the switches ask for, its files checked now.
+fn authenticator(args: &ClassicArgs) -> Result<Option<Arc<dyn Authenticator>>, RunError> {
+    let (Some(key), Some(cert)) = (&args.ssl_keyfile, &args.ssl_certfile) else {
+        return Ok(None);
+    };
+    let tls = TlsAuthenticator::from_files(&TlsFiles {
+        key,
+        cert,
+        ca: args.ssl_cafile.as_deref(),
+    })?;
+    Ok(Some(Arc::new(tls)))
+}
+
+fn serve_stdio(context: &Context) -> Result<(), RunError> {
+    let stdio = stdio::take().map_err(RunError::Stdio)?;
+    let closer = stdio.closer;
+    let transport = Transport {
+        reader: Box::new(stdio.reader),
+        writer: Box::new(stdio.writer),
+        shutdown: Box::new(move |how| stdio::shutdown(&closer, how)),
+    };
+    if let Some((conn, credentials)) = connect(transport, "stdio", context) {
+        serve_connection(
+            &conn,
+            "stdio",
+            credentials.as_deref(),
+            &context.service,
+            &context.log,
+        );
+    }
     Ok(())
 }

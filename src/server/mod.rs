@@ -7,6 +7,8 @@ pub mod classic;
 pub mod listener;
 pub mod stdio;
 mod strategy;
+pub mod tls;
+pub mod transport;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd};
@@ -24,6 +26,17 @@ use crate::registry::registrar::Registrar;
 use crate::service::classic::ClassicService;
 pub use listener::{Inherited, Listener, Stream};
 pub use strategy::Strategy;
+use transport::{Authenticator, Transport};
+
+/// What every connection of a server needs, cloned into its thread.
+#[derive(Clone)]
+pub struct Context {
+    pub service: ClassicService,
+    pub config: Config,
+    pub log: Logger,
+    pub auth: Option<Arc<dyn Authenticator>>,
+    pub connections: Arc<Connections>,
+}
 
 /// How the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,19 +52,18 @@ pub enum Stop {
 pub struct Server {
     listeners: Vec<Listener>,
     strategy: Strategy,
-    service: ClassicService,
-    config: Config,
+    context: Context,
     log: Logger,
     notifier: Notifier,
     max_connections: Option<usize>,
     shutdown_timeout: Duration,
-    connections: Arc<Connections>,
     registrar: Option<Registrar>,
 }
 
 pub struct Options {
     pub max_connections: Option<usize>,
     pub shutdown_timeout: Duration,
+    pub auth: Option<Arc<dyn Authenticator>>,
 }
 
 impl Server {
@@ -64,19 +76,24 @@ impl Server {
         notifier: Notifier,
         options: Options,
     ) -> Server {
+        let connections = Arc::new(Connections {
+            notifier: notifier.clone(),
+            ..Connections::default()
+        });
         Server {
             listeners,
             strategy,
-            service,
-            config,
+            context: Context {
+                service,
+                config,
+                log: log.clone(),
+                auth: options.auth,
+                connections,
+            },
             log,
+            notifier,
             max_connections: options.max_connections,
             shutdown_timeout: options.shutdown_timeout,
-            connections: Arc::new(Connections {
-                notifier: notifier.clone(),
-                ..Connections::default()
-            }),
-            notifier,
             registrar: None,
         }
     }
@@ -92,13 +109,11 @@ impl Server {
         for listener in &self.listeners {
             listener.set_nonblocking(true)?;
         }
-        let mut workers =
-            self.strategy
-                .start(&self.service, &self.config, &self.log, &self.connections)?;
+        let mut workers = self.strategy.start(&self.context)?;
         let mut parent_fds: Vec<_> = self.listeners.iter().map(|l| l.as_raw_fd()).collect();
         parent_fds.push(signals.fd().as_raw_fd());
         workers.set_parent_fds(parent_fds);
-        self.notifier.ready(&self.connections.status());
+        self.notifier.ready(&self.context.connections.status());
         let watchdog = self.notifier.watchdog_interval();
         let mut last_ping = Instant::now();
         let stop = loop {
@@ -180,16 +195,16 @@ impl Server {
         match stop {
             Stop::Interrupted => {
                 self.log.warning(format_args!("keyboard interrupt!"));
-                workers.abort(&self.connections);
+                workers.abort(&self.context.connections);
             }
             _ => {
                 self.close_listeners();
-                let count = self.connections.count().max(workers.children());
+                let count = self.context.connections.count().max(workers.children());
                 self.log.info(format_args!(
                     "terminating: waiting up to {:?} for {count} connection(s)",
                     self.shutdown_timeout
                 ));
-                workers.drain(&self.connections, self.shutdown_timeout, &self.log);
+                workers.drain(&self.context.connections, self.shutdown_timeout, &self.log);
             }
         }
         self.log.info(format_args!("server has terminated"));
@@ -213,21 +228,14 @@ impl Server {
                 }
             };
             self.log.info(format_args!("accepted {peer}"));
-            let live = self.connections.count().max(workers.children());
+            let live = self.context.connections.count().max(workers.children());
             if self.max_connections.is_some_and(|max| live >= max) {
                 self.log.warning(format_args!(
                     "refusing {peer}: already serving {live} connections (--max-connections)"
                 ));
                 continue;
             }
-            if workers.serve(
-                stream,
-                &self.service,
-                &self.config,
-                &self.log,
-                &self.connections,
-            ) == Some(Stop::Served)
-            {
+            if workers.serve(stream, &self.context) == Some(Stop::Served) {
                 self.close_listeners();
                 return Some(Stop::Served);
             }
@@ -353,25 +361,71 @@ impl Connections {
     }
 }
 
-/// Makes a connection over an accepted stream.
-pub fn connection_over(stream: Stream, config: Config) -> std::io::Result<Arc<Connection>> {
+/// The transport of an accepted stream: reads time out at the idle
+/// timeout, if there is one, which is the idle clock.
+pub fn stream_transport(stream: Stream, config: &Config) -> std::io::Result<Transport> {
     let reader = stream.try_clone()?;
     reader.set_read_timeout(config.idle_timeout)?;
     let closer = stream.try_clone()?;
-    Ok(Connection::new(
-        Box::new(reader),
-        Box::new(stream),
-        Box::new(move |how| {
+    Ok(Transport {
+        reader: Box::new(reader),
+        writer: Box::new(stream),
+        shutdown: Box::new(move |how| {
             let _ = closer.shutdown(how);
         }),
-        config,
-    ))
+    })
+}
+
+/// Authenticates a transport if the server asks for it and makes the
+/// connection; a refusal is logged and ends here.
+pub fn connect(
+    transport: Transport,
+    peer: &str,
+    context: &Context,
+) -> Option<(Arc<Connection>, Option<String>)> {
+    let (transport, credentials) = match &context.auth {
+        None => (transport, None),
+        Some(auth) => match auth.authenticate(transport) {
+            Ok(authenticated) => (authenticated.transport, authenticated.credentials),
+            Err(refusal) => {
+                context
+                    .log
+                    .warning(format_args!("{peer} failed to authenticate: {refusal}"));
+                return None;
+            }
+        },
+    };
+    let conn = Connection::new(
+        transport::into_reader(transport.reader),
+        transport.writer,
+        transport.shutdown,
+        context.config.clone(),
+    );
+    Some((conn, credentials))
+}
+
+/// `connect` over an accepted stream.
+fn open(
+    stream: Stream,
+    peer: &str,
+    context: &Context,
+) -> Option<(Arc<Connection>, Option<String>)> {
+    match stream_transport(stream, &context.config) {
+        Ok(transport) => connect(transport, peer, context),
+        Err(error) => {
+            context
+                .log
+                .error(format_args!("cannot use the connection of {peer}: {error}"));
+            None
+        }
+    }
 }
 
 /// Serves one connection from welcome to goodbye.
 pub fn serve_connection(
     conn: &Arc<Connection>,
     peer: &str,
+    credentials: Option<&str>,
     service: &ClassicService,
     log: &Logger,
 ) {
@@ -383,7 +437,10 @@ pub fn serve_connection(
             return;
         }
     }
-    log.info(format_args!("welcome {peer}"));
+    match credentials {
+        Some(credentials) => log.info(format_args!("welcome {peer} ({credentials})")),
+        None => log.info(format_args!("welcome {peer}")),
+    }
     match conn.serve_all() {
         Ok(()) => {}
         Err(crate::connection::ConnError::Idle) => {

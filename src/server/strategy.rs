@@ -14,11 +14,9 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::{connection_over, serve_connection, Connections, Stop, Stream};
-use crate::connection::Config;
+use super::{open, serve_connection, Connections, Context, Stop, Stream};
 use crate::daemon::log::Logger;
 use crate::daemon::signals;
-use crate::service::classic::ClassicService;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -44,13 +42,7 @@ pub(super) enum Workers {
 }
 
 impl Strategy {
-    pub(super) fn start(
-        &self,
-        service: &ClassicService,
-        config: &Config,
-        log: &Logger,
-        connections: &Arc<Connections>,
-    ) -> std::io::Result<Workers> {
+    pub(super) fn start(&self, context: &Context) -> std::io::Result<Workers> {
         Ok(match *self {
             Strategy::Threaded => Workers::Threaded,
             Strategy::OneShot => Workers::OneShot,
@@ -65,13 +57,10 @@ impl Strategy {
                 for index in 0..size {
                     let streams = streams.clone();
                     let idle = idle.clone();
-                    let (service, config, log) = (service.clone(), config.clone(), log.clone());
-                    let connections = connections.clone();
+                    let context = context.clone();
                     std::thread::Builder::new()
                         .name(format!("pool worker {index}"))
-                        .spawn(move || {
-                            pool_worker(&streams, &idle, &service, &config, &log, &connections)
-                        })?;
+                        .spawn(move || pool_worker(&streams, &idle, &context))?;
                 }
                 Workers::Pool { idle, size, queue }
             }
@@ -79,46 +68,35 @@ impl Strategy {
     }
 }
 
-fn pool_worker(
-    streams: &Mutex<Receiver<Stream>>,
-    idle: &AtomicUsize,
-    service: &ClassicService,
-    config: &Config,
-    log: &Logger,
-    connections: &Connections,
-) {
+fn pool_worker(streams: &Mutex<Receiver<Stream>>, idle: &AtomicUsize, context: &Context) {
     loop {
         let next = streams
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .recv();
         let Ok(stream) = next else { return };
-        serve_tracked(stream, service, config.clone(), log, connections);
+        serve_tracked(stream, context);
         idle.fetch_add(1, Ordering::AcqRel);
     }
 }
 
 /// Serves one connection in this thread, counted among the live ones.
-fn serve_tracked(
-    stream: Stream,
-    service: &ClassicService,
-    config: Config,
-    log: &Logger,
-    connections: &Connections,
-) {
+fn serve_tracked(stream: Stream, context: &Context) {
     let peer = stream.peer_name();
-    let conn = match connection_over(stream, config) {
-        Ok(conn) => conn,
-        Err(error) => {
-            log.error(format_args!("cannot use the connection of {peer}: {error}"));
-            return;
-        }
+    let Some((conn, credentials)) = open(stream, &peer, context) else {
+        return;
     };
     let tracked = Tracked {
-        id: connections.add(&conn),
-        connections,
+        id: context.connections.add(&conn),
+        connections: &context.connections,
     };
-    serve_connection(&conn, &peer, service, log);
+    serve_connection(
+        &conn,
+        &peer,
+        credentials.as_deref(),
+        &context.service,
+        &context.log,
+    );
     drop(tracked);
 }
 
@@ -142,24 +120,14 @@ impl Workers {
         }
     }
 
-    pub(super) fn serve(
-        &mut self,
-        stream: Stream,
-        service: &ClassicService,
-        config: &Config,
-        log: &Logger,
-        connections: &Arc<Connections>,
-    ) -> Option<Stop> {
+    pub(super) fn serve(&mut self, stream: Stream, context: &Context) -> Option<Stop> {
+        let log = &context.log;
         match self {
             Workers::Threaded => {
-                let (service, config, thread_log) = (service.clone(), config.clone(), log.clone());
-                let connections = connections.clone();
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("connection".into())
-                        .spawn(move || {
-                            serve_tracked(stream, &service, config, &thread_log, &connections)
-                        });
+                let thread_context = context.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("connection".into())
+                    .spawn(move || serve_tracked(stream, &thread_context));
                 if let Err(error) = spawned {
                     log.error(format_args!(
                         "cannot start a thread for a connection: {error}"
@@ -189,19 +157,17 @@ impl Workers {
                 children,
                 parent_fds,
             } => {
-                match service.fork() {
+                match context.service.fork() {
                     Ok(ForkResult::Parent { child }) => {
                         children.insert(child);
                     }
-                    Ok(ForkResult::Child) => {
-                        serve_in_child(stream, parent_fds, service, config, log)
-                    }
+                    Ok(ForkResult::Child) => serve_in_child(stream, parent_fds, context),
                     Err(error) => log.error(format_args!("cannot fork: {error}")),
                 }
                 None
             }
             Workers::OneShot => {
-                serve_tracked(stream, service, config.clone(), log, connections);
+                serve_tracked(stream, context);
                 Some(Stop::Served)
             }
         }
@@ -284,36 +250,33 @@ impl Workers {
 
 /// The child's life: one connection, then `_exit` (Python's ForkingServer
 /// ends its children with `os._exit` too: no interpreter teardown).
-fn serve_in_child(
-    stream: Stream,
-    parent_fds: &[RawFd],
-    service: &ClassicService,
-    config: &Config,
-    log: &Logger,
-) -> ! {
+fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Context) -> ! {
     signals::reset_in_child();
     for fd in parent_fds {
         let _ = nix::unistd::close(*fd);
     }
     let peer = stream.peer_name();
-    match connection_over(stream, config.clone()) {
-        Ok(conn) => {
-            // SIGTERM drains this connection, as the parent's does its own
-            let mut terms = SigSet::empty();
-            terms.add(Signal::SIGTERM);
-            if terms.thread_block().is_ok() {
-                let watched = conn.clone();
-                let _ = std::thread::Builder::new()
-                    .name("sigterm".into())
-                    .spawn(move || {
-                        if terms.wait().is_ok() {
-                            watched.drain();
-                        }
-                    });
-            }
-            serve_connection(&conn, &peer, service, log);
+    if let Some((conn, credentials)) = open(stream, &peer, context) {
+        // SIGTERM drains this connection, as the parent's does its own
+        let mut terms = SigSet::empty();
+        terms.add(Signal::SIGTERM);
+        if terms.thread_block().is_ok() {
+            let watched = conn.clone();
+            let _ = std::thread::Builder::new()
+                .name("sigterm".into())
+                .spawn(move || {
+                    if terms.wait().is_ok() {
+                        watched.drain();
+                    }
+                });
         }
-        Err(error) => log.error(format_args!("cannot use the connection of {peer}: {error}")),
+        serve_connection(
+            &conn,
+            &peer,
+            credentials.as_deref(),
+            &context.service,
+            &context.log,
+        );
     }
     // SAFETY: _exit ends the process at once; nothing after it runs.
     unsafe { libc::_exit(0) }

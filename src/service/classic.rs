@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use super::convert::{to_python, to_value};
 use super::link::Link;
-use crate::connection::{Connection, Reply, Session};
+use crate::connection::{Connection, KeepAlive, Reply, Session};
 use crate::protocol::message::{Boxed, ExceptionInfo, Handler, IdPack, RemoteException};
 
 const OBJECT_SPACE_SOURCE: &str = include_str!("classic.py");
@@ -360,31 +360,49 @@ impl ClassicSession {
     }
 }
 
+/// Python objects held past a reply; let go with the GIL, at once.
+struct PyKeepAlive(Vec<Py<PyAny>>);
+
+impl Drop for PyKeepAlive {
+    fn drop(&mut self) {
+        let objects = std::mem::take(&mut self.0);
+        if !objects.is_empty() {
+            Python::attach(|_| drop(objects));
+        }
+    }
+}
+
 fn bad_args(message: &str) -> RemoteException {
     RemoteException::Raised(ExceptionInfo::builtin("TypeError", message))
 }
 
 impl Session for ClassicSession {
-    fn handle(&self, _conn: &Arc<Connection>, handler: Handler, args: Boxed) -> Reply {
+    fn handle(&self, _conn: &Arc<Connection>, handler: Handler, args: Boxed) -> (Reply, KeepAlive) {
         if handler == Handler::Del {
-            return self.handle_del(&args);
+            return (self.handle_del(&args), None);
         }
         Python::attach(|py| {
+            let mut kept = Vec::new();
             let outcome = self
                 .unbox(py, &args)
                 .and_then(|args| {
+                    kept.push(args.clone().unbind());
                     let args = args
                         .cast_into::<PyTuple>()
                         .map_err(|_| PyTypeError::new_err("request arguments are not a tuple"))?;
                     self.dispatch(py, handler, &args)
                 })
-                .and_then(|result| self.box_object(&result));
-            outcome.map_err(|error| {
+                .and_then(|result| {
+                    kept.push(result.clone().unbind());
+                    self.box_object(&result)
+                });
+            let reply = outcome.map_err(|error| {
                 if let Ok(remote) = self.remote(py) {
                     let _ = remote.setattr("_last_traceback", error.traceback(py));
                 }
                 self.dump_exception(py, &error)
-            })
+            });
+            (reply, Some(Box::new(PyKeepAlive(kept)) as Box<dyn Send>))
         })
     }
 

@@ -1,0 +1,462 @@
+//! TLS with rustls: the authenticator behind `--ssl-keyfile`,
+//! `--ssl-certfile` and `--ssl-cafile`.
+//!
+//! A connection is read by one thread while others write (replies,
+//! callbacks, DEL from finalizers), so the TLS session is shared: readers
+//! pull ciphertext from the socket without any lock and hand it to the
+//! session under a short one; writers encrypt under the session lock and
+//! write the records under a separate write lock, taken first, which keeps
+//! records in the order they were made. Nobody holds the session lock
+//! during socket IO, so a peer that stops reading cannot block our reads.
+
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use thiserror::Error;
+
+use super::transport::{Authenticated, Authenticator, ReadFd, Refusal, Transport};
+
+/// How long a client may take to complete its handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Error)]
+pub enum TlsError {
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: io::Error },
+    #[error("{} holds no PEM {what}", path.display())]
+    NotPem { path: PathBuf, what: &'static str },
+    #[error("{} does not fit {}: {reason}", key.display(), cert.display())]
+    Mismatch {
+        key: PathBuf,
+        cert: PathBuf,
+        reason: String,
+    },
+    #[error("{}: {reason}", path.display())]
+    BadCa { path: PathBuf, reason: String },
+}
+
+/// The TLS files of the command line (`None` for the CA: no client certificates asked).
+pub struct TlsFiles<'a> {
+    pub key: &'a Path,
+    pub cert: &'a Path,
+    pub ca: Option<&'a Path>,
+}
+
+pub struct TlsAuthenticator {
+    config: Arc<ServerConfig>,
+    handshake_timeout: Duration,
+}
+
+/// A file named on the command line; a bare name is looked up among the
+/// credentials systemd passed (`LoadCredential=`) when there is one.
+pub fn resolve(path: &Path) -> PathBuf {
+    let bare = path.components().count() == 1 && !path.starts_with(".");
+    if bare {
+        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+            let credential = Path::new(&dir).join(path);
+            if credential.exists() {
+                return credential;
+            }
+        }
+    }
+    path.to_owned()
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<_, _>>()
+        .map_err(|_| TlsError::NotPem {
+            path: path.to_owned(),
+            what: "certificate",
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::NotPem {
+            path: path.to_owned(),
+            what: "certificate",
+        });
+    }
+    Ok(certs)
+}
+
+impl TlsAuthenticator {
+    /// Loads and checks everything before anything is bound: each error
+    /// names the file at fault.
+    pub fn from_files(files: &TlsFiles<'_>) -> Result<TlsAuthenticator, TlsError> {
+        let key_path = resolve(files.key);
+        let cert_path = resolve(files.cert);
+        let key_pem = read(&key_path)?;
+        let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NotPem {
+            path: key_path.clone(),
+            what: "private key",
+        })?;
+        let chain = certificates(&cert_path)?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .map_err(|e| TlsError::Mismatch {
+                key: key_path.clone(),
+                cert: cert_path.clone(),
+                reason: e.to_string(),
+            })?;
+        let builder = match files.ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let ca_path = resolve(ca);
+                let mut roots = RootCertStore::empty();
+                for cert in certificates(&ca_path)? {
+                    roots.add(cert).map_err(|e| TlsError::BadCa {
+                        path: ca_path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                }
+                // as rpyc: with a CA given, a client certificate is required
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                        .build()
+                        .map_err(|e| TlsError::BadCa {
+                            path: ca_path.clone(),
+                            reason: e.to_string(),
+                        })?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let config = builder
+            .with_single_cert(chain, key)
+            .map_err(|e| TlsError::Mismatch {
+                key: key_path,
+                cert: cert_path,
+                reason: e.to_string(),
+            })?;
+        Ok(TlsAuthenticator {
+            config: Arc::new(config),
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+        })
+    }
+}
+
+impl Authenticator for TlsAuthenticator {
+    fn authenticate(&self, transport: Transport) -> Result<Authenticated, Refusal> {
+        let Transport {
+            mut reader,
+            mut writer,
+            shutdown,
+        } = transport;
+        let mut session = ServerConnection::new(self.config.clone())
+            .map_err(|e| Refusal(format!("cannot start TLS: {e}")))?;
+        let deadline = Instant::now() + self.handshake_timeout;
+        if let Err(refusal) = handshake(&mut session, &mut *reader, &mut *writer, deadline) {
+            shutdown(std::net::Shutdown::Both);
+            return Err(refusal);
+        }
+        let credentials = session
+            .peer_certificates()
+            .and_then(|chain| chain.first())
+            .map(|cert| subject_of(cert.as_ref()));
+        let shared = Arc::new(Shared {
+            session: Mutex::new(Session {
+                tls: session,
+                pending: Vec::new(),
+            }),
+            writer: Mutex::new(writer),
+        });
+        let closing = shared.clone();
+        Ok(Authenticated {
+            transport: Transport {
+                reader: Box::new(TlsReader {
+                    raw: reader,
+                    shared: shared.clone(),
+                    ciphertext: vec![0; 32 * 1024],
+                }),
+                writer: Box::new(TlsWriter { shared }),
+                shutdown: Box::new(move |how| {
+                    if how != std::net::Shutdown::Read {
+                        closing.close_notify();
+                    }
+                    shutdown(how);
+                }),
+            },
+            credentials,
+        })
+    }
+}
+
+fn handshake(
+    session: &mut ServerConnection,
+    reader: &mut dyn ReadFd,
+    writer: &mut dyn Write,
+    deadline: Instant,
+) -> Result<(), Refusal> {
+    let io_refusal = |what: &str, error: io::Error| Refusal(format!("{what}: {error}"));
+    loop {
+        while session.wants_write() {
+            session
+                .write_tls(writer)
+                .map_err(|e| io_refusal("handshake write failed", e))?;
+        }
+        writer
+            .flush()
+            .map_err(|e| io_refusal("handshake write failed", e))?;
+        if !session.is_handshaking() {
+            return Ok(());
+        }
+        wait_readable(reader, deadline)?;
+        match session.read_tls(reader) {
+            Ok(0) => return Err(Refusal("closed during the handshake".into())),
+            Ok(_) => {}
+            Err(e) => return Err(io_refusal("handshake read failed", e)),
+        }
+        if let Err(error) = session.process_new_packets() {
+            // tell the peer why, as TLS does, before hanging up
+            while session.wants_write() {
+                if session.write_tls(writer).is_err() {
+                    break;
+                }
+            }
+            return Err(Refusal(format!("TLS handshake failed: {error}")));
+        }
+    }
+}
+
+fn wait_readable(reader: &dyn ReadFd, deadline: Instant) -> Result<(), Refusal> {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(Refusal("handshake timed out".into()));
+        }
+        let timeout = PollTimeout::try_from(left).unwrap_or(PollTimeout::MAX);
+        let mut fds = [PollFd::new(reader.as_fd(), PollFlags::POLLIN)];
+        match poll(&mut fds, timeout) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Ok(_) => return Ok(()),
+            Err(error) => return Err(Refusal(format!("handshake poll failed: {error}"))),
+        }
+    }
+}
+
+struct Session {
+    tls: ServerConnection,
+    /// Records the reading side made (alerts, key updates), waiting for a
+    /// writer to send them in order with its own.
+    pending: Vec<u8>,
+}
+
+struct Shared {
+    session: Mutex<Session>,
+    writer: Mutex<Box<dyn Write + Send>>,
+}
+
+fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Shared {
+    /// Encrypts `plaintext` (may be empty) and writes it, with whatever
+    /// records were pending, under the write lock.
+    fn send(&self, plaintext: &[u8]) -> io::Result<()> {
+        self.send_with(lock(&self.writer), plaintext)
+    }
+
+    fn send_with(
+        &self,
+        mut writer: MutexGuard<'_, Box<dyn Write + Send>>,
+        plaintext: &[u8],
+    ) -> io::Result<()> {
+        let records = {
+            let mut session = lock(&self.session);
+            let Session { tls, pending } = &mut *session;
+            let mut records = std::mem::take(pending);
+            if !plaintext.is_empty() {
+                tls.writer().write_all(plaintext)?;
+            }
+            while tls.wants_write() {
+                tls.write_tls(&mut records)?;
+            }
+            records
+        };
+        writer.write_all(&records)?;
+        writer.flush()
+    }
+
+    fn close_notify(&self) {
+        // best effort, and never wait for a writer that may be stuck
+        if let Ok(mut writer) = self.writer.try_lock() {
+            let mut records = Vec::new();
+            {
+                let mut session = lock(&self.session);
+                session.tls.send_close_notify();
+                records.append(&mut session.pending);
+                while session.tls.wants_write() {
+                    if session.tls.write_tls(&mut records).is_err() {
+                        break;
+                    }
+                }
+            }
+            let _ = writer.write_all(&records);
+        }
+    }
+}
+
+struct TlsReader {
+    raw: Box<dyn ReadFd>,
+    shared: Arc<Shared>,
+    ciphertext: Vec<u8>,
+}
+
+impl Read for TlsReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let has_pending = {
+                let mut session = lock(&self.shared.session);
+                match session.tls.reader().read(out) {
+                    Ok(n) => return Ok(n),
+                    Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
+                    // the peer closed without close_notify: an end all the same
+                    Err(error) if error.kind() == io::ErrorKind::UnexpectedEof => return Ok(0),
+                    Err(error) => return Err(error),
+                }
+                !session.pending.is_empty() || session.tls.wants_write()
+            };
+            if has_pending {
+                // only if no writer is busy: a busy one sends them itself
+                if let Ok(writer) = self.shared.writer.try_lock() {
+                    self.shared.send_with(writer, &[])?;
+                }
+            }
+            let got = self.raw.read(&mut self.ciphertext)?;
+            if got == 0 {
+                return Ok(0);
+            }
+            let mut session = lock(&self.shared.session);
+            let mut rest = &self.ciphertext[..got];
+            while !rest.is_empty() {
+                let Session { tls, pending } = &mut *session;
+                tls.read_tls(&mut rest)?;
+                let state = tls.process_new_packets();
+                while tls.wants_write() {
+                    tls.write_tls(pending)?;
+                }
+                state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+            }
+        }
+    }
+}
+
+impl AsFd for TlsReader {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.raw.as_fd()
+    }
+}
+
+struct TlsWriter {
+    shared: Arc<Shared>,
+}
+
+impl Write for TlsWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.shared.send(data)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The subject of a DER certificate, as `CN=alice` when it has a common
+/// name, else `O=...` or whatever its first attribute is; for log lines.
+fn subject_of(der: &[u8]) -> String {
+    subject_cn(der).unwrap_or_else(|| "a certificate without a readable subject".into())
+}
+
+/// Walks just enough DER: Certificate → tbsCertificate → subject → CN.
+fn subject_cn(der: &[u8]) -> Option<String> {
+    let (_, cert, _) = der_item(der)?;
+    let (_, tbs, _) = der_item(cert)?;
+    let mut rest = tbs;
+    // [0] version is optional
+    if rest.first() == Some(&0xa0) {
+        rest = der_item(rest)?.2;
+    }
+    // serial, signature algorithm, issuer, validity, subject
+    for _ in 0..4 {
+        rest = der_item(rest)?.2;
+    }
+    let (_, mut names, _) = der_item(rest)?;
+    const CN: &[u8] = &[0x55, 0x04, 0x03];
+    while !names.is_empty() {
+        let (_, set, next) = der_item(names)?;
+        names = next;
+        let (_, pair, _) = der_item(set)?;
+        let (tag, oid, after) = der_item(pair)?;
+        let (_, value, _) = der_item(after)?;
+        if tag == 0x06 && oid == CN {
+            return Some(format!("CN={}", String::from_utf8_lossy(value)));
+        }
+    }
+    None
+}
+
+/// One DER item: (tag, contents, what follows it).
+fn der_item(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = data.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let len = rest[..count]
+            .iter()
+            .fold(0usize, |len, byte| (len << 8) | usize::from(*byte));
+        (len, &rest[count..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn der_walk_survives_garbage() {
+        assert_eq!(subject_cn(&[]), None);
+        assert_eq!(subject_cn(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
+        assert_eq!(subject_cn(&[0x30, 0x03, 0x30, 0x01]), None);
+        for len in 0..64u8 {
+            let junk: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37) ^ 0x30).collect();
+            let _ = subject_cn(&junk);
+        }
+    }
+
+    #[test]
+    fn bare_names_are_found_among_credentials_only_when_there() {
+        assert_eq!(
+            resolve(Path::new("/etc/x.key")),
+            PathBuf::from("/etc/x.key")
+        );
+        assert_eq!(resolve(Path::new("./x.key")), PathBuf::from("./x.key"));
+    }
+}

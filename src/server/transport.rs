@@ -1,0 +1,50 @@
+//! A connection's byte streams before the protocol sees them, and the
+//! authenticators that may stand in between (the seed's "authenticators":
+//! a stream goes in, an authenticated stream or a refusal comes out).
+
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+
+use crate::connection::Shutdown;
+
+/// Something to read from that can also be polled (for handshake timeouts).
+pub trait ReadFd: Read + AsFd + Send {}
+
+impl<T: Read + AsFd + Send> ReadFd for T {}
+
+pub struct Transport {
+    pub reader: Box<dyn ReadFd>,
+    pub writer: Box<dyn Write + Send>,
+    pub shutdown: Shutdown,
+}
+
+pub struct Authenticated {
+    pub transport: Transport,
+    /// Who the peer proved to be (a certificate subject), for the welcome line.
+    pub credentials: Option<String>,
+}
+
+/// Why a connection was turned away, for the log.
+#[derive(Debug)]
+pub struct Refusal(pub String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub trait Authenticator: Send + Sync {
+    fn authenticate(&self, transport: Transport) -> Result<Authenticated, Refusal>;
+}
+
+/// The reader as a plain `Read` for the connection, which needs no fd.
+pub fn into_reader(reader: Box<dyn ReadFd>) -> Box<dyn Read + Send> {
+    struct Plain(Box<dyn ReadFd>);
+    impl Read for Plain {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    Box::new(Plain(reader))
+}
