@@ -9,6 +9,7 @@ pub mod stdio;
 mod strategy;
 pub mod tls;
 pub mod transport;
+mod x509;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd};

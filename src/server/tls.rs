@@ -16,13 +16,19 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
+use rustls::{DigitallySignedStruct, DistinguishedName};
 use rustls::{RootCertStore, ServerConfig, ServerConnection};
 use thiserror::Error;
 
 use super::transport::{Authenticated, Authenticator, ReadFd, Refusal, Transport};
+use super::x509;
 
 /// How long a client may take to complete its handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -119,21 +125,27 @@ impl TlsAuthenticator {
             Some(ca) => {
                 let ca_path = resolve(ca);
                 let mut roots = RootCertStore::empty();
+                let mut issuers = Vec::new();
                 for cert in certificates(&ca_path)? {
+                    issuers.extend(x509::Issuer::from_der(&cert));
                     roots.add(cert).map_err(|e| TlsError::BadCa {
                         path: ca_path.clone(),
                         reason: e.to_string(),
                     })?;
                 }
                 // as rpyc: with a CA given, a client certificate is required
-                let verifier =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                let webpki =
+                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
                         .build()
                         .map_err(|e| TlsError::BadCa {
                             path: ca_path.clone(),
                             reason: e.to_string(),
                         })?;
-                builder.with_client_cert_verifier(verifier)
+                builder.with_client_cert_verifier(Arc::new(ClientVerifier {
+                    webpki,
+                    issuers,
+                    algorithms: provider.signature_verification_algorithms,
+                }))
             }
         };
         let config = builder
@@ -380,76 +392,106 @@ impl Write for TlsWriter {
     }
 }
 
-/// The subject of a DER certificate, as `CN=alice` when it has a common
-/// name, else `O=...` or whatever its first attribute is; for log lines.
 fn subject_of(der: &[u8]) -> String {
-    subject_cn(der).unwrap_or_else(|| "a certificate without a readable subject".into())
+    x509::subject_cn(der).unwrap_or_else(|| "a certificate without a common name".into())
 }
 
-/// Walks just enough DER: Certificate → tbsCertificate → subject → CN.
-fn subject_cn(der: &[u8]) -> Option<String> {
-    let (_, cert, _) = der_item(der)?;
-    let (_, tbs, _) = der_item(cert)?;
-    let mut rest = tbs;
-    // [0] version is optional
-    if rest.first() == Some(&0xa0) {
-        rest = der_item(rest)?.2;
-    }
-    // serial, signature algorithm, issuer, validity, subject
-    for _ in 0..4 {
-        rest = der_item(rest)?.2;
-    }
-    let (_, mut names, _) = der_item(rest)?;
-    const CN: &[u8] = &[0x55, 0x04, 0x03];
-    while !names.is_empty() {
-        let (_, set, next) = der_item(names)?;
-        names = next;
-        let (_, pair, _) = der_item(set)?;
-        let (tag, oid, after) = der_item(pair)?;
-        let (_, value, _) = der_item(after)?;
-        if tag == 0x06 && oid == CN {
-            return Some(format!("CN={}", String::from_utf8_lossy(value)));
-        }
-    }
-    None
+/// webpki's client verification, plus X.509 v1 client certificates (see
+/// `x509`), which it refuses and Python's ssl accepts.
+#[derive(Debug)]
+struct ClientVerifier {
+    webpki: Arc<dyn ClientCertVerifier>,
+    issuers: Vec<x509::Issuer>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// One DER item: (tag, contents, what follows it).
-fn der_item(data: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = data.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let count = usize::from(first & 0x7f);
-        if count == 0 || count > 4 || rest.len() < count {
-            return None;
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.webpki.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        match x509::V1Certificate::parse(end_entity) {
+            None => self
+                .webpki
+                .verify_client_cert(end_entity, intermediates, now),
+            Some(v1) => v1
+                .verify(&self.issuers, &self.algorithms, now)
+                .map(|()| ClientCertVerified::assertion())
+                .map_err(|why| rustls::Error::General(why.into())),
         }
-        let len = rest[..count]
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        match x509::V1Certificate::parse(cert) {
+            None => self.webpki.verify_tls12_signature(message, cert, dss),
+            Some(v1) => self.verify_v1(&v1, message, dss),
+        }
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        match x509::V1Certificate::parse(cert) {
+            None => self.webpki.verify_tls13_signature(message, cert, dss),
+            Some(_) if !allowed_in_tls13(dss.scheme) => Err(rustls::Error::General(
+                "signature scheme not allowed in TLS 1.3".into(),
+            )),
+            Some(v1) => self.verify_v1(&v1, message, dss),
+        }
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.webpki.supported_verify_schemes()
+    }
+}
+
+/// TLS 1.3 signs handshakes with PSS or ECDSA/EdDSA only (RFC 8446 4.2.3).
+fn allowed_in_tls13(scheme: rustls::SignatureScheme) -> bool {
+    use rustls::SignatureScheme::*;
+    !matches!(
+        scheme,
+        RSA_PKCS1_SHA1 | ECDSA_SHA1_Legacy | RSA_PKCS1_SHA256 | RSA_PKCS1_SHA384 | RSA_PKCS1_SHA512
+    )
+}
+
+impl ClientVerifier {
+    fn verify_v1(
+        &self,
+        cert: &x509::V1Certificate<'_>,
+        message: &[u8],
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        let candidates = self
+            .algorithms
+            .mapping
             .iter()
-            .fold(0usize, |len, byte| (len << 8) | usize::from(*byte));
-        (len, &rest[count..])
-    };
-    if rest.len() < len {
-        return None;
+            .find(|(scheme, _)| *scheme == dss.scheme)
+            .map_or(&[][..], |(_, algorithms)| *algorithms);
+        if cert.verify_handshake(message, dss.signature(), candidates) {
+            Ok(HandshakeSignatureValid::assertion())
+        } else {
+            Err(rustls::Error::General("bad handshake signature".into()))
+        }
     }
-    Some((tag, &rest[..len], &rest[len..]))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn der_walk_survives_garbage() {
-        assert_eq!(subject_cn(&[]), None);
-        assert_eq!(subject_cn(&[0x30, 0x84, 0xff, 0xff, 0xff, 0xff]), None);
-        assert_eq!(subject_cn(&[0x30, 0x03, 0x30, 0x01]), None);
-        for len in 0..64u8 {
-            let junk: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37) ^ 0x30).collect();
-            let _ = subject_cn(&junk);
-        }
-    }
 
     #[test]
     fn bare_names_are_found_among_credentials_only_when_there() {
