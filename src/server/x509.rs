@@ -12,7 +12,9 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::UnixTime;
 
 /// One DER item: (tag, contents, the whole item, what follows it).
-fn der_item(data: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+type DerItem<'a> = (u8, &'a [u8], &'a [u8], &'a [u8]);
+
+fn der_item(data: &[u8]) -> Option<DerItem<'_>> {
     let (&tag, rest) = data.split_first()?;
     let (&first, rest) = rest.split_first()?;
     let (len, header_len, rest) = if first < 0x80 {
