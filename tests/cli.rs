@@ -277,13 +277,21 @@ fn classic_stdio_mode_writes_nothing_to_stderr() {
 }
 
 #[test]
-fn registry_does_not_serve_yet() {
-    let out = run(REGISTRY, &[], &[]);
+fn registry_on_a_busy_port_is_unavailable() {
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a UDP socket");
+    let port = taken
+        .local_addr()
+        .expect("local address")
+        .port()
+        .to_string();
+    let out = run(REGISTRY, &["--host", "127.0.0.1", "-p", &port], &[]);
     assert_eq!(out.status.code(), Some(EX_UNAVAILABLE));
+    let err = stderr(&out);
     assert!(
-        stderr(&out).contains("not implemented yet"),
-        "{}",
-        stderr(&out)
+        err.starts_with(&format!(
+            "rpyc-registry: cannot listen on [127.0.0.1]:{port}: "
+        )) && err.lines().count() == 1,
+        "{err}"
     );
 }
 

@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use rpycd::cli::exit;
 use rpycd::cli::registry::RegistryArgs;
+use rpycd::registry::server::run;
 
 const NAME: &str = "rpyc-registry";
 
@@ -17,6 +17,11 @@ fn main() -> ExitCode {
         println!("configuration ok");
         return ExitCode::SUCCESS;
     }
-    eprintln!("{NAME}: serving is not implemented yet (see issue 6)");
-    ExitCode::from(exit::UNAVAILABLE)
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{NAME}: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
 }

@@ -5,3 +5,9 @@
 
 pub mod protocol;
 pub mod registrar;
+pub mod server;
+pub mod service;
+pub mod sockets;
+pub mod table;
+pub mod tcp;
+pub mod throttle;

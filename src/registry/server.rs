@@ -1,0 +1,251 @@
+//! The `rpyc-registry` daemon: from parsed switches to a serving registry.
+//! One thread, one poll loop over the registry's sockets, the TCP
+//! connections still sending their request, the signal pipe, the watchdog
+//! and the pruning timer. An answer is a table lookup: nothing here waits
+//! on a client, so one loop serves every client at once.
+
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::time::{Duration, Instant};
+
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use thiserror::Error;
+
+use super::protocol::{Request, MAX_LIST_REPLY};
+use super::service::Registry;
+use super::sockets::{mode_name, SocketError, Sockets};
+use super::table::Limits;
+use super::tcp::Clients;
+use crate::cli::exit;
+use crate::cli::registry::RegistryArgs;
+use crate::daemon::log::{Destination, LogError, Logger};
+use crate::daemon::notify::Notifier;
+use crate::daemon::signals::{Event, Signals};
+
+/// Datagrams or connections taken per socket per wake-up, so that signals
+/// and timers are seen even under a flood.
+const BATCH: usize = 256;
+/// The largest UDP payload: a datagram is read whole to tell oversize
+/// requests from malformed ones.
+const MAX_DATAGRAM: usize = 65536;
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Socket(#[from] SocketError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(io::Error),
+    #[error("server failed: {0}")]
+    Server(io::Error),
+    #[error("{0}")]
+    Log(#[from] LogError),
+}
+
+impl RunError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            RunError::Socket(_) => exit::UNAVAILABLE,
+            RunError::Log(_) => exit::CONFIG,
+            RunError::Signals(_) | RunError::Server(_) => exit::SOFTWARE,
+        }
+    }
+}
+
+fn destination(args: &RegistryArgs) -> Destination {
+    match (&args.logfile, args.syslog) {
+        (Some(path), _) => Destination::File(path.clone()),
+        (None, true) => Destination::Syslog {
+            ident: "rpyc-registry".into(),
+        },
+        (None, false) => Destination::Stderr,
+    }
+}
+
+/// How often the whole table is pruned: entries outlive the timeout by at
+/// most this much even if nobody queries their name.
+fn prune_interval(timeout: Duration) -> Duration {
+    timeout.clamp(Duration::from_secs(1), Duration::from_secs(60))
+}
+
+/// Serves as the switches say until SIGINT or SIGTERM.
+pub fn run(args: &RegistryArgs) -> Result<(), RunError> {
+    let mode = mode_name(args.mode);
+    // opened first: an unusable logfile is a configuration error, reported
+    // before anything is bound
+    let log = Logger::open(format!("REGSRV/{mode}"), destination(args), args.quiet)?;
+    let sockets = match Sockets::from_systemd(args.mode)? {
+        Some(sockets) => sockets,
+        None => Sockets::bind(args)?,
+    };
+    let addrs = sockets.local_addrs();
+    let log = match addrs.first() {
+        Some(addr) => log.renamed(format!("REGSRV/{mode}/{}", addr.port())),
+        None => log,
+    };
+    for addr in &addrs {
+        log.info(format_args!("server started on {}", bracketed(*addr)));
+    }
+    let signals = Signals::install().map_err(RunError::Signals)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let notifier = Notifier::from_env();
+    let registry = Registry::new(
+        timeout,
+        Limits::default(),
+        args.listing,
+        log.clone(),
+        notifier.clone(),
+    );
+    serve(
+        sockets,
+        &registry,
+        &signals,
+        &notifier,
+        prune_interval(timeout),
+    )
+    .map_err(RunError::Server)
+}
+
+fn serve(
+    sockets: Sockets,
+    registry: &Registry,
+    signals: &Signals,
+    notifier: &Notifier,
+    prune_every: Duration,
+) -> io::Result<()> {
+    let log = registry.log().clone();
+    sockets.set_nonblocking()?;
+    let mut clients = Clients::default();
+    let mut buffer = vec![0u8; MAX_DATAGRAM];
+    notifier.ready(&registry.status());
+    let watchdog = notifier.watchdog_interval();
+    let mut last_ping = Instant::now();
+    let mut last_prune = Instant::now();
+    let interrupted = loop {
+        let mut wake = last_prune + prune_every;
+        if let Some(interval) = watchdog {
+            wake = wake.min(last_ping + interval);
+        }
+        if let Some(deadline) = clients.next_deadline() {
+            wake = wake.min(deadline);
+        }
+        let socket_fds = sockets.fds();
+        let client_fds = clients.fds();
+        let ready = wait_for(
+            &[&socket_fds, &client_fds],
+            signals.fd(),
+            wake.saturating_duration_since(Instant::now()),
+        )?;
+        drop((socket_fds, client_fds));
+        if watchdog.is_some_and(|interval| last_ping.elapsed() >= interval) {
+            notifier.watchdog();
+            last_ping = Instant::now();
+        }
+        if last_prune.elapsed() >= prune_every {
+            registry.prune();
+            last_prune = Instant::now();
+        }
+        let mut stop = None;
+        for event in signals.take() {
+            match event {
+                Event::Interrupt => stop = Some(true),
+                Event::Terminate => stop = stop.or(Some(false)),
+                Event::Hangup => log.reopen(),
+                Event::Child => {}
+            }
+        }
+        if let Some(interrupted) = stop {
+            break interrupted;
+        }
+        // connections accepted earlier sent earlier: they go first
+        clients.serve(&ready[1], registry);
+        for &index in &ready[0] {
+            match &sockets {
+                Sockets::Udp(list) => serve_datagrams(&list[index], registry, &mut buffer),
+                Sockets::Tcp(list) => clients.accept(&list[index], registry, BATCH),
+            }
+        }
+    };
+    notifier.stopping();
+    if interrupted {
+        log.warning(format_args!("keyboard interrupt!"));
+    } else {
+        log.info(format_args!("terminating"));
+    }
+    drop(sockets);
+    log.info(format_args!("listener closed"));
+    if !clients.is_empty() {
+        // whole requests are answered on arrival: these had sent none yet
+        log.info(format_args!(
+            "closing {} connection(s) that sent no whole request",
+            clients.len()
+        ));
+    }
+    drop(clients);
+    log.info(format_args!("server has terminated"));
+    Ok(())
+}
+
+/// Polls the groups of descriptors and the signal pipe for up to `wait`;
+/// returns, for each group, the indexes of the readable descriptors.
+fn wait_for(
+    groups: &[&[BorrowedFd<'_>]; 2],
+    signal: BorrowedFd<'_>,
+    wait: Duration,
+) -> io::Result<[Vec<usize>; 2]> {
+    let mut fds: Vec<PollFd<'_>> = groups
+        .iter()
+        .flat_map(|group| group.iter())
+        .map(|fd| PollFd::new(fd.as_fd(), PollFlags::POLLIN))
+        .collect();
+    fds.push(PollFd::new(signal, PollFlags::POLLIN));
+    // rounded up: a poll that wakes a hair early would spin until the timer
+    let millis = wait.as_millis().saturating_add(1);
+    let timeout = PollTimeout::try_from(millis).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, timeout) {
+        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+        Err(error) => return Err(error.into()),
+    }
+    let readable: Vec<bool> = fds
+        .iter()
+        .map(|fd| fd.revents().is_some_and(|events| !events.is_empty()))
+        .collect();
+    let split = groups[0].len();
+    let indexes = |start: usize, end: usize| -> Vec<usize> {
+        (start..end)
+            .filter(|&index| readable.get(index).copied().unwrap_or(false))
+            .map(|index| index - start)
+            .collect()
+    };
+    Ok([indexes(0, split), indexes(split, split + groups[1].len())])
+}
+
+/// Answers the datagrams waiting on `socket`, each through the same socket,
+/// so that the reply comes from the port the client wrote to.
+fn serve_datagrams(socket: &UdpSocket, registry: &Registry, buffer: &mut [u8]) {
+    for _ in 0..BATCH {
+        let (length, peer) = match socket.recv_from(buffer) {
+            Ok(received) => received,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
+            // ICMP errors of earlier replies surface here; the socket is fine
+            Err(_) => continue,
+        };
+        let Some(data) = buffer.get(..length) else {
+            continue;
+        };
+        match Request::decode(data) {
+            Ok(request) => {
+                if let Some(reply) = registry.answer(request, peer, MAX_LIST_REPLY) {
+                    // a client that went away is no concern of the registry's
+                    let _ = socket.send_to(&reply, peer);
+                }
+            }
+            Err(error) => registry.reject(&error, peer),
+        }
+    }
+}
+
+/// `[0.0.0.0]:18811`, as the classic server writes its addresses.
+fn bracketed(addr: SocketAddr) -> String {
+    format!("[{}]:{}", addr.ip(), addr.port())
+}

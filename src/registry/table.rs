@@ -1,0 +1,505 @@
+//! The registry's service table, as rpyc 6.0.2's `RegistryServer.services`:
+//! upper-cased service names, each with the endpoints `(host, port)` that
+//! registered it and when they last did. Time comes in as an argument, so
+//! the table is pure and its tests need no sleeps.
+//!
+//! Unlike rpyc's, the table is bounded: one source host holds at most
+//! [`Limits::per_host`] entries (name × port) and the whole table at most
+//! [`Limits::total`], so a flood of registrations cannot grow it forever.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A server's address as clients get it back: the registering packet's
+/// source host and the port it named.
+pub type Endpoint = (String, u16);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub per_host: usize,
+    pub total: usize,
+}
+
+impl Default for Limits {
+    /// Far beyond what real hosts register (a handful of names each), small
+    /// enough that a full table stays in the tens of megabytes even with
+    /// 1500-byte names.
+    fn default() -> Limits {
+        Limits {
+            per_host: 1024,
+            total: 16384,
+        }
+    }
+}
+
+/// One entry that left the table, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub name: String,
+    pub endpoint: Endpoint,
+}
+
+/// What a REGISTER did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Registration {
+    /// The names that are new for the endpoint (none for a keepalive).
+    pub added: Vec<String>,
+    /// Stale entries dropped to make room.
+    pub pruned: Vec<Removed>,
+}
+
+/// Why a REGISTER changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("{host} already holds {held} of its {limit} entries")]
+    HostFull {
+        host: String,
+        held: usize,
+        limit: usize,
+    },
+    #[error("the registry already holds {held} of its {limit} entries")]
+    TableFull { held: usize, limit: usize },
+}
+
+struct Service {
+    /// When the name first appeared: LIST answers in this order, as
+    /// rpyc's dict iterates in insertion order.
+    seq: u64,
+    /// In insertion order, so that QUERY's stable sort by time breaks ties
+    /// as rpyc's does.
+    endpoints: Vec<(Endpoint, Instant)>,
+}
+
+pub struct Table {
+    services: HashMap<String, Service>,
+    per_host: HashMap<String, usize>,
+    total: usize,
+    next_seq: u64,
+    timeout: Duration,
+    limits: Limits,
+}
+
+impl Table {
+    /// `timeout`: how long an entry lives after its last registration.
+    pub fn new(timeout: Duration, limits: Limits) -> Table {
+        Table {
+            services: HashMap::new(),
+            per_host: HashMap::new(),
+            total: 0,
+            next_seq: 0,
+            timeout,
+            limits,
+        }
+    }
+
+    /// How many names, and how many entries (name × endpoint).
+    pub fn counts(&self) -> (usize, usize) {
+        (self.services.len(), self.total)
+    }
+
+    /// REGISTER: adds or refreshes `endpoint` under every alias. It is all
+    /// or nothing: if the new entries would pass a limit even once stale
+    /// entries are dropped, nothing is added or refreshed.
+    pub fn register(
+        &mut self,
+        endpoint: &Endpoint,
+        aliases: &[String],
+        now: Instant,
+    ) -> Result<Registration, Refused> {
+        let mut names: Vec<String> = aliases.iter().map(|alias| alias.to_uppercase()).collect();
+        // rpyc stores each name once however often it is given
+        let mut seen = std::collections::HashSet::new();
+        names.retain(|name| seen.insert(name.clone()));
+        let fresh: Vec<String> = names
+            .iter()
+            .filter(|name| self.position(name, endpoint).is_none())
+            .cloned()
+            .collect();
+        let mut pruned = Vec::new();
+        if self.check_room(&endpoint.0, fresh.len()).is_err() {
+            // stale entries must not count against a host that came back
+            pruned = self.prune(now);
+            self.check_room(&endpoint.0, fresh.len())?;
+        }
+        for name in &names {
+            match self.position(name, endpoint) {
+                Some(index) => {
+                    if let Some(service) = self.services.get_mut(name) {
+                        service.endpoints[index].1 = now;
+                    }
+                }
+                None => self.insert(name, endpoint, now),
+            }
+        }
+        Ok(Registration {
+            added: fresh,
+            pruned,
+        })
+    }
+
+    /// UNREGISTER: removes `endpoint` from every name; returns the names it had.
+    pub fn unregister(&mut self, endpoint: &Endpoint) -> Vec<String> {
+        let mut removed: Vec<(u64, String)> = Vec::new();
+        self.services.retain(|name, service| {
+            let before = service.endpoints.len();
+            service.endpoints.retain(|(held, _)| held != endpoint);
+            if service.endpoints.len() != before {
+                removed.push((service.seq, name.clone()));
+            }
+            !service.endpoints.is_empty()
+        });
+        self.forget(&endpoint.0, removed.len());
+        removed.sort();
+        removed.into_iter().map(|(_, name)| name).collect()
+    }
+
+    /// QUERY: the live endpoints of `name`, least recently registered first
+    /// (rpyc's order), and the stale ones it dropped on the way, as rpyc does.
+    pub fn query(&mut self, name: &str, now: Instant) -> (Vec<Endpoint>, Vec<Removed>) {
+        let name = name.to_uppercase();
+        let Some(service) = self.services.get_mut(&name) else {
+            return (Vec::new(), Vec::new());
+        };
+        let timeout = self.timeout;
+        let mut stale = Vec::new();
+        service.endpoints.retain(|(endpoint, at)| {
+            let live = !is_stale(*at, now, timeout);
+            if !live {
+                stale.push(endpoint.clone());
+            }
+            live
+        });
+        let mut live: Vec<&(Endpoint, Instant)> = service.endpoints.iter().collect();
+        live.sort_by_key(|(_, at)| *at);
+        let endpoints = live
+            .into_iter()
+            .map(|(endpoint, _)| endpoint.clone())
+            .collect();
+        if service.endpoints.is_empty() {
+            self.services.remove(&name);
+        }
+        let removed = stale
+            .into_iter()
+            .map(|endpoint| {
+                self.forget(&endpoint.0, 1);
+                Removed {
+                    name: name.clone(),
+                    endpoint,
+                }
+            })
+            .collect();
+        (endpoints, removed)
+    }
+
+    /// LIST: the names in the order they appeared, only those with an
+    /// endpoint on `filter_host` if given. Call [`Table::prune`] first for
+    /// live names only (rpyc lists stale ones too).
+    pub fn names(&self, filter_host: Option<&str>) -> Vec<String> {
+        let mut names: Vec<(u64, &String)> = self
+            .services
+            .iter()
+            .filter(|(_, service)| {
+                filter_host
+                    .is_none_or(|host| service.endpoints.iter().any(|((held, _), _)| held == host))
+            })
+            .map(|(name, service)| (service.seq, name))
+            .collect();
+        names.sort();
+        names.into_iter().map(|(_, name)| name.clone()).collect()
+    }
+
+    /// Drops every entry not refreshed within the timeout.
+    pub fn prune(&mut self, now: Instant) -> Vec<Removed> {
+        let timeout = self.timeout;
+        let mut ordered: Vec<(u64, Removed)> = Vec::new();
+        self.services.retain(|name, service| {
+            service.endpoints.retain(|(endpoint, at)| {
+                let stale = is_stale(*at, now, timeout);
+                if stale {
+                    ordered.push((
+                        service.seq,
+                        Removed {
+                            name: name.clone(),
+                            endpoint: endpoint.clone(),
+                        },
+                    ));
+                }
+                !stale
+            });
+            !service.endpoints.is_empty()
+        });
+        // a stable order for the log, whatever the hash map's
+        ordered.sort_by_key(|(seq, _)| *seq);
+        ordered
+            .into_iter()
+            .map(|(_, gone)| {
+                self.forget(&gone.endpoint.0, 1);
+                gone
+            })
+            .collect()
+    }
+
+    fn position(&self, name: &str, endpoint: &Endpoint) -> Option<usize> {
+        self.services
+            .get(name)?
+            .endpoints
+            .iter()
+            .position(|(held, _)| held == endpoint)
+    }
+
+    fn check_room(&self, host: &str, adding: usize) -> Result<(), Refused> {
+        let held = self.per_host.get(host).copied().unwrap_or(0);
+        if held + adding > self.limits.per_host {
+            return Err(Refused::HostFull {
+                host: host.to_owned(),
+                held,
+                limit: self.limits.per_host,
+            });
+        }
+        if self.total + adding > self.limits.total {
+            return Err(Refused::TableFull {
+                held: self.total,
+                limit: self.limits.total,
+            });
+        }
+        Ok(())
+    }
+
+    fn insert(&mut self, name: &str, endpoint: &Endpoint, now: Instant) {
+        let next_seq = &mut self.next_seq;
+        self.services
+            .entry(name.to_owned())
+            .or_insert_with(|| {
+                *next_seq += 1;
+                Service {
+                    seq: *next_seq,
+                    endpoints: Vec::new(),
+                }
+            })
+            .endpoints
+            .push((endpoint.clone(), now));
+        *self.per_host.entry(endpoint.0.clone()).or_insert(0) += 1;
+        self.total += 1;
+    }
+
+    /// Counts `gone` entries of `host` out.
+    fn forget(&mut self, host: &str, gone: usize) {
+        if gone == 0 {
+            return;
+        }
+        self.total = self.total.saturating_sub(gone);
+        if let Some(held) = self.per_host.get_mut(host) {
+            *held = held.saturating_sub(gone);
+            if *held == 0 {
+                self.per_host.remove(host);
+            }
+        }
+    }
+}
+
+/// rpyc keeps an entry while `t >= now - timeout`.
+fn is_stale(at: Instant, now: Instant, timeout: Duration) -> bool {
+    now.saturating_duration_since(at) > timeout
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TIMEOUT: Duration = Duration::from_secs(240);
+
+    fn table() -> Table {
+        Table::new(TIMEOUT, Limits::default())
+    }
+
+    fn at(start: Instant, secs: u64) -> Instant {
+        start + Duration::from_secs(secs)
+    }
+
+    fn ep(host: &str, port: u16) -> Endpoint {
+        (host.to_owned(), port)
+    }
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(|name| (*name).to_owned()).collect()
+    }
+
+    fn added(list: &[&str]) -> Result<Registration, Refused> {
+        Ok(Registration {
+            added: names(list),
+            pruned: vec![],
+        })
+    }
+
+    #[test]
+    fn register_upper_cases_and_reports_only_new_names() {
+        let t0 = Instant::now();
+        let mut table = table();
+        let a = ep("10.0.0.1", 18812);
+        assert_eq!(
+            table.register(&a, &names(&["slave", "Classic", "SLAVE"]), t0),
+            added(&["SLAVE", "CLASSIC"])
+        );
+        assert_eq!(table.counts(), (2, 2));
+        assert_eq!(
+            table.register(&a, &names(&["slave", "extra"]), at(t0, 1)),
+            added(&["EXTRA"])
+        );
+        assert_eq!(
+            table.register(&a, &names(&["SLAVE"]), at(t0, 2)),
+            added(&[])
+        );
+        assert_eq!(table.query("Slave", at(t0, 2)).0, vec![a]);
+    }
+
+    #[test]
+    fn query_sorts_least_recently_registered_first_and_refresh_moves_to_the_back() {
+        let t0 = Instant::now();
+        let mut table = table();
+        let (a, b) = (ep("10.0.0.1", 1), ep("10.0.0.2", 2));
+        table.register(&a, &names(&["S"]), t0).expect("room");
+        table.register(&b, &names(&["S"]), at(t0, 1)).expect("room");
+        assert_eq!(table.query("s", at(t0, 2)).0, vec![a.clone(), b.clone()]);
+        table.register(&a, &names(&["S"]), at(t0, 3)).expect("room");
+        assert_eq!(table.query("s", at(t0, 4)).0, vec![b, a]);
+        assert_eq!(table.query("nothing", at(t0, 4)), (vec![], vec![]));
+    }
+
+    #[test]
+    fn unregister_removes_only_that_host_and_port() {
+        let t0 = Instant::now();
+        let mut table = table();
+        let a = ep("10.0.0.1", 1);
+        table.register(&a, &names(&["X", "Y"]), t0).expect("room");
+        table
+            .register(&ep("10.0.0.1", 2), &names(&["X"]), t0)
+            .expect("room");
+        table
+            .register(&ep("10.0.0.2", 1), &names(&["Y"]), t0)
+            .expect("room");
+        assert_eq!(table.unregister(&a), names(&["X", "Y"]));
+        assert_eq!(table.unregister(&a), Vec::<String>::new());
+        assert_eq!(table.query("X", t0).0, vec![ep("10.0.0.1", 2)]);
+        assert_eq!(table.query("Y", t0).0, vec![ep("10.0.0.2", 1)]);
+        assert_eq!(table.counts(), (2, 2));
+        table.unregister(&ep("10.0.0.1", 2));
+        assert_eq!(table.names(None), names(&["Y"]));
+    }
+
+    #[test]
+    fn entries_live_for_the_timeout_then_query_and_prune_drop_them() {
+        let t0 = Instant::now();
+        let mut table = table();
+        let (a, b) = (ep("10.0.0.1", 1), ep("10.0.0.2", 2));
+        table.register(&a, &names(&["S", "T"]), t0).expect("room");
+        table
+            .register(&b, &names(&["S"]), at(t0, 100))
+            .expect("room");
+        // exactly the timeout old is still alive, as in rpyc
+        assert_eq!(table.query("S", at(t0, 240)).0, vec![a.clone(), b.clone()]);
+        let (live, removed) = table.query("S", at(t0, 241));
+        assert_eq!(live, vec![b.clone()]);
+        assert_eq!(
+            removed,
+            vec![Removed {
+                name: "S".into(),
+                endpoint: a.clone()
+            }]
+        );
+        // T's entry of a is as stale, but only a prune (or a query of T) sees it
+        assert_eq!(table.counts(), (2, 2));
+        assert_eq!(
+            table.prune(at(t0, 341)),
+            vec![
+                Removed {
+                    name: "S".into(),
+                    endpoint: b
+                },
+                Removed {
+                    name: "T".into(),
+                    endpoint: a
+                }
+            ]
+        );
+        assert_eq!(table.counts(), (0, 0));
+        assert!(table.per_host.is_empty());
+    }
+
+    #[test]
+    fn list_keeps_first_appearance_order_and_filters_by_host() {
+        let t0 = Instant::now();
+        let mut table = table();
+        table
+            .register(&ep("10.0.0.1", 1), &names(&["B", "A"]), t0)
+            .expect("room");
+        table
+            .register(&ep("10.0.0.2", 1), &names(&["C", "A"]), t0)
+            .expect("room");
+        assert_eq!(table.names(None), names(&["B", "A", "C"]));
+        assert_eq!(table.names(Some("10.0.0.2")), names(&["A", "C"]));
+        assert_eq!(table.names(Some("10.9.9.9")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn per_host_cap_refuses_whole_registrations_but_not_keepalives() {
+        let t0 = Instant::now();
+        let mut table = Table::new(
+            TIMEOUT,
+            Limits {
+                per_host: 3,
+                total: 100,
+            },
+        );
+        let a = ep("10.0.0.1", 1);
+        table.register(&a, &names(&["A", "B"]), t0).expect("room");
+        assert_eq!(
+            table.register(&ep("10.0.0.1", 2), &names(&["C", "D"]), t0),
+            Err(Refused::HostFull {
+                host: "10.0.0.1".into(),
+                held: 2,
+                limit: 3
+            })
+        );
+        assert_eq!(table.counts(), (2, 2));
+        // refreshing what is held needs no room
+        assert_eq!(
+            table.register(&a, &names(&["A", "B"]), at(t0, 1)),
+            added(&[])
+        );
+        // another host is not affected
+        table
+            .register(&ep("10.0.0.2", 1), &names(&["C", "D", "E"]), t0)
+            .expect("room");
+        // once the old entries are stale, they no longer count
+        let registered = table
+            .register(&ep("10.0.0.1", 2), &names(&["C", "D", "E"]), at(t0, 300))
+            .expect("room once pruned");
+        assert_eq!(registered.added, names(&["C", "D", "E"]));
+        assert_eq!(registered.pruned.len(), 2 + 3);
+    }
+
+    #[test]
+    fn total_cap_bounds_the_table_across_hosts() {
+        let t0 = Instant::now();
+        let mut table = Table::new(
+            TIMEOUT,
+            Limits {
+                per_host: 10,
+                total: 4,
+            },
+        );
+        for host in 0..4 {
+            table
+                .register(&ep(&format!("10.0.0.{host}"), 1), &names(&["S"]), t0)
+                .expect("room");
+        }
+        assert_eq!(
+            table.register(&ep("10.0.0.9", 1), &names(&["S"]), t0),
+            Err(Refused::TableFull { held: 4, limit: 4 })
+        );
+        table.unregister(&ep("10.0.0.0", 1));
+        assert!(table
+            .register(&ep("10.0.0.9", 1), &names(&["S"]), t0)
+            .is_ok());
+    }
+}

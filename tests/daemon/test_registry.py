@@ -1,0 +1,405 @@
+"""rpyc-registry as a daemon, driven with rpyc 6.0.2's own registry clients
+over UDP and TCP: the protocol, pruning, abuse, signals, readiness and
+socket activation. Every datagram goes to 127.0.0.1 (or ::1), never to a
+broadcast address."""
+
+import errno
+import random
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+import rpyc
+from rpyc.core import brine
+from rpyc.utils.factory import ForbiddenError
+from rpyc.utils.registry import TCPRegistryClient, UDPRegistryClient
+
+from conftest import binary, server_env, wait_until
+
+HOST = "127.0.0.1"
+
+
+def free_port():
+    """A port free for both UDP and TCP on the loopback address."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((HOST, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((HOST, port))
+                except OSError:
+                    continue
+                return port
+
+
+def registry(daemons, tmp_path, mode="UDP", *args, env=None, log=None):
+    """rpyc-registry on a free port; returns (daemon, port) once it serves
+    (once it logged so to stderr, or to `log` if given)."""
+    port = free_port()
+    daemon = daemons([binary("rpyc-registry"), "-m", mode, "--host", HOST, "-p", str(port), *args],
+                     tmp_path, env=env)
+    started = (lambda: log.exists() and "server started" in log.read_text()) if log else (
+        lambda: "server started" in daemon.log())
+    wait_until(lambda: daemon.proc.poll() is not None or started(), "the registry to start")
+    assert daemon.proc.poll() is None, daemon.log()
+    return daemon, port
+
+
+def client(mode, port):
+    if mode == "UDP":
+        return UDPRegistryClient(ip=HOST, port=port)
+    return TCPRegistryClient(HOST, port=port)
+
+
+def ports(endpoints):
+    return {port for _, port in endpoints}
+
+
+def request(*message):
+    return brine.dump(("RPYC", *message))
+
+
+def udp_ask(port, data, timeout=2.0):
+    """Sends one datagram to the registry and returns its answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
+        sock.sendto(data, (HOST, port))
+        return brine.load(sock.recvfrom(65536)[0])
+
+
+modes = pytest.mark.parametrize("mode", ["UDP", "TCP"])
+
+
+@modes
+def test_register_discover_unregister_list(daemons, tmp_path, mode):
+    # rpyc's own tests/test_registry.py test_api and test_listing, unicast
+    daemon, port = registry(daemons, tmp_path, mode, "-l")
+    c = client(mode, port)
+    assert c.register(("FOO",), 12345)
+    assert c.register(("foo", "Bar"), 45678)
+    assert ports(c.discover("FOO")) == {12345, 45678}
+    # least recently registered first, as rpyc answers
+    assert [p for _, p in c.discover("foo")] == [12345, 45678]
+    c.unregister(12345)
+    assert c.discover("FOO") == ((HOST, 45678),)
+    assert set(c.list()) == {"FOO", "BAR"}
+    assert c.register(("BAZ",), 54321, interface="127.0.0.2")
+    assert c.discover("baz") == (("127.0.0.2", 54321),)
+    assert set(c.list()) == {"FOO", "BAR", "BAZ"}
+    assert set(c.list(filter_host="127.0.0.2")) == {"BAZ"}
+    assert set(rpyc.list_services(registrar=c)) == {"FOO", "BAR", "BAZ"}
+    assert rpyc.discover("FOO", registrar=c) == ((HOST, 45678),)
+    assert c.discover("NOBODY") == ()
+    name = f"REGSRV/{mode}/{port}"
+    daemon.wait_log(f"INFO:{name}:unregistering {HOST}:12345 as FOO")
+    lines = daemon.log().splitlines()
+    assert lines[0] == f"INFO:{name}:server started on [{HOST}]:{port}"
+    assert f"INFO:{name}:registering {HOST}:12345 as FOO" in lines
+    assert f"INFO:{name}:registering {HOST}:45678 as FOO, BAR" in lines
+    assert f"INFO:{name}:registering 127.0.0.2:54321 as BAZ" in lines
+    # a keepalive is not news
+    assert c.register(("FOO",), 45678)
+    assert daemon.log().count(f"registering {HOST}:45678") == 1
+
+
+@modes
+def test_listing_is_off_by_default(daemons, tmp_path, mode):
+    daemon, port = registry(daemons, tmp_path, mode)
+    c = client(mode, port)
+    assert c.register(("FOO",), 12345)
+    assert c.list() is None
+    with pytest.raises(ForbiddenError):
+        rpyc.list_services(registrar=c)
+    # the rest still answers
+    assert c.discover("FOO") == ((HOST, 12345),)
+
+
+@modes
+def test_entries_are_pruned_after_the_timeout(daemons, tmp_path, mode):
+    daemon, port = registry(daemons, tmp_path, mode, "-t", "1")
+    c = client(mode, port)
+    assert c.register(("BAR",), 17171)
+    assert c.register(("QUIET",), 17172)
+    assert ports(c.discover("BAR")) == {17171}
+    wait_until(lambda: c.discover("BAR") == (), "BAR to be pruned", deadline=10)
+    # nobody asks for QUIET: the periodic pruning drops it all the same
+    daemon.wait_log(f"pruning stale {HOST}:17172 as QUIET", deadline=10)
+    assert f"pruning stale {HOST}:17171 as BAR" in daemon.log()
+
+
+def test_a_silent_tcp_client_does_not_delay_another(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "TCP")
+    c = client("TCP", port)
+    assert c.register(("FOO",), 12345)
+    # from addresses of their own, so that neither's warning throttles the other's
+    silent = socket.create_connection((HOST, port), source_address=("127.0.0.3", 0))
+    half = socket.create_connection((HOST, port), source_address=("127.0.0.4", 0))
+    half.sendall(request("QUERY", ("FOO",))[:6])
+    start = time.monotonic()
+    assert c.discover("FOO") == ((HOST, 12345),)
+    assert c.register(("BAR",), 12346)
+    assert time.monotonic() - start < 1.0
+    # both are closed once their deadline passes, with a line each
+    for sock in (silent, half):
+        sock.settimeout(20)
+        assert sock.recv(100) == b""
+        sock.close()
+    daemon.wait_log("closing 127.0.0.3:")
+    daemon.wait_log("no whole request within 5s (6 bytes received)")
+
+
+def test_a_request_sent_in_pieces_is_answered(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "TCP")
+    assert client("TCP", port).register(("FOO",), 12345)
+    data = request("QUERY", ("FOO",))
+    with socket.create_connection((HOST, port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for index in range(len(data)):
+            sock.sendall(data[index:index + 1])
+        sock.settimeout(5)
+        assert brine.load(sock.recv(1500)) == ((HOST, 12345),)
+
+
+def garbage(rng):
+    """Malformed requests of every kind the registry should shrug off."""
+    kinds = [
+        lambda: rng.randbytes(rng.randrange(1, 200)),
+        lambda: brine.dump(("XXXX", "QUERY", ("FOO",))),
+        lambda: request("EXPLODE", ()),
+        lambda: request("REGISTER", ("not a tuple", "not a port")),
+        lambda: request("UNREGISTER", (70000,)),
+        lambda: request("QUERY", ("X" * 1990,)),  # over 1500 bytes
+        lambda: rng.randbytes(2000),
+        lambda: brine.dump(("RPYC", "QUERY")),
+        lambda: b"",
+    ]
+    return rng.choice(kinds)()
+
+
+def test_a_thousand_malformed_datagrams_leave_the_registry_answering(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "UDP")
+    c = client("UDP", port)
+    assert c.register(("FOO",), 12345)
+    rng = random.Random(6)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(1000):
+            sock.sendto(garbage(rng), (HOST, port))
+    # the flood may still fill the socket's queue, which drops datagrams
+    # (rpyc's query among them) until the registry has read its way through
+    wait_until(lambda: c.discover("FOO") == ((HOST, 12345),), "an answer after the flood")
+    assert c.register(("BAR",), 12346)
+    assert daemon.proc.poll() is None
+    # at most one warning per source per five seconds: not a thousand lines
+    assert 1 <= daemon.log().count("WARNING:") <= 2, daemon.log()
+    # from a fresh source, an oversize datagram gets its line
+    oversize = request("QUERY", ("X" * 1990,))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.3", 0))
+        sock.sendto(oversize, (HOST, port))
+    daemon.wait_log(f"WARNING:REGSRV/UDP/{port}:dropping a request from 127.0.0.3:")
+    daemon.wait_log(f"request of {len(oversize)} bytes is over the 1500-byte limit")
+
+
+def test_malformed_tcp_requests_are_dropped(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "TCP")
+    rng = random.Random(7)
+    for _ in range(50):
+        with socket.create_connection((HOST, port)) as sock:
+            try:
+                sock.sendall(garbage(rng))
+                sock.shutdown(socket.SHUT_WR)
+                sock.settimeout(10)
+                # no answer, just the end of the connection
+                assert sock.recv(100) == b""
+            except (ConnectionResetError, BrokenPipeError) as error:
+                # the oversize ones: closing with unread bytes sends a reset
+                assert error.errno in (errno.ECONNRESET, errno.EPIPE)
+            except OSError as error:
+                # the same reset, seen by shutdown()
+                assert error.errno == errno.ENOTCONN
+    c = client("TCP", port)
+    assert c.register(("FOO",), 12345)
+    assert c.discover("FOO") == ((HOST, 12345),)
+    assert "WARNING:" in daemon.log()
+
+
+@modes
+def test_query_replies_fit_what_rpyc_reads(daemons, tmp_path, mode):
+    daemon, port = registry(daemons, tmp_path, mode)
+    c = client(mode, port)
+    # 300 servers of one name: about 5 kB of endpoints
+    for p in range(20000, 20300):
+        assert c.register(("BIG",), p)
+    found = c.discover("BIG")
+    assert 50 < len(found) < 300
+    assert [p for _, p in found] == list(range(20000, 20000 + len(found)))
+
+
+@modes
+def test_list_replies_fit_what_rpyc_reads(daemons, tmp_path, mode):
+    daemon, port = registry(daemons, tmp_path, mode, "-l")
+    c = client(mode, port)
+    # 200 names of 14 bytes each in brine: about 2.8 kB
+    names = tuple(f"SERVICE-{i:04}" for i in range(200))
+    for start in range(0, len(names), 50):
+        assert c.register(names[start:start + 50], 18812 + start)
+    listed = c.list()
+    if mode == "UDP":
+        # rpyc's UDP client reads up to 15000 bytes of a LIST reply
+        assert listed == names
+    else:
+        # and its TCP client 1500: the names that fit, in order
+        assert 50 < len(listed) < 200 and listed == names[:len(listed)]
+
+
+def test_a_registration_flood_is_capped_per_host(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "UDP", "-l")
+    batch = tuple(f"N{i:03}" for i in range(200))
+    answers = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(5)
+        for p in range(30000, 30005):  # 1000 entries: all fit
+            sock.sendto(request("REGISTER", (batch, p)), (HOST, port))
+            answers.append(brine.load(sock.recvfrom(1500)[0]))
+        # 1200 would not: refused whole, and not acknowledged
+        sock.sendto(request("REGISTER", (batch, 30005)), (HOST, port))
+    assert answers == ["OK"] * 5
+    daemon.wait_log(f"refusing to register {HOST}:30005")
+    daemon.wait_log("already holds 1000 of its 1024 entries")
+    c = client("UDP", port)
+    assert 30005 not in ports(c.discover("N000"))
+    assert len(c.discover("N199")) == 5
+    # another host is not affected
+    assert c.register(("OTHER",), 1, interface="127.0.0.2")
+
+
+@modes
+def test_sigterm_and_sigint_stop_cleanly(daemons, tmp_path, mode):
+    for signum, first in [(signal.SIGTERM, "INFO:{}:terminating"),
+                          (signal.SIGINT, "WARNING:{}:keyboard interrupt!")]:
+        daemon, port = registry(daemons, tmp_path, mode)
+        if mode == "TCP":
+            # a connection waiting for its request does not hold up the stop
+            idle = socket.create_connection((HOST, port))
+        assert client(mode, port).register(("FOO",), 1)
+        daemon.signal(signum)
+        assert daemon.wait() == 0
+        name = f"REGSRV/{mode}/{port}"
+        expected = [first.format(name), f"INFO:{name}:listener closed",
+                    f"INFO:{name}:server has terminated"]
+        lines = daemon.log().splitlines()
+        assert [line for line in lines if line in expected] == expected, lines
+        if mode == "TCP":
+            idle.close()
+
+
+def test_logfile_is_reopened_on_sighup(daemons, tmp_path):
+    logfile = tmp_path / "registry.log"
+    daemon, port = registry(daemons, tmp_path, "UDP", "-f", str(logfile), log=logfile)
+    c = client("UDP", port)
+    rotated = tmp_path / "registry.log.1"
+    logfile.rename(rotated)
+    daemon.signal(signal.SIGHUP)
+    wait_until(logfile.exists, "the reopened logfile")
+    assert c.register(("FOO",), 1)
+    assert "registering" in logfile.read_text()
+    assert "registering" not in rotated.read_text()
+    assert daemon.log() == ""
+
+
+def test_unusable_logfile_is_a_config_error(tmp_path):
+    out = subprocess.run([binary("rpyc-registry"), "--host", HOST, "-p", str(free_port()),
+                          "-f", str(tmp_path / "no" / "dir.log")],
+                         capture_output=True, text=True, timeout=20, env=server_env())
+    assert out.returncode == 78
+    assert out.stderr.count("\n") == 1 and "dir.log" in out.stderr
+
+
+def test_a_busy_port_is_unavailable(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((HOST, 0))
+        port = taken.getsockname()[1]
+        out = subprocess.run([binary("rpyc-registry"), "--host", HOST, "-p", str(port)],
+                             capture_output=True, text=True, timeout=20, env=server_env())
+    assert out.returncode == 69
+    assert f"cannot listen on [{HOST}]:{port}" in out.stderr
+
+
+def test_ipv6_loopback(daemons, tmp_path):
+    port = free_port()
+    daemon = daemons([binary("rpyc-registry"), "-6", "--host", "::1", "-p", str(port)], tmp_path)
+    daemon.wait_log(f"server started on [::1]:{port}")
+    c = UDPRegistryClient(ip="::1", port=port, ipv6=True)
+    assert c.register(("SIX",), 18812)
+    assert c.discover("SIX") == (("::1", 18812),)
+    daemon.wait_log("registering [::1]:18812 as SIX")
+
+
+def test_ready_status_and_stopping_are_notified(daemons, tmp_path):
+    notify_path = str(tmp_path / "notify.sock")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(notify_path)
+    notify.settimeout(20)
+    daemon, port = registry(daemons, tmp_path, "UDP",
+                            env=server_env(NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="400000"))
+    lines = notify.recv(4096).decode().splitlines()
+    assert "READY=1" in lines and "STATUS=0 service(s), 0 registration(s)" in lines
+    assert client("UDP", port).register(("FOO", "BAR"), 1)
+    while "STATUS=2 service(s), 2 registration(s)" not in lines:
+        lines.extend(notify.recv(4096).decode().splitlines())
+    while lines.count("WATCHDOG=1") < 2:
+        lines.extend(notify.recv(4096).decode().splitlines())
+    daemon.signal(signal.SIGTERM)
+    while "STOPPING=1" not in lines:
+        lines.extend(notify.recv(4096).decode().splitlines())
+    assert daemon.wait() == 0
+
+
+# systemd-socket-activate starts the daemon at the first datagram or
+# connection, which then waits for the daemon to read it.
+
+
+def test_socket_activation_udp(daemons, tmp_path):
+    port, unused = free_port(), free_port()
+    daemon = daemons(["systemd-socket-activate", "--datagram", "-l", f"{HOST}:{port}",
+                      binary("rpyc-registry"), "-p", str(unused)], tmp_path)
+    daemon.wait_log(f"Listening on {HOST}:{port}")
+    c = client("UDP", port)
+    assert c.register(("FOO",), 12345)
+    assert c.discover("FOO") == ((HOST, 12345),)
+    daemon.wait_log(f"INFO:REGSRV/UDP/{port}:server started on [{HOST}]:{port}")
+    # nothing of its own was bound
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("0.0.0.0", unused))
+
+
+def test_socket_activation_tcp(daemons, tmp_path):
+    port = free_port()
+    daemon = daemons(["systemd-socket-activate", "-l", f"{HOST}:{port}",
+                      binary("rpyc-registry"), "-m", "TCP"], tmp_path)
+    daemon.wait_log(f"Listening on {HOST}:{port}")
+    c = client("TCP", port)
+    assert c.register(("FOO",), 12345)
+    assert c.discover("FOO") == ((HOST, 12345),)
+    daemon.wait_log(f"INFO:REGSRV/TCP/{port}:server started on [{HOST}]:{port}")
+
+
+@pytest.mark.parametrize("kind, mode, found", [
+    (socket.SOCK_STREAM, "UDP", "a listening stream socket"),
+    (socket.SOCK_DGRAM, "TCP", "a datagram socket"),
+])
+def test_socket_activation_of_the_wrong_kind_is_an_error(daemons, tmp_path, kind, mode, found):
+    port = free_port()
+    datagram = ["--datagram"] if kind == socket.SOCK_DGRAM else []
+    daemon = daemons(["systemd-socket-activate", *datagram, "-l", f"{HOST}:{port}",
+                      binary("rpyc-registry"), "-m", mode], tmp_path)
+    daemon.wait_log(f"Listening on {HOST}:{port}")
+    with socket.socket(socket.AF_INET, kind) as knock:
+        knock.connect((HOST, port))
+        knock.send(b"?")
+        assert daemon.wait() == 69
+    message = daemon.log()
+    assert f"systemd passed fd 3, {found}, but -m {mode} needs" in message, message
