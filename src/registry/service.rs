@@ -133,8 +133,7 @@ impl Registry {
         match admitted {
             Some(0) => self.log.warning(message),
             Some(suppressed) => self.log.warning(format_args!(
-                "{message} ({suppressed} similar warnings suppressed in the last {}s)",
-                WARNING_WINDOW.as_secs()
+                "{message} ({suppressed} more warnings suppressed since the last one)"
             )),
             None => {}
         }
