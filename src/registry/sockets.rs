@@ -3,14 +3,14 @@
 //! datagram sockets for UDP, listening stream sockets for TCP.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, ToSocketAddrs, UdpSocket};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 use nix::sys::socket::SockaddrStorage;
 use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike};
 
 use crate::cli::registry::{RegistryArgs, RegistryMode};
-use crate::server::listener::Listener;
+use crate::server::listener::{resolve, Listener};
 
 /// rpyc's TCP registry listens with a backlog of 10; a concurrent server
 /// can afford more before connections are refused.
@@ -96,20 +96,7 @@ impl Sockets {
             address: format!("[{host}]:{port}"),
             source,
         };
-        let addr = (host, port)
-            .to_socket_addrs()
-            .map_err(bind_error)?
-            .find(|addr| addr.is_ipv6() == args.ipv6)
-            .ok_or_else(|| {
-                bind_error(io::Error::new(
-                    io::ErrorKind::AddrNotAvailable,
-                    if args.ipv6 {
-                        "the name has no IPv6 address"
-                    } else {
-                        "the name has no IPv4 address (IPv6 needs --ipv6)"
-                    },
-                ))
-            })?;
+        let addr = resolve(host, port, args.ipv6).map_err(bind_error)?;
         match args.mode {
             RegistryMode::Udp => Ok(Sockets::Udp(vec![
                 UdpSocket::bind(addr).map_err(bind_error)?

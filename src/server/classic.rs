@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::listener::{Inherited, Listener};
+use super::listener::{resolve, Inherited, Listener};
 use super::tls::{TlsAuthenticator, TlsError, TlsFiles};
 use super::transport::{Authenticator, Transport};
 use super::{
@@ -103,13 +103,7 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
             let peer = stream.peer_name();
             let transport = stream_transport(stream, &context.config).map_err(RunError::Server)?;
             if let Some((conn, credentials)) = connect(transport, &peer, &context) {
-                serve_connection(
-                    &conn,
-                    &peer,
-                    credentials.as_deref(),
-                    &context.service,
-                    &context.log,
-                );
+                serve_connection(&conn, &peer, credentials.as_deref(), &context);
             }
             return Ok(());
         }
@@ -230,21 +224,7 @@ fn bind(args: &ClassicArgs) -> Result<Listener, RunError> {
         address: format!("[{host}]:{port}"),
         source,
     };
-    // the first address of the requested family, as rpyc's getaddrinfo(...)[0]
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(bind_error)?
-        .find(|addr| addr.is_ipv6() == args.ipv6)
-        .ok_or_else(|| {
-            bind_error(std::io::Error::new(
-                std::io::ErrorKind::AddrNotAvailable,
-                if args.ipv6 {
-                    "the name has no IPv6 address"
-                } else {
-                    "the name has no IPv4 address (IPv6 needs --ipv6)"
-                },
-            ))
-        })?;
+    let addr = resolve(host, port, args.ipv6).map_err(bind_error)?;
     Listener::bind_tcp(addr, args.backlog).map_err(bind_error)
 }
 
@@ -285,13 +265,7 @@ fn serve_stdio(context: &Context) -> Result<(), RunError> {
         shutdown: Box::new(move |how| stdio::shutdown(&closer, how)),
     };
     if let Some((conn, credentials)) = connect(transport, "stdio", context) {
-        serve_connection(
-            &conn,
-            "stdio",
-            credentials.as_deref(),
-            &context.service,
-            &context.log,
-        );
+        serve_connection(&conn, "stdio", credentials.as_deref(), context);
     }
     Ok(())
 }

@@ -32,6 +32,25 @@ pub enum Stream {
     Unix(UnixStream),
 }
 
+/// The first address `host` resolves to in the requested family, as
+/// rpyc's servers take `getaddrinfo(...)[0]`.
+pub fn resolve(host: &str, port: u16, ipv6: bool) -> io::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()?
+        .find(|addr| addr.is_ipv6() == ipv6)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::AddrNotAvailable,
+                if ipv6 {
+                    "the name has no IPv6 address"
+                } else {
+                    "the name has no IPv4 address (IPv6 needs --ipv6)"
+                },
+            )
+        })
+}
+
 impl Listener {
     /// Binds a TCP socket with `SO_REUSEADDR` (so a restart does not wait
     /// out TIME_WAIT) and the given backlog.

@@ -427,10 +427,10 @@ pub fn serve_connection(
     conn: &Arc<Connection>,
     peer: &str,
     credentials: Option<&str>,
-    service: &ClassicService,
-    log: &Logger,
+    context: &Context,
 ) {
-    match service.open(conn) {
+    let log = &context.log;
+    match context.service.open(conn) {
         Ok(session) => conn.set_session(session),
         Err(error) => {
             log.error(format_args!("cannot start a session for {peer}: {error}"));

@@ -90,13 +90,7 @@ fn serve_tracked(stream: Stream, context: &Context) {
         id: context.connections.add(&conn),
         connections: &context.connections,
     };
-    serve_connection(
-        &conn,
-        &peer,
-        credentials.as_deref(),
-        &context.service,
-        &context.log,
-    );
+    serve_connection(&conn, &peer, credentials.as_deref(), context);
     drop(tracked);
 }
 
@@ -270,13 +264,7 @@ fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Context) -> ! 
                     }
                 });
         }
-        serve_connection(
-            &conn,
-            &peer,
-            credentials.as_deref(),
-            &context.service,
-            &context.log,
-        );
+        serve_connection(&conn, &peer, credentials.as_deref(), context);
     }
     // SAFETY: _exit ends the process at once; nothing after it runs.
     unsafe { libc::_exit(0) }

@@ -331,14 +331,18 @@ def test_watchdog_pings(daemons, tmp_path):
     assert "READY=1" in lines
 
 
-def python_registry(daemons, tmp_path, mode):
-    """rpyc 6.0.2's own registry server, on a free loopback port."""
+def start_registry(daemons, tmp_path, kind, mode):
+    """A registry on a free loopback port: rpyc 6.0.2's own, or ours."""
     import sys
     import sysconfig
     port = free_port()
-    script = os.path.join(sysconfig.get_paths()["scripts"], "rpyc_registry")
-    daemons([sys.executable, script, "-m", mode, "-p", str(port)], tmp_path)
-    wait_until(lambda: registry_answers(mode, port), f"rpyc's {mode} registry to answer")
+    if kind == "python":
+        script = os.path.join(sysconfig.get_paths()["scripts"], "rpyc_registry")
+        daemons([sys.executable, script, "-m", mode, "-p", str(port)], tmp_path)
+    else:
+        daemons([binary("rpyc-registry"), "-m", mode, "-p", str(port), "--host", "127.0.0.1"],
+                tmp_path)
+    wait_until(lambda: registry_answers(mode, port), f"the {kind} {mode} registry to answer")
     return port
 
 
@@ -357,9 +361,10 @@ def registrar_for(mode, port):
     return TCPRegistryClient("127.0.0.1", port=port)
 
 
+@pytest.mark.parametrize("kind", ["python", "rpycd"])
 @pytest.mark.parametrize("mode", ["UDP", "TCP"])
-def test_register_with_rpycs_own_registry(daemons, tmp_path, mode):
-    registry_port = python_registry(daemons, tmp_path, mode)
+def test_register_discover_and_connect(daemons, tmp_path, mode, kind):
+    registry_port = start_registry(daemons, tmp_path, kind, mode)
     client = registrar_for(mode, registry_port)
     daemon, port = classic_daemon(daemons, tmp_path, "--register", "--registry-type", mode,
                                   "--registry-host", "127.0.0.1",
