@@ -52,26 +52,35 @@ loud_warning() {
     } >&2
 }
 
-# The venv the tests use: Debian's Python, so that it matches the
+# The venvs the tests use: Debian's Python, so that it matches the
 # libpython the binaries are built against (PYO3_PYTHON=/usr/bin/python3).
+# .venv has the rpyc the server speaks (6.0.2); .venv-rpyc5 has an rpyc 5
+# client, for the tests of 5.x clients (issue 11).
 venv_python="$repo/.venv/bin/python"
+# shellcheck disable=SC2034 # used by the scripts that source this file
+venv5_python="$repo/.venv-rpyc5/bin/python"
 
+# venv_ready [PYTHON VERSION]: whether PYTHON has rpyc VERSION and pytest.
 venv_ready() {
-    [[ -x $venv_python ]] &&
-        "$venv_python" -c 'import rpyc, pytest; assert rpyc.__version__ == "6.0.2"' 2>/dev/null
+    local python=${1:-$venv_python} version=${2:-6.0.2}
+    [[ -x $python ]] &&
+        "$python" -c "import rpyc, pytest; assert rpyc.__version__ == '$version'" 2>/dev/null
 }
 
+# ensure_venv [DIR VERSION]: a venv in DIR with rpyc VERSION and pytest.
 ensure_venv() {
-    if venv_ready; then
-        echo "venv: $repo/.venv already has rpyc 6.0.2 and pytest"
+    local dir=${1:-$repo/.venv} version=${2:-6.0.2}
+    local python="$dir/bin/python"
+    if venv_ready "$python" "$version"; then
+        echo "venv: $dir already has rpyc $version and pytest"
         return 0
     fi
-    if [[ ! -x $venv_python ]]; then
-        echo "venv: creating $repo/.venv"
-        /usr/bin/python3 -m venv "$repo/.venv"
+    if [[ ! -x $python ]]; then
+        echo "venv: creating $dir"
+        /usr/bin/python3 -m venv "$dir"
     fi
-    echo "venv: installing rpyc==6.0.2 and pytest from PyPI"
-    PIP_NO_INPUT=1 "$venv_python" -m pip install --disable-pip-version-check --quiet \
-        'rpyc==6.0.2' pytest
-    venv_ready
+    echo "venv: installing rpyc==$version and pytest from PyPI"
+    PIP_NO_INPUT=1 "$python" -m pip install --disable-pip-version-check --quiet \
+        "rpyc==$version" pytest
+    venv_ready "$python" "$version"
 }

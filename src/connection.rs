@@ -20,7 +20,7 @@ use thiserror::Error;
 use crate::protocol::brine::{EncodeError, Value};
 use crate::protocol::frame::{self, Decoder, FrameError, Limits};
 use crate::protocol::message::{
-    BadRequest, Boxed, ExceptionInfo, Handler, Message, MessageError, RemoteException,
+    BadRequest, Boxed, Dialect, ExceptionInfo, Handler, Message, MessageError, RemoteException,
 };
 
 /// What a request comes back with: a value, or the exception it raised.
@@ -58,6 +58,8 @@ pub enum ConnError {
     Encode(#[from] EncodeError),
     #[error("idle for longer than the idle timeout")]
     Idle,
+    #[error("not an RPyC 4/5/6 peer: its first message starts with {0:#04x}")]
+    UnknownDialect(u8),
 }
 
 #[derive(Debug, Clone)]
@@ -123,6 +125,9 @@ pub struct Connection {
     /// inbound side, and when the connection ends.
     changed: Condvar,
     next_seq: AtomicI64,
+    /// The peer's message envelope (`DIALECT_*`), learnt from the first
+    /// message it sends; rpyc 6's until then.
+    dialect: std::sync::atomic::AtomicU8,
     /// Bytes of a frame received but not yet whole, kept by the reader so
     /// the idle check (made while it holds the inbound side) need not lock
     /// it: a peer halfway through sending a frame is not idle.
@@ -152,6 +157,7 @@ impl Connection {
             changed: Condvar::new(),
             next_seq: AtomicI64::new(0),
             partial_frame: std::sync::atomic::AtomicUsize::new(0),
+            dialect: std::sync::atomic::AtomicU8::new(DIALECT_UNKNOWN),
             closed: AtomicBool::new(false),
             shutdown,
             activity: Mutex::new(Activity::default()),
@@ -250,7 +256,7 @@ impl Connection {
             return Err(ConnError::Closed);
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let payload = Message::Request { seq, handler, args }.encode()?;
+        let payload = Message::Request { seq, handler, args }.encode_for(self.dialect())?;
         lock(&self.send_queue).push(payload);
         match self.outbound.try_lock() {
             Ok(mut outbound) => self.flush_queue(&mut outbound),
@@ -264,7 +270,8 @@ impl Connection {
         }
         loop {
             if let Some(payload) = inbound.decoder.next_frame()? {
-                return match Message::decode_with_depth(&payload, self.config.brine_depth) {
+                let dialect = self.dialect_of(&payload)?;
+                return match Message::decode_for(&payload, dialect, self.config.brine_depth) {
                     Ok(message) => Ok(message),
                     Err(MessageError::BadRequest { seq, reason }) => {
                         // rpyc answers these with an exception and carries on
@@ -398,6 +405,33 @@ impl Connection {
         }
     }
 
+    /// The dialect to speak: the peer's, once known.
+    pub fn dialect(&self) -> Dialect {
+        match self.dialect.load(Ordering::Acquire) {
+            DIALECT_V5 => Dialect::V5,
+            _ => Dialect::V6,
+        }
+    }
+
+    /// The peer's dialect, learnt from `payload` if this is its first message.
+    fn dialect_of(&self, payload: &[u8]) -> Result<Dialect, ConnError> {
+        match self.dialect.load(Ordering::Acquire) {
+            DIALECT_V5 => Ok(Dialect::V5),
+            DIALECT_V6 => Ok(Dialect::V6),
+            _ => {
+                let dialect = Dialect::detect(payload).ok_or(ConnError::UnknownDialect(
+                    payload.first().copied().unwrap_or(0),
+                ))?;
+                let code = match dialect {
+                    Dialect::V5 => DIALECT_V5,
+                    Dialect::V6 => DIALECT_V6,
+                };
+                self.dialect.store(code, Ordering::Release);
+                Ok(dialect)
+            }
+        }
+    }
+
     fn is_idle(&self) -> bool {
         lock(&self.activity).serving == 0
             && lock(&self.waiting).replies.is_empty()
@@ -424,7 +458,7 @@ impl Connection {
         if self.is_closed() {
             return Err(ConnError::Closed);
         }
-        let payload = match message.encode() {
+        let payload = match message.encode_for(self.dialect()) {
             Ok(payload) => payload,
             Err(error) => {
                 // a reply too big or deep for brine still owes the peer an answer
@@ -438,7 +472,7 @@ impl Connection {
                         &format!("cannot send the reply: {error}"),
                     )),
                 }
-                .encode()?
+                .encode_for(self.dialect())?
             }
         };
         let mut frame_bytes = Vec::new();
@@ -518,6 +552,10 @@ fn bad_request_exception(reason: &BadRequest) -> RemoteException {
         BadRequest::Malformed(what) => ExceptionInfo::builtin("ValueError", what),
     })
 }
+
+const DIALECT_UNKNOWN: u8 = 0;
+const DIALECT_V5: u8 = 5;
+const DIALECT_V6: u8 = 6;
 
 fn is_timeout(error: &io::Error) -> bool {
     matches!(

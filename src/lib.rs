@@ -14,3 +14,7 @@ pub mod service;
 /// The rpyc release whose protocol rpycd speaks; reported to clients as
 /// the server's version in exceptions, as rpyc reports its own.
 pub const RPYC_VERSION: &str = "6.0.2";
+
+/// What rpycd reports to a client speaking rpyc 5's protocol (the newest
+/// 5.x release, whose wire format it speaks).
+pub const RPYC5_VERSION: &str = "5.3.1";

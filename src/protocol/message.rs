@@ -283,6 +283,29 @@ impl RemoteException {
     }
 }
 
+/// How messages are enveloped: rpyc 6.x sends a type byte, then brine
+/// `(seq, args)`; rpyc 5.x (and 4.x) send brine `(msg, seq, args)`. Brine,
+/// boxing, handlers and vinegar are the same in both (rpyc 5.3.1's
+/// brine.py, vinegar.py, channel.py and consts.py match 6.0.2's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    V6,
+    V5,
+}
+
+impl Dialect {
+    /// Which dialect a peer speaks, from the first message it sends. A 6.x
+    /// message starts with its type (1, 2 or 3); a 5.x one with the tag of
+    /// a 3-tuple, which is none of those. `None` for anything else.
+    pub fn detect(payload: &[u8]) -> Option<Dialect> {
+        match payload.first()? {
+            1..=3 => Some(Dialect::V6),
+            &brine::TAG_TUP3 => Some(Dialect::V5),
+            _ => None,
+        }
+    }
+}
+
 /// One whole message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -350,9 +373,24 @@ impl Message {
     }
 
     /// The message as a frame payload.
+    /// The message as a frame payload, in rpyc 6's encoding.
     pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
-        let mut out = vec![self.msg_type() as u8];
-        brine::encode_tuple_header(2, &mut out)?;
+        self.encode_for(Dialect::V6)
+    }
+
+    /// The message as a frame payload in `dialect`.
+    pub fn encode_for(&self, dialect: Dialect) -> Result<Vec<u8>, EncodeError> {
+        let mut out = Vec::new();
+        match dialect {
+            Dialect::V6 => {
+                out.push(self.msg_type() as u8);
+                brine::encode_tuple_header(2, &mut out)?;
+            }
+            Dialect::V5 => {
+                brine::encode_tuple_header(3, &mut out)?;
+                brine::encode_int(self.msg_type() as i64, &mut out);
+            }
+        }
         brine::encode_int(self.seq(), &mut out);
         match self {
             Message::Request { handler, args, .. } => {
@@ -371,13 +409,42 @@ impl Message {
     }
 
     pub fn decode_with_depth(payload: &[u8], max_depth: usize) -> Result<Message, MessageError> {
-        let (&code, body) = payload.split_first().ok_or(MessageError::Empty)?;
+        Message::decode_for(payload, Dialect::V6, max_depth)
+    }
+
+    /// Decodes a payload in `dialect`.
+    pub fn decode_for(
+        payload: &[u8],
+        dialect: Dialect,
+        max_depth: usize,
+    ) -> Result<Message, MessageError> {
+        let (code, seq, args) = match dialect {
+            Dialect::V6 => {
+                let (&code, body) = payload.split_first().ok_or(MessageError::Empty)?;
+                let [seq, args]: [Value; 2] = brine::decode_with_depth(body, max_depth)?
+                    .into_tuple()
+                    .ok_or(MessageError::NotSeqArgs)?
+                    .try_into()
+                    .map_err(|_| MessageError::NotSeqArgs)?;
+                (code, seq, args)
+            }
+            Dialect::V5 => {
+                if payload.is_empty() {
+                    return Err(MessageError::Empty);
+                }
+                let [code, seq, args]: [Value; 3] = brine::decode_with_depth(payload, max_depth)?
+                    .into_tuple()
+                    .ok_or(MessageError::NotSeqArgs)?
+                    .try_into()
+                    .map_err(|_| MessageError::NotSeqArgs)?;
+                let code = code
+                    .as_i64()
+                    .and_then(|code| u8::try_from(code).ok())
+                    .ok_or(MessageError::NotSeqArgs)?;
+                (code, seq, args)
+            }
+        };
         let msg_type = MsgType::try_from(code).map_err(MessageError::UnknownType)?;
-        let [seq, args]: [Value; 2] = brine::decode_with_depth(body, max_depth)?
-            .into_tuple()
-            .ok_or(MessageError::NotSeqArgs)?
-            .try_into()
-            .map_err(|_| MessageError::NotSeqArgs)?;
         let seq = seq.as_i64().ok_or(MessageError::NotSeqArgs)?;
         match msg_type {
             MsgType::Request => {
@@ -487,6 +554,27 @@ mod tests {
                 traceback: "Traceback ...".into(),
             }),
         });
+    }
+
+    #[test]
+    fn rpyc5_envelope_round_trips_and_is_detected() {
+        let message = Message::Request {
+            seq: 3,
+            handler: Handler::GetRoot,
+            args: Boxed::Value(Value::Tuple(vec![])),
+        };
+        // rpyc 5.3.1: brine.dump((1, 3, (3, (1, ()))))
+        let v5 = message.encode_for(Dialect::V5).unwrap();
+        assert_eq!(v5, b"\x12\x51\x53\x11\x53\x11\x51\x02");
+        assert_eq!(Dialect::detect(&v5), Some(Dialect::V5));
+        assert_eq!(
+            Message::decode_for(&v5, Dialect::V5, brine::DEFAULT_MAX_DEPTH),
+            Ok(message.clone())
+        );
+        let v6 = message.encode().unwrap();
+        assert_eq!(Dialect::detect(&v6), Some(Dialect::V6));
+        assert_eq!(Dialect::detect(b"\x50"), None);
+        assert_eq!(Dialect::detect(b""), None);
     }
 
     #[test]

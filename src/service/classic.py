@@ -174,7 +174,7 @@ def _dumpable(value):
     return False
 
 
-def dump_exception(exc, tb=None):
+def dump_exception(exc, tb=None, version=RPYC_VERSION):
     """An exception as rpyc sends it: 1 for StopIteration, else
     ``((module, name), args, attrs, traceback text)``. The traceback comes
     separately because an exception caught in Rust may not carry it yet."""
@@ -197,7 +197,9 @@ def dump_exception(exc, tb=None):
             except AttributeError:
                 continue
             attrs.append((name, value if _dumpable(value) else repr(value)))
-    attrs.append(("_remote_version", RPYC_VERSION))
+    # the version of the protocol spoken with this client: a 5.x client
+    # warns on every traceback when the major versions differ
+    attrs.append(("_remote_version", version))
     return (typ.__module__, typ.__name__), tuple(args), tuple(attrs), tbtext
 
 

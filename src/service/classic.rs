@@ -255,13 +255,23 @@ impl ClassicSession {
         }
     }
 
+    /// The rpyc version whose protocol this connection speaks.
+    fn peer_version(&self) -> &'static str {
+        match self.connection().map(|conn| conn.dialect()) {
+            Some(crate::protocol::message::Dialect::V5) => crate::RPYC5_VERSION,
+            _ => crate::RPYC_VERSION,
+        }
+    }
+
     /// An exception as vinegar packs it.
     pub fn dump_exception(&self, py: Python<'_>, error: &PyErr) -> RemoteException {
         let dumped = self
             .space
             .bind(py)
             .getattr("dump_exception")
-            .and_then(|dump| dump.call1((error.value(py), error.traceback(py))))
+            .and_then(|dump| {
+                dump.call1((error.value(py), error.traceback(py), self.peer_version()))
+            })
             .and_then(|dumped| to_value(&dumped));
         match dumped {
             Ok(Some(value)) => RemoteException::from_value(value).unwrap_or_else(|reason| {

@@ -88,7 +88,9 @@ def server_command(kind, port):
 
 def server_env():
     env = {k: v for k, v in os.environ.items() if not k.startswith("RPYC_CLASSIC_")}
-    paths = [venv_site_packages()]
+    # the rpyc the server's Python imports (teleportation) may differ from
+    # the client's: an rpyc 5 client runs against a server with rpyc 6
+    paths = [os.environ.get("RPYCD_SERVER_PYTHONPATH") or venv_site_packages()]
     if env.get("PYTHONPATH"):
         paths.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(paths)

@@ -41,6 +41,8 @@ def ns(conn):
     return conn.namespace
 
 
+@pytest.mark.skipif(int(rpyc.__version__.split(".")[0]) < 6, reason="rpyc 5's client builds netref classes "
+                    "differently; this fails against rpyc 5's own server too")
 def test_len_and_iter(conn):
     rl = conn.eval("[1, 2, 3]")
     rd = conn.eval("{'a': 1, 'b': 2}")
@@ -268,6 +270,8 @@ def test_remote_file_context_manager(conn, tmp_path):
         assert f.read() == "written remotely"
 
 
+@pytest.mark.skipif(int(rpyc.__version__.split(".")[0]) < 6, reason="rpyc 5's client builds netref classes "
+                    "differently; this fails against rpyc 5's own server too")
 def test_isinstance_remote_objects(conn):
     rl = conn.eval("[1, 2]")
     assert isinstance(rl, rpyc.BaseNetref)

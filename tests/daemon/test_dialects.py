@@ -1,0 +1,67 @@
+"""rpyc 5.x clients (Debian 12's python3-rpyc is 5.3.0) and rpyc 6.x
+clients on the same server at the same time: the server learns each
+connection's message envelope from its first message."""
+
+import os
+import socket
+import struct
+import subprocess
+import textwrap
+
+import pytest
+import rpyc
+
+from conftest import REPO, classic_daemon
+
+RPYC5_PYTHON = os.environ.get("RPYCD_TEST_PYTHON5") or str(REPO / ".venv-rpyc5" / "bin" / "python")
+
+RPYC5_CLIENT = textwrap.dedent("""
+    import sys
+    import rpyc
+    assert rpyc.__version__.startswith("5."), rpyc.__version__
+    conn = rpyc.classic.connect("127.0.0.1", int(sys.argv[1]))
+    assert conn.eval("6 * 7") == 42
+    assert list(conn.builtins.list([1, 2, 3])) == [1, 2, 3]   # a callback
+    try:
+        conn.eval("1 / 0")
+    except ZeroDivisionError as e:
+        # no version warning: the server speaks this client's protocol
+        assert "WARNING: Remote is on RPyC" not in e._remote_tb, e._remote_tb
+    else:
+        raise AssertionError("no exception")
+    conn.execute("x = 'five'")
+    print(conn.eval("x"), conn.modules.os.getpid())
+    conn.close()
+""")
+
+
+@pytest.fixture
+def rpyc5_python():
+    if not os.path.exists(RPYC5_PYTHON):
+        pytest.fail(f"no rpyc 5 venv at {RPYC5_PYTHON}: run scripts/install-deps")
+    return RPYC5_PYTHON
+
+
+def test_rpyc5_and_rpyc6_clients_at_the_same_time(daemons, tmp_path, rpyc5_python):
+    daemon, port = classic_daemon(daemons, tmp_path)
+    six = rpyc.classic.connect("127.0.0.1", port)
+    six.execute("x = 'six'")
+    out = subprocess.run([rpyc5_python, "-c", RPYC5_CLIENT, str(port)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    value, pid = out.stdout.split()
+    assert value == "five" and int(pid) == daemon.proc.pid
+    # the 6.x connection, open all along, is untouched
+    assert six.eval("x") == "six"
+    assert list(six.builtins.list([4, 5])) == [4, 5]
+
+
+def test_a_first_message_of_neither_dialect_is_refused_and_logged(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        payload = b"\x50"  # a bare brine int: no rpyc sends that first
+        sock.sendall(struct.pack("!LB", len(payload), 0) + payload + b"\n")
+        assert sock.recv(100) == b""
+    daemon.wait_log("not an RPyC 4/5/6 peer: its first message starts with 0x50")
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    assert conn.eval("1") == 1
