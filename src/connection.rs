@@ -128,6 +128,11 @@ pub struct Connection {
     /// The peer's message envelope (`DIALECT_*`), learnt from the first
     /// message it sends; rpyc 6's until then.
     dialect: std::sync::atomic::AtomicU8,
+    /// When the connection was made, and whether the peer has sent a whole
+    /// message since: a peer that sends nothing, or one byte at a time, is
+    /// cut after the handshake timeout (see `server::Connections`).
+    opened: std::time::Instant,
+    greeted: AtomicBool,
     /// Bytes of a frame received but not yet whole, kept by the reader so
     /// the idle check (made while it holds the inbound side) need not lock
     /// it: a peer halfway through sending a frame is not idle.
@@ -157,6 +162,8 @@ impl Connection {
             changed: Condvar::new(),
             next_seq: AtomicI64::new(0),
             partial_frame: std::sync::atomic::AtomicUsize::new(0),
+            opened: std::time::Instant::now(),
+            greeted: AtomicBool::new(false),
             dialect: std::sync::atomic::AtomicU8::new(DIALECT_UNKNOWN),
             closed: AtomicBool::new(false),
             shutdown,
@@ -270,6 +277,7 @@ impl Connection {
         }
         loop {
             if let Some(payload) = inbound.decoder.next_frame()? {
+                self.greeted.store(true, Ordering::Release);
                 let dialect = self.dialect_of(&payload)?;
                 return match Message::decode_for(&payload, dialect, self.config.brine_depth) {
                     Ok(message) => Ok(message),
@@ -403,6 +411,11 @@ impl Connection {
         if activity.serving == 0 {
             (self.shutdown)(std::net::Shutdown::Read);
         }
+    }
+
+    /// When the peer must have sent its first whole message, if it has not yet.
+    pub fn greeting_deadline(&self, timeout: std::time::Duration) -> Option<std::time::Instant> {
+        (!self.greeted.load(Ordering::Acquire)).then(|| self.opened + timeout)
     }
 
     /// The dialect to speak: the peer's, once known.

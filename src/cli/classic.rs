@@ -187,6 +187,16 @@ pub struct ClassicArgs {
           env = "RPYC_CLASSIC_IDLE_TIMEOUT")]
     pub idle_timeout: Option<Duration>,
 
+    /// How long a client has to finish the TLS handshake, and then to send its first whole message
+    #[arg(long, value_name = "SECONDS", help_heading = "Limits", value_parser = parse_positive_seconds,
+          default_value = "10", env = "RPYC_CLASSIC_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Duration,
+
+    /// Deepest nesting of tuples a message may have (rpyc's own brine gives up near 500)
+    #[arg(long, value_name = "N", help_heading = "Limits", default_value_t = 512,
+          value_parser = clap::value_parser!(u32).range(8..=100_000), env = "RPYC_CLASSIC_MAX_DEPTH")]
+    pub max_depth: u32,
+
     /// After SIGTERM, how long in-flight requests may run before connections are closed
     #[arg(long, value_name = "SECONDS", help_heading = "Limits", value_parser = parse_seconds,
           default_value = "10", env = "RPYC_CLASSIC_SHUTDOWN_TIMEOUT")]
@@ -330,6 +340,8 @@ mod tests {
         assert_eq!(a.max_connections, None);
         assert_eq!(a.idle_timeout, None);
         assert_eq!(a.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(a.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(a.max_depth, 512);
         assert_eq!(a.max_message_size, 1 << 30);
     }
 

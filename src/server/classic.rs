@@ -9,7 +9,8 @@ use super::listener::{resolve, Inherited, Listener};
 use super::tls::{TlsAuthenticator, TlsError, TlsFiles};
 use super::transport::{Authenticator, Transport};
 use super::{
-    connect, serve_connection, stdio, stream_transport, Context, Options, Server, Stop, Strategy,
+    connect, guard_greeting, serve_connection, stdio, stream_transport, Context, Options, Server,
+    Stop, Strategy,
 };
 use crate::cli::classic::{ClassicArgs, Mode, RegistryType};
 use crate::cli::exit;
@@ -67,6 +68,7 @@ fn config_of(args: &ClassicArgs) -> Config {
             max_payload_size: max,
         },
         idle_timeout: args.idle_timeout,
+        brine_depth: args.max_depth as usize,
         ..Config::default()
     }
 }
@@ -93,16 +95,17 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
     // the TLS files too: a bad key is reported before anything is bound
     let auth = authenticator(args)?;
     if args.mode == Mode::Stdio {
-        let context = context_of(config, log.renamed("SLAVE/stdio"), auth)?;
+        let context = context_of(args, config, log.renamed("SLAVE/stdio"), auth)?;
         return serve_stdio(&context);
     }
     let listeners = match Listener::from_systemd().map_err(RunError::Inherit)? {
         Some(Inherited::Connection(stream)) => {
             // Accept=yes: systemd accepted the connection for us
-            let context = context_of(config, log.renamed("SLAVE/socket"), auth)?;
+            let context = context_of(args, config, log.renamed("SLAVE/socket"), auth)?;
             let peer = stream.peer_name();
             let transport = stream_transport(stream, &context.config).map_err(RunError::Server)?;
             if let Some((conn, credentials)) = connect(transport, &peer, &context) {
+                guard_greeting(&conn, context.greeting_timeout, &context.log);
                 serve_connection(&conn, &peer, credentials.as_deref(), &context);
             }
             return Ok(());
@@ -164,6 +167,7 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
             max_connections: args.max_connections.map(|max| max as usize),
             shutdown_timeout: args.shutdown_timeout,
             auth,
+            greeting_timeout: args.handshake_timeout,
         },
     );
     if let Some(registrar) = registrar {
@@ -230,6 +234,7 @@ fn bind(args: &ClassicArgs) -> Result<Listener, RunError> {
 
 /// A context for serving connections in this process directly.
 fn context_of(
+    args: &ClassicArgs,
     config: Config,
     log: Logger,
     auth: Option<Arc<dyn Authenticator>>,
@@ -240,6 +245,7 @@ fn context_of(
         log,
         auth,
         connections: Arc::default(),
+        greeting_timeout: args.handshake_timeout,
     })
 }
 
@@ -252,7 +258,8 @@ fn authenticator(args: &ClassicArgs) -> Result<Option<Arc<dyn Authenticator>>, R
         key,
         cert,
         ca: args.ssl_cafile.as_deref(),
-    })?;
+    })?
+    .with_handshake_timeout(args.handshake_timeout);
     Ok(Some(Arc::new(tls)))
 }
 
@@ -265,6 +272,7 @@ fn serve_stdio(context: &Context) -> Result<(), RunError> {
         shutdown: Box::new(move |how| stdio::shutdown(&closer, how)),
     };
     if let Some((conn, credentials)) = connect(transport, "stdio", context) {
+        guard_greeting(&conn, context.greeting_timeout, &context.log);
         serve_connection(&conn, "stdio", credentials.as_deref(), context);
     }
     Ok(())

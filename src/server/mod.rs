@@ -37,6 +37,8 @@ pub struct Context {
     pub log: Logger,
     pub auth: Option<Arc<dyn Authenticator>>,
     pub connections: Arc<Connections>,
+    /// How long a new connection has to send its first whole message.
+    pub greeting_timeout: Duration,
 }
 
 /// How the server stopped.
@@ -65,6 +67,7 @@ pub struct Options {
     pub max_connections: Option<usize>,
     pub shutdown_timeout: Duration,
     pub auth: Option<Arc<dyn Authenticator>>,
+    pub greeting_timeout: Duration,
 }
 
 impl Server {
@@ -90,6 +93,7 @@ impl Server {
                 log: log.clone(),
                 auth: options.auth,
                 connections,
+                greeting_timeout: options.greeting_timeout,
             },
             log,
             notifier,
@@ -124,6 +128,14 @@ impl Server {
                 let due = registrar.deadline();
                 wake = Some(wake.map_or(due, |wake| wake.min(due)));
             }
+            let greetings = self
+                .context
+                .connections
+                .cut_silent(self.context.greeting_timeout, &self.log);
+            // connections register from their own threads, after this
+            // look: check again within half the timeout in any case
+            let due = greetings.unwrap_or(now + self.context.greeting_timeout / 2);
+            wake = Some(wake.map_or(due, |wake| wake.min(due)));
             let timeout = match wake {
                 Some(wake) => PollTimeout::try_from(wake.saturating_duration_since(now))
                     .unwrap_or(PollTimeout::MAX),
@@ -355,6 +367,27 @@ impl Connections {
         cut
     }
 
+    /// Closes connections whose peer has not sent a whole first message in
+    /// `timeout` (slowloris, or a port scanner that never speaks), and says
+    /// when the next one falls due.
+    fn cut_silent(&self, timeout: Duration, log: &Logger) -> Option<Instant> {
+        let now = Instant::now();
+        let mut next: Option<Instant> = None;
+        for conn in self.lock().values() {
+            match conn.greeting_deadline(timeout) {
+                Some(due) if due <= now => {
+                    log.warning(format_args!(
+                        "closing a connection that sent no whole message within {timeout:?}"
+                    ));
+                    conn.close();
+                }
+                Some(due) => next = Some(next.map_or(due, |next| next.min(due))),
+                None => {}
+            }
+        }
+        next
+    }
+
     fn close_all(&self) {
         for conn in self.lock().values() {
             conn.close();
@@ -375,6 +408,27 @@ pub fn stream_transport(stream: Stream, config: &Config) -> std::io::Result<Tran
             let _ = closer.shutdown(how);
         }),
     })
+}
+
+/// For a connection served outside the server's loop (a forked child,
+/// stdio, `Accept=yes`): closes it if its peer sends no whole first
+/// message in time.
+pub fn guard_greeting(conn: &Arc<Connection>, timeout: Duration, log: &Logger) {
+    let conn = Arc::downgrade(conn);
+    let log = log.clone();
+    let _ = std::thread::Builder::new()
+        .name("greeting".into())
+        .spawn(move || {
+            std::thread::sleep(timeout);
+            if let Some(conn) = conn.upgrade() {
+                if conn.greeting_deadline(timeout).is_some() {
+                    log.warning(format_args!(
+                        "closing a connection that sent no whole message within {timeout:?}"
+                    ));
+                    conn.close();
+                }
+            }
+        });
 }
 
 /// Authenticates a transport if the server asks for it and makes the

@@ -14,7 +14,7 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::{open, serve_connection, Connections, Context, Stop, Stream};
+use super::{guard_greeting, open, serve_connection, Connections, Context, Stop, Stream};
 use crate::daemon::log::Logger;
 use crate::daemon::signals;
 
@@ -251,6 +251,7 @@ fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Context) -> ! 
     }
     let peer = stream.peer_name();
     if let Some((conn, credentials)) = open(stream, &peer, context) {
+        guard_greeting(&conn, context.greeting_timeout, &context.log);
         // SIGTERM drains this connection, as the parent's does its own
         let mut terms = SigSet::empty();
         terms.add(Signal::SIGTERM);

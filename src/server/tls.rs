@@ -30,7 +30,7 @@ use thiserror::Error;
 use super::transport::{Authenticated, Authenticator, ReadFd, Refusal, Transport};
 use super::x509;
 
-/// How long a client may take to complete its handshake.
+/// How long a client may take to complete its handshake, unless told.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Error)]
@@ -159,6 +159,15 @@ impl TlsAuthenticator {
             config: Arc::new(config),
             handshake_timeout: HANDSHAKE_TIMEOUT,
         })
+    }
+}
+
+impl TlsAuthenticator {
+    pub fn with_handshake_timeout(self, handshake_timeout: Duration) -> TlsAuthenticator {
+        TlsAuthenticator {
+            handshake_timeout,
+            ..self
+        }
     }
 }
 

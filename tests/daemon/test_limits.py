@@ -1,0 +1,75 @@
+"""Limits that protect the daemon from clients that misbehave: each is
+logged when hit, and costs only the offending connection."""
+
+import socket
+import struct
+import time
+
+import pytest
+import rpyc
+
+from conftest import classic_daemon, wait_until
+
+
+def frame(payload, compressed=0):
+    return struct.pack("!LB", len(payload), compressed) + payload + b"\n"
+
+
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
+def test_a_client_that_never_completes_a_message_is_cut(daemons, tmp_path, mode):
+    daemon, port = classic_daemon(daemons, tmp_path, "-m", mode, "--handshake-timeout", "1")
+    silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+    slow = socket.create_connection(("127.0.0.1", port), timeout=10)
+    # one byte at a time, never a whole frame: slowloris
+    start = time.monotonic()
+    cut = False
+    for byte in frame(b"\x01" + b"\x50" * 100):
+        try:
+            slow.sendall(bytes([byte]))
+        except OSError:
+            cut = True
+            break
+        slow.settimeout(0.2)
+        try:
+            if slow.recv(1) == b"":
+                cut = True
+                break
+        except socket.timeout:
+            pass
+        if time.monotonic() - start > 15:
+            break
+    assert cut, "the slow client was never cut"
+    assert silent.recv(1) == b""
+    daemon.wait_log("sent no whole message within 1s")
+    # and meanwhile, or after, a well-behaved client is served
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    assert conn.eval("2 + 2") == 4
+    # a connection that spoke is not cut, however long it then waits
+    time.sleep(1.5)
+    assert conn.eval("3 + 3") == 6
+
+
+def test_messages_nested_deeper_than_max_depth_are_refused(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path, "--max-depth", "16")
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    shallow = (((((1,),),),),)
+    assert conn.builtins.len(shallow) == 1
+    deep = 1
+    for _ in range(40):
+        deep = (deep,)
+    with pytest.raises(EOFError):
+        conn.builtins.len(deep)
+    daemon.wait_log("nests deeper than 16 levels")
+    other = rpyc.classic.connect("127.0.0.1", port)
+    assert other.eval("1") == 1
+
+
+def test_oversize_frames_are_refused_from_their_header(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path, "--max-message-size", "64K")
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        # announces 1 GiB and sends none of it: refused at once, nothing buffered
+        sock.sendall(struct.pack("!LB", 1 << 30, 0))
+        assert sock.recv(1) == b""
+    daemon.wait_log("exceeds the limit of 65536 bytes")
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    assert len(conn.eval("b'x' * 10000")) == 10000
