@@ -1,0 +1,223 @@
+"""A booted Debian 12 in a systemd-nspawn container, for the package tests.
+
+    root = ensure_root(cache_dir)          # debootstrap once, reused after
+    with Container(root, log_path) as ct:  # an ephemeral copy, booted
+        ct.run("systemctl", "start", "rpyc-classic.socket")
+
+The container shares the host's network, so what it listens on is reachable
+on the host's loopback. Commands run inside with nsenter. Every wait is
+bounded, and leaving the `with` block always ends the container and removes
+its ephemeral copy, whatever happened inside.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+SUITE = "bookworm"
+# systemd and dbus to boot; python3 and libpython3.11 so that installing
+# the .deb needs no network; openbsd-inetd and logrotate for their checks.
+INCLUDE = ["systemd", "systemd-sysv", "dbus", "python3", "libpython3.11",
+           "openbsd-inetd", "logrotate", "ca-certificates"]
+DEBOOTSTRAP_TIMEOUT = 900
+BOOT_TIMEOUT = 90
+STOP_TIMEOUT = 60
+COMMAND_TIMEOUT = 120
+
+# What commands inside see: nothing of the host's environment.
+CONTAINER_ENV = {
+    "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "LANG": "C.UTF-8",
+    "DEBIAN_FRONTEND": "noninteractive",
+    "SYSTEMD_PAGER": "",
+    "SYSTEMD_COLORS": "0",
+}
+
+
+class CommandFailed(AssertionError):
+    pass
+
+
+def host_mirror():
+    """The Debian mirror this machine's apt uses (the only one it reaches)."""
+    candidates = []
+    sources = Path("/etc/apt/sources.list.d")
+    for path in sorted(sources.glob("*.sources")) if sources.is_dir() else []:
+        for stanza in path.read_text().split("\n\n"):
+            fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.M))
+            if SUITE in fields.get("Suites", "").split() and "deb" in fields.get("Types", ""):
+                candidates += fields.get("URIs", "").split()
+    lists = [Path("/etc/apt/sources.list"), *sorted(sources.glob("*.list"))] \
+        if sources.is_dir() else [Path("/etc/apt/sources.list")]
+    for path in lists:
+        if path.is_file():
+            for line in path.read_text().splitlines():
+                m = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+" + SUITE + r"\s", line)
+                if m:
+                    candidates.append(m.group(1))
+    # the main archive, not the security one
+    for uri in candidates:
+        if "security" not in uri:
+            return uri.rstrip("/")
+    return "http://deb.debian.org/debian"
+
+
+def ensure_root(cache_dir):
+    """A minbase Debian 12 root under cache_dir, made with debootstrap the
+    first time and reused while its recipe (the stamp file) is unchanged."""
+    cache_dir = Path(cache_dir)
+    root = cache_dir / SUITE
+    stamp = cache_dir / f"{SUITE}.stamp"
+    mirror = host_mirror()
+    recipe = f"debootstrap --variant=minbase --include={','.join(INCLUDE)} {SUITE} {mirror}\n"
+    if root.is_dir() and stamp.is_file() and stamp.read_text() == recipe:
+        return root
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f"{SUITE}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    stamp.unlink(missing_ok=True)
+    started = time.monotonic()
+    subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
+                    SUITE, str(tmp), mirror],
+                   check=True, timeout=DEBOOTSTRAP_TIMEOUT, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL)
+    # the downloaded .debs are not needed again: keep the cache (and every
+    # ephemeral copy of it) small
+    subprocess.run(["chroot", str(tmp), "apt-get", "clean"], check=True, timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    stamp.write_text(recipe)
+    print(f"debootstrapped {root} in {time.monotonic() - started:.0f}s")
+    return root
+
+
+def _children(pid):
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+class Container:
+    def __init__(self, root, log_path):
+        self.root = Path(root)
+        self.log_path = Path(log_path)
+        self.process = None
+        self.leader = None
+        self._before = set()
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def __enter__(self):
+        self._before = set(os.listdir(self.root.parent))
+        self._log = open(self.log_path, "wb")
+        try:
+            self.process = subprocess.Popen(
+                ["systemd-nspawn", "--register=no", "--keep-unit", "-x", "-D", str(self.root),
+                 "-b"],
+                stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+            self._wait_for_boot()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _wait_for_boot(self):
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while self.leader is None:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"systemd-nspawn exited ({self.process.returncode}); "
+                                   f"see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no container init after {BOOT_TIMEOUT}s; see {self.log_path}")
+            for child in _children(self.process.pid):
+                try:
+                    if Path(f"/proc/{child}/comm").read_text().strip() == "systemd":
+                        self.leader = child
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        # `is-system-running --wait` needs the manager's socket, which
+        # appears a moment after init starts
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the container did not finish booting in {BOOT_TIMEOUT}s")
+            state = self.run("systemctl", "is-system-running", "--wait", check=False,
+                             timeout=left).stdout.strip()
+            if state in ("running", "degraded"):
+                break
+            time.sleep(0.2)
+        if state == "degraded":
+            failed = self.run("systemctl", "--failed", "--no-legend", check=False).stdout
+            print(f"container booted degraded; failed units:\n{failed}")
+
+    def __exit__(self, *exc):
+        try:
+            if self.process is not None and self.process.poll() is None:
+                # nspawn halts the container on SIGTERM and then removes
+                # the ephemeral copy itself
+                self.process.send_signal(signal.SIGTERM)
+                try:
+                    self.process.wait(timeout=STOP_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self.process.wait(timeout=STOP_TIMEOUT)
+        finally:
+            self._log.close()
+            # whatever nspawn could not remove (after SIGKILL): the entries
+            # that appeared beside the root while this container ran
+            for name in set(os.listdir(self.root.parent)) - self._before:
+                if name.startswith(".#"):
+                    path = self.root.parent / name
+                    if path.is_dir() and not path.is_symlink():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+        return False
+
+    # -- inside ------------------------------------------------------------
+
+    def run(self, *argv, check=True, timeout=COMMAND_TIMEOUT, input=None):
+        """Runs argv inside the container; returns the CompletedProcess."""
+        cmd = ["nsenter", "-t", str(self.leader), "-m", "-u", "-i", "-p", "--", *argv]
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                             env=CONTAINER_ENV, input=input,
+                             stdin=None if input is not None else subprocess.DEVNULL)
+        if check and out.returncode != 0:
+            raise CommandFailed(f"{' '.join(argv)} exited {out.returncode}\n"
+                                f"stdout:\n{out.stdout}\nstderr:\n{out.stderr}")
+        return out
+
+    def sh(self, script, **kwargs):
+        return self.run("sh", "-euc", script, **kwargs)
+
+    def path(self, inside):
+        """The host's path to a file inside the container."""
+        return Path(f"/proc/{self.leader}/root") / str(inside).lstrip("/")
+
+    def write(self, inside, text, mode=0o644):
+        target = self.path(inside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(mode)
+
+    def copy_in(self, source, inside):
+        target = self.path(inside)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if Path(source).is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copy(source, target)
+
+    def is_active(self, unit):
+        return self.run("systemctl", "is-active", unit, check=False).stdout.strip()
+
+    def journal(self, *args):
+        return self.run("journalctl", "--no-pager", "-o", "cat", *args).stdout
