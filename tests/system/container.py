@@ -23,6 +23,10 @@ SUITE = "bookworm"
 # the .deb needs no network; openbsd-inetd and logrotate for their checks.
 INCLUDE = ["systemd", "systemd-sysv", "dbus", "python3", "libpython3.11",
            "openbsd-inetd", "logrotate", "ca-certificates"]
+# Conflicts with openbsd-inetd, so it is only downloaded, into this
+# directory of the root, and installed by the test that needs it.
+DOWNLOAD = ["xinetd"]
+DOWNLOAD_DIR = "/opt/system-test-debs"  # no "rpyc" in it: see the purge test
 DEBOOTSTRAP_TIMEOUT = 900
 BOOT_TIMEOUT = 90
 STOP_TIMEOUT = 60
@@ -73,7 +77,8 @@ def ensure_root(cache_dir):
     root = cache_dir / SUITE
     stamp = cache_dir / f"{SUITE}.stamp"
     mirror = host_mirror()
-    recipe = f"debootstrap --variant=minbase --include={','.join(INCLUDE)} {SUITE} {mirror}\n"
+    recipe = (f"debootstrap --variant=minbase --include={','.join(INCLUDE)} {SUITE} {mirror}\n"
+              f"apt-get download {' '.join(DOWNLOAD)} into {DOWNLOAD_DIR}\n")
     if root.is_dir() and stamp.is_file() and stamp.read_text() == recipe:
         return root
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -81,13 +86,24 @@ def ensure_root(cache_dir):
     shutil.rmtree(tmp, ignore_errors=True)
     stamp.unlink(missing_ok=True)
     started = time.monotonic()
-    subprocess.run(["debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}",
-                    SUITE, str(tmp), mirror],
-                   check=True, timeout=DEBOOTSTRAP_TIMEOUT, stdin=subprocess.DEVNULL,
-                   stdout=subprocess.DEVNULL)
-    # the downloaded .debs are not needed again: keep the cache (and every
-    # ephemeral copy of it) small
-    subprocess.run(["chroot", str(tmp), "apt-get", "clean"], check=True, timeout=60)
+    log = cache_dir / f"{SUITE}.log"
+    with open(log, "w") as out:
+        def step(*argv, timeout):
+            done = subprocess.run(argv, timeout=timeout, stdin=subprocess.DEVNULL, stdout=out,
+                                  stderr=subprocess.STDOUT)
+            if done.returncode != 0:
+                out.flush()
+                tail = "\n".join(log.read_text().splitlines()[-30:])
+                raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}; the end of "
+                                   f"{log}:\n{tail}")
+        step("debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", SUITE,
+             str(tmp), mirror, timeout=DEBOOTSTRAP_TIMEOUT)
+        step("chroot", str(tmp), "sh", "-euc",
+             f"mkdir -p {DOWNLOAD_DIR} && cd {DOWNLOAD_DIR} && "
+             f"apt-get download -q {' '.join(DOWNLOAD)}", timeout=300)
+        # the .debs debootstrap downloaded are not needed again: keep the
+        # cache (and every ephemeral copy of it) small
+        step("chroot", str(tmp), "apt-get", "clean", timeout=60)
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     stamp.write_text(recipe)

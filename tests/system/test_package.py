@@ -489,6 +489,30 @@ def test_openbsd_inetd_serves_a_classic_session(ct, ports):
         ct.run("systemctl", "restart", "inetd.service", check=False)
 
 
+def test_xinetd_serves_a_classic_session(ct, ports):
+    entry = (REPO / "packaging/xinetd.d/rpyc-classic").read_text()
+    port = pick_port(18812, tcp_free)
+    entry = entry.replace("= 18812", f"= {port}")
+    ct.run("sh", "-c", "id rpyc >/dev/null 2>&1 || adduser --quiet --system --group "
+           "--home /srv/rpyc-project rpyc")
+    uid = int(ct.run("id", "-u", "rpyc").stdout)
+    since = ct.run("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+    # xinetd conflicts with openbsd-inetd, which apt removes to install it
+    ct.sh("apt-get install -y -q --no-install-recommends /opt/system-test-debs/xinetd_*.deb",
+          timeout=300)
+    try:
+        ct.write("/etc/xinetd.d/rpyc-classic", entry)
+        ct.run("systemctl", "restart", "xinetd.service")
+        conn = wait_until("xinetd listening", lambda: _try_classic(port))
+        assert conn.modules.os.getuid() == uid
+        conn.close()
+        wait_until("the session in syslog", lambda: "welcome" in ct.journal(
+            "-t", "rpyc-classic", "--since", since))
+    finally:
+        ct.run("rm", "-f", "/etc/xinetd.d/rpyc-classic")
+        ct.run("systemctl", "restart", "xinetd.service", check=False)
+
+
 def _try_classic(port):
     try:
         return classic(port)
