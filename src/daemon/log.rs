@@ -17,6 +17,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use logfile::LogFile;
 
+/// Whether fd 2 is systemd's journal (`JOURNAL_STREAM`): a socket, but
+/// never a client's, so stdio mode may log there.
+pub fn stderr_is_journal() -> bool {
+    journal::stderr_is_journal()
+}
+
 /// The local syslog daemon's socket (journald's or rsyslog's on Linux).
 pub const SYSLOG_SOCKET: &str = "/dev/log";
 

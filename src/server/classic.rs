@@ -81,7 +81,9 @@ fn destination(args: &ClassicArgs) -> Destination {
         (None, true) => Destination::Syslog {
             ident: "rpyc-classic".into(),
         },
-        (None, false) if args.mode == Mode::Stdio => Destination::Silent,
+        (None, false) if args.mode == Mode::Stdio && stdio::stderr_is_unsafe() => {
+            Destination::Silent
+        }
         (None, false) => Destination::Stderr,
     }
 }
@@ -101,6 +103,7 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
     let listeners = match Listener::from_systemd().map_err(RunError::Inherit)? {
         Some(Inherited::Connection(stream)) => {
             // Accept=yes: systemd accepted the connection for us
+            stdio::ignore_hangups();
             let context = context_of(args, config, log.renamed("SLAVE/socket"), auth)?;
             let peer = stream.peer_name();
             let transport = stream_transport(stream, &context.config).map_err(RunError::Server)?;
@@ -264,16 +267,18 @@ fn authenticator(args: &ClassicArgs) -> Result<Option<Arc<dyn Authenticator>>, R
 }
 
 fn serve_stdio(context: &Context) -> Result<(), RunError> {
+    stdio::ignore_hangups();
     let stdio = stdio::take().map_err(RunError::Stdio)?;
+    let peer = stdio::peer_name(&stdio.reader);
     let closer = stdio.closer;
     let transport = Transport {
         reader: Box::new(stdio.reader),
         writer: Box::new(stdio.writer),
         shutdown: Box::new(move |how| stdio::shutdown(&closer, how)),
     };
-    if let Some((conn, credentials)) = connect(transport, "stdio", context) {
+    if let Some((conn, credentials)) = connect(transport, &peer, context) {
         guard_greeting(&conn, context.greeting_timeout, &context.log);
-        serve_connection(&conn, "stdio", credentials.as_deref(), context);
+        serve_connection(&conn, &peer, credentials.as_deref(), context);
     }
     Ok(())
 }

@@ -26,9 +26,31 @@ fn is_socket(fd: std::os::fd::BorrowedFd<'_>) -> bool {
         .is_ok_and(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFSOCK)
 }
 
-/// Whether fd 2 may be the client's stream, so that nothing may be logged there.
+/// Whether fd 2 may be the client's stream, so that nothing may be logged
+/// there: a socket that is not the journal's.
 pub fn stderr_is_unsafe() -> bool {
-    is_socket(io::stderr().as_fd())
+    is_socket(io::stderr().as_fd()) && !crate::daemon::log::stderr_is_journal()
+}
+
+/// How log lines name the client: its address when stdin is a socket.
+pub fn peer_name(input: &std::fs::File) -> String {
+    use nix::sys::socket::{getpeername, SockaddrStorage};
+    match getpeername::<SockaddrStorage>(input.as_raw_fd()) {
+        Ok(addr) => match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+            (Some(v4), _) => format!("[{}]:{}", v4.ip(), v4.port()),
+            (_, Some(v6)) => format!("[{}]:{}", v6.ip(), v6.port()),
+            _ => "stdio".into(),
+        },
+        Err(_) => "stdio".into(),
+    }
+}
+
+/// In stdio mode a process serves one connection: a SIGHUP meant for the
+/// daemons' logfiles (logrotate's `pkill -HUP`) must not end it.
+pub fn ignore_hangups() {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installs the ignore disposition, no handler code.
+    let _ = unsafe { signal(Signal::SIGHUP, SigHandler::SigIgn) };
 }
 
 /// Takes fds 0 and 1 for the protocol (see the module comment).

@@ -143,6 +143,8 @@ def test_stdio_with_the_socket_as_fds_0_1_and_2(tmp_path):
     theirs.close()
     try:
         conn = stdio_client(ours)
+        # one process per connection: logrotate's SIGHUP must not end it
+        proc.send_signal(signal.SIGHUP)
         conn.execute("import sys; print('to stdout'); print('to stderr', file=sys.stderr)")
         assert conn.eval("sum(range(10))") == 45
         assert list(conn.builtins.list([1, 2, 3])) == [1, 2, 3]
@@ -158,13 +160,16 @@ def test_stdio_with_the_socket_as_fds_0_1_and_2(tmp_path):
 def test_stdio_under_systemd_socket_activate_inetd(daemons, tmp_path):
     port = free_port()
     daemon = daemons(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--inetd", "-a",
-                      binary(), "-q", "-m", "stdio"], tmp_path)
+                      binary(), "-m", "stdio"], tmp_path)
     wait_until(lambda: accepts("127.0.0.1", port), "the activation socket")
     first = rpyc.classic.connect("127.0.0.1", port)
     second = rpyc.classic.connect("127.0.0.1", port)
     # one process per connection, the inetd way
     assert first.modules.os.getpid() != second.modules.os.getpid()
     assert first.eval("2 ** 8") == 256 and second.eval("3 ** 3") == 27
+    # stderr is not the socket here, so the sessions log there, naming the client
+    first_port = first._channel.stream.sock.getsockname()[1]
+    daemon.wait_log(f"welcome [127.0.0.1]:{first_port}")
 
 
 def test_socket_activation_serves_the_passed_sockets_and_binds_nothing(daemons, tmp_path):
