@@ -1,0 +1,159 @@
+//! `rpycd-bench`: parse the command line, then run the library's benchmark
+//! (src/bench/); see BENCH.md. Not installed by the Debian package.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use rpycd::bench::ceiling::PingServer;
+use rpycd::bench::compare::{self, Options};
+use rpycd::bench::load::{self, Op, Spec};
+use rpycd::bench::servers::Programs;
+
+/// Where this crate's sources are: bench/ and .venv are found from here.
+const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+#[derive(Parser)]
+#[command(
+    name = "rpycd-bench",
+    version,
+    about = "rpycd against Python rpyc 6.0.2, side by side"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start ours and Python's servers on loopback ports and compare them
+    Compare {
+        /// About 1 s per workload (a run takes a minute or two)
+        #[arg(long)]
+        quick: bool,
+        /// Where results.json, throughput.png and the server logs go [default: target/bench]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Where our release rpyc-classic and rpyc-registry are [default: beside this program]
+        #[arg(long, value_name = "DIR")]
+        bin_dir: Option<PathBuf>,
+        /// A Python with rpyc 6.0.2 [default: $RPYCD_BENCH_PYTHON, or the repository's .venv]
+        #[arg(long, value_name = "PATH")]
+        python: Option<PathBuf>,
+        /// Run only these workload groups (startup, memory, client, capacity, connect, bulk, registry)
+        #[arg(long, value_delimiter = ',', value_name = "GROUP,...")]
+        only: Vec<String>,
+    },
+    /// Load one server on the loopback with the Rust generator
+    Load {
+        /// The server's port on 127.0.0.1
+        #[arg(long)]
+        port: u16,
+        #[arg(long, value_enum, default_value_t = LoadOp::Ping)]
+        op: LoadOp,
+        #[arg(long, default_value_t = 16)]
+        connections: usize,
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// At most this many operations per connection
+        #[arg(long, default_value_t = 1_000_000)]
+        max_ops: u64,
+    },
+    /// Run the zero-cost ping server on an ephemeral loopback port for a while
+    Ceiling {
+        #[arg(long, default_value_t = 60.0)]
+        seconds: f64,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LoadOp {
+    Ping,
+    Call,
+    Connect,
+}
+
+fn seconds(value: f64) -> Result<Duration, String> {
+    Duration::try_from_secs_f64(value).map_err(|e| format!("bad --seconds {value}: {e}"))
+}
+
+fn run(cli: Cli) -> Result<(), String> {
+    match cli.command {
+        Command::Compare {
+            quick,
+            out,
+            bin_dir,
+            python,
+            only,
+        } => {
+            let repo = PathBuf::from(REPO);
+            let out_dir = out.unwrap_or_else(|| repo.join("target").join("bench"));
+            let bin_dir = match bin_dir {
+                Some(dir) => dir,
+                None => std::env::current_exe()
+                    .map_err(|e| e.to_string())?
+                    .parent()
+                    .map(PathBuf::from)
+                    .ok_or("cannot tell where this program is: pass --bin-dir")?,
+            };
+            let python = python
+                .or_else(|| std::env::var_os("RPYCD_BENCH_PYTHON").map(PathBuf::from))
+                .unwrap_or_else(|| repo.join(".venv").join("bin").join("python"));
+            let options = Options {
+                quick,
+                programs: Programs {
+                    bin_dir,
+                    python,
+                    bench_dir: repo.join("bench"),
+                    log_dir: out_dir.join("logs"),
+                },
+                out_dir,
+                only,
+            };
+            let table = compare::run(&options).map_err(|e| e.to_string())?;
+            print!("{table}");
+            Ok(())
+        }
+        Command::Load {
+            port,
+            op,
+            connections,
+            seconds: secs,
+            max_ops,
+        } => {
+            let spec = Spec {
+                op: match op {
+                    LoadOp::Ping => Op::Ping,
+                    LoadOp::Call => Op::Call,
+                    LoadOp::Connect => Op::Connect,
+                },
+                connections,
+                duration: seconds(secs)?,
+                max_ops,
+            };
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let outcome = load::run(addr, spec).map_err(|e| e.to_string())?;
+            println!("{}", outcome.to_json());
+            Ok(())
+        }
+        Command::Ceiling { seconds: secs } => {
+            let server = PingServer::start().map_err(|e| e.to_string())?;
+            println!("zero-cost ping server on {}", server.addr());
+            std::thread::sleep(seconds(secs)?);
+            Ok(())
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("rpycd-bench: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
