@@ -260,9 +260,33 @@ impl AsFd for Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(stream) => stream.read(buf),
+            Stream::Tcp(stream) => {
+                let got = stream.read(buf)?;
+                quick_ack(stream);
+                Ok(got)
+            }
             Stream::Unix(stream) => stream.read(buf),
         }
+    }
+}
+
+/// Acknowledges what was read at once rather than after the delayed-ACK
+/// timer (40 ms). rpyc's clients do not set TCP_NODELAY, so a client that
+/// answers one of our requests (a DEL, a callback) and then sends its next
+/// request holds that request back until our ACK: with a delayed ACK, each
+/// callback round cost 40 ms. Linux clears the flag as it acts on it, so
+/// it is set again after every read.
+fn quick_ack(stream: &TcpStream) {
+    let on: libc::c_int = 1;
+    // SAFETY: a plain setsockopt on a socket we own, with a valid int.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_QUICKACK,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        );
     }
 }
 
