@@ -3,6 +3,7 @@
 //! The wire protocol lives in [`protocol`] and never touches a socket, a
 //! thread or Python; everything that does IO builds on it.
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
 pub mod connection;
