@@ -513,6 +513,46 @@ def test_xinetd_serves_a_classic_session(ct, ports):
         ct.run("systemctl", "restart", "xinetd.service", check=False)
 
 
+DEBIAN_RPYC_CLIENT = """
+import sys
+import rpyc
+assert rpyc.__version__.startswith("5."), rpyc.__version__
+conn = rpyc.classic.connect("127.0.0.1", int(sys.argv[1]))
+assert conn.eval("6 * 7") == 42
+assert list(conn.builtins.list([1, 2, 3])) == [1, 2, 3]
+try:
+    conn.eval("1 / 0")
+except ZeroDivisionError:
+    pass
+else:
+    raise AssertionError("no remote exception")
+print(rpyc.__version__, conn.modules.os.getpid())
+conn.close()
+"""
+
+
+def test_debians_own_python3_rpyc_client(ct, ports):
+    """Debian 12's python3-rpyc (5.3.0), as a Debian user has it, against
+    the packaged daemon: rpycd speaks rpyc 5's protocol to it (issue 11)."""
+    port = ports["classic"]
+    ct.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "python3-rpyc",
+           timeout=300)
+    try:
+        ct.run("systemctl", "start", "rpyc-classic.socket")
+        out = ct.run("python3", "-c", DEBIAN_RPYC_CLIENT, str(port)).stdout.split()
+        assert out[0].startswith("5."), out
+        # and a 6.x client on the same daemon at the same time
+        six = classic(port)
+        assert six.eval("2 + 2") == 4
+        six.close()
+    finally:
+        stop_all(ct)
+        # the purge test counts every file named rpyc: leave none of Debian's
+        ct.run("apt-get", "purge", "-y", "-q", "--autoremove", "python3-rpyc", timeout=300,
+               check=False)
+        ct.run("apt-get", "clean", check=False)
+
+
 def _try_classic(port):
     try:
         return classic(port)
