@@ -295,7 +295,9 @@ impl Connection {
             self.partial_frame
                 .store(inbound.decoder.buffered(), Ordering::Relaxed);
             let Inbound { reader, decoder } = inbound;
-            let want = decoder.wanted().clamp(16 * 1024, 1 << 20);
+            // small reads while idle keep an idle connection small; a frame
+            // known to be large is read in large pieces
+            let want = decoder.wanted().clamp(4 * 1024, 1 << 20);
             let got = decoder.feed_with(want, |buf| loop {
                 match reader.read(buf) {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

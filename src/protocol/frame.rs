@@ -151,9 +151,12 @@ pub fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, FrameError> {
 #[derive(Debug, Default)]
 pub struct Decoder {
     limits: Limits,
+    /// Bytes received are `buffer[start..end]`; the rest of `buffer` is
+    /// room already initialised, so reads into it need no zero-filling.
     buffer: Vec<u8>,
     /// Bytes of `buffer` before this were handed out already.
     start: usize,
+    end: usize,
 }
 
 impl Decoder {
@@ -162,6 +165,7 @@ impl Decoder {
             limits,
             buffer: Vec::new(),
             start: 0,
+            end: 0,
         }
     }
 
@@ -171,13 +175,15 @@ impl Decoder {
 
     /// Bytes received but not yet returned as part of a payload.
     pub fn buffered(&self) -> usize {
-        self.buffer.len() - self.start
+        self.end - self.start
     }
 
     /// Appends received bytes.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.compact();
-        self.buffer.extend_from_slice(bytes);
+        self.reserve(bytes.len());
+        self.buffer[self.end..self.end + bytes.len()].copy_from_slice(bytes);
+        self.end += bytes.len();
     }
 
     /// Lets a reader write straight into the buffer: `fill` gets at least
@@ -189,18 +195,26 @@ impl Decoder {
         fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
         self.compact();
-        let filled = self.buffer.len();
-        self.buffer.resize(filled + room, 0);
-        let result = fill(&mut self.buffer[filled..]);
+        self.reserve(room);
+        let result = fill(&mut self.buffer[self.end..self.end + room]);
         let got = *result.as_ref().unwrap_or(&0);
-        self.buffer.truncate(filled + got.min(room));
+        self.end += got.min(room);
         result
+    }
+
+    /// Room for `more` bytes after the data, zero-filled only where the
+    /// buffer never reached before.
+    fn reserve(&mut self, more: usize) {
+        let needed = self.end + more;
+        if self.buffer.len() < needed {
+            self.buffer.resize(needed, 0);
+        }
     }
 
     /// How many more bytes the frame in progress needs at least (the whole
     /// rest of it once its header is in), so a reader can size its reads.
     pub fn wanted(&self) -> usize {
-        let pending = &self.buffer[self.start..];
+        let pending = &self.buffer[self.start..self.end];
         match frame_len(pending) {
             Some(len) => (HEADER_LEN + len + 1).saturating_sub(pending.len()),
             None => HEADER_LEN - pending.len(),
@@ -210,7 +224,7 @@ impl Decoder {
     /// The next whole payload, decompressed; `Ok(None)` until one is in.
     /// After an error the stream is out of step and must be abandoned.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        let pending = &self.buffer[self.start..];
+        let pending = &self.buffer[self.start..self.end];
         let Some(len) = frame_len(pending) else {
             return Ok(None);
         };
@@ -247,17 +261,25 @@ impl Decoder {
     }
 
     /// Drops consumed bytes once they outweigh the live ones, so the buffer
-    /// neither grows forever nor is shifted on every frame.
+    /// neither grows forever nor is shifted on every frame. A buffer grown
+    /// large for a bulk transfer is given back once it is empty again.
     fn compact(&mut self) {
-        if self.start == self.buffer.len() {
-            self.buffer.clear();
+        if self.start == self.end {
             self.start = 0;
-        } else if self.start > 0 && self.start >= self.buffer.len() - self.start {
-            self.buffer.drain(..self.start);
+            self.end = 0;
+            if self.buffer.len() > KEEP_BUFFER {
+                self.buffer = Vec::new();
+            }
+        } else if self.start > 0 && self.start >= self.end - self.start {
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
             self.start = 0;
         }
     }
 }
+
+/// The buffer a connection keeps between frames; more is freed once used.
+const KEEP_BUFFER: usize = 64 * 1024;
 
 /// The body length a buffered header announces, once the header is whole.
 fn frame_len(pending: &[u8]) -> Option<usize> {
