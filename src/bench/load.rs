@@ -71,14 +71,19 @@ pub struct Outcome {
     pub latency: Percentiles,
 }
 
+/// Operations per second over `elapsed` (0 for no time at all).
+pub fn rate(ops: u64, elapsed: Duration) -> f64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        ops as f64 / seconds
+    } else {
+        0.0
+    }
+}
+
 impl Outcome {
     pub fn per_sec(&self) -> f64 {
-        let seconds = self.elapsed.as_secs_f64();
-        if seconds > 0.0 {
-            self.ops as f64 / seconds
-        } else {
-            0.0
-        }
+        rate(self.ops, self.elapsed)
     }
 
     pub fn to_json(&self) -> Json {

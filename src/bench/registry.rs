@@ -69,12 +69,7 @@ pub struct RegistryOutcome {
 
 impl RegistryOutcome {
     pub fn per_sec(&self) -> f64 {
-        let seconds = self.elapsed.as_secs_f64();
-        if seconds > 0.0 {
-            self.ops as f64 / seconds
-        } else {
-            0.0
-        }
+        super::load::rate(self.ops, self.elapsed)
     }
 
     pub fn to_json(&self) -> Json {
