@@ -65,3 +65,29 @@ def test_a_first_message_of_neither_dialect_is_refused_and_logged(daemons, tmp_p
     daemon.wait_log("not an RPyC 4/5/6 peer: its first message starts with 0x50")
     conn = rpyc.classic.connect("127.0.0.1", port)
     assert conn.eval("1") == 1
+
+
+RPYC5_TLS_CLIENT = textwrap.dedent("""
+    import sys
+    import rpyc
+    port, key, cert, ca = sys.argv[1:]
+    conn = rpyc.classic.ssl_connect("127.0.0.1", int(port), keyfile=key, certfile=cert,
+                                    ca_certs=ca)
+    assert conn.eval("6 * 7") == 42
+    assert list(conn.builtins.list([1, 2])) == [1, 2]
+    print(rpyc.__version__, conn._channel.stream.sock.version())
+""")
+
+
+def test_rpyc5_client_over_tls_with_a_client_certificate(daemons, tmp_path, rpyc5_python):
+    from certs import make_pki
+    pki = make_pki(tmp_path / "pki")
+    server = pki.servers["rsa"]
+    daemon, port = classic_daemon(daemons, tmp_path, "--ssl-keyfile", server.key,
+                                  "--ssl-certfile", server.cert, "--ssl-cafile", pki.ca)
+    out = subprocess.run([rpyc5_python, "-c", RPYC5_TLS_CLIENT, str(port), pki.alice.key,
+                          pki.alice.cert, pki.ca], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    version, tls = out.stdout.split()
+    assert version.startswith("5.") and tls.startswith("TLS")
+    daemon.wait_log("(CN=alice)")
