@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 
-use super::{parse_bytes, parse_positive_seconds, parse_seconds, parse_with_env, CliError};
+use super::{
+    parse_bytes, parse_positive_seconds, parse_seconds, parse_with_env, CliError, RegistryTransport,
+};
 
 /// The classic server's default port (rpyc's `DEFAULT_SERVER_PORT`).
 pub const DEFAULT_PORT: u16 = 18812;
@@ -42,15 +44,6 @@ pub enum Mode {
     Oneshot,
     /// One connection over stdin/stdout (inetd, systemd `Accept=yes`).
     Stdio,
-}
-
-/// Transport of the registry to register with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RegistryType {
-    #[value(name = "UDP")]
-    Udp,
-    #[value(name = "TCP")]
-    Tcp,
 }
 
 /// Serve RPyC's classic service (full remote Python) to stock rpyc clients.
@@ -133,8 +126,8 @@ pub struct ClassicArgs {
 
     /// The registry's transport
     #[arg(long, value_name = "REGTYPE", help_heading = "Registry", value_enum, ignore_case = true,
-          default_value_t = RegistryType::Udp, env = "RPYC_CLASSIC_REGISTRY_TYPE")]
-    pub registry_type: RegistryType,
+          default_value_t = RegistryTransport::Udp, env = "RPYC_CLASSIC_REGISTRY_TYPE")]
+    pub registry_type: RegistryTransport,
 
     /// The registry's UDP/TCP port
     #[arg(long, value_name = "REGPORT", help_heading = "Registry",
@@ -287,8 +280,8 @@ impl ClassicArgs {
             .filter(|host| !host.is_empty());
         match (given, self.registry_type) {
             (Some(host), _) => Some(host),
-            (None, RegistryType::Udp) => Some(DEFAULT_UDP_REGISTRY_HOST),
-            (None, RegistryType::Tcp) => None,
+            (None, RegistryTransport::Udp) => Some(DEFAULT_UDP_REGISTRY_HOST),
+            (None, RegistryTransport::Tcp) => None,
         }
     }
 }
@@ -334,7 +327,7 @@ mod tests {
         assert_eq!(a.unix_socket, None);
         assert_eq!(a.backlog, 4096);
         assert_eq!(a.logfile, None);
-        assert_eq!(a.registry_type, RegistryType::Udp);
+        assert_eq!(a.registry_type, RegistryTransport::Udp);
         assert_eq!(a.registry_port, 18811);
         assert_eq!(a.effective_registry_host(), Some("255.255.255.255"));
         assert_eq!(a.max_connections, None);
@@ -419,7 +412,7 @@ mod tests {
         ])
         .expect("tcp");
         assert!(a.register);
-        assert_eq!(a.registry_type, RegistryType::Tcp);
+        assert_eq!(a.registry_type, RegistryTransport::Tcp);
         assert_eq!(a.effective_registry_host(), Some("reg"));
         let a = parse(&[
             "--register",

@@ -11,6 +11,16 @@
 pub mod classic;
 pub mod registry;
 
+/// How a registry is reached: `-m` of `rpyc-registry`, `--registry-type` of
+/// `rpyc-classic` (rpyc's names, any case).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RegistryTransport {
+    #[value(name = "UDP")]
+    Udp,
+    #[value(name = "TCP")]
+    Tcp,
+}
+
 use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;

@@ -5,23 +5,14 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::builder::BoolishValueParser;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
-use super::{parse_with_env, CliError};
+use super::{parse_with_env, CliError, RegistryTransport};
 
 /// rpyc's `REGISTRY_PORT`.
 pub const DEFAULT_PORT: u16 = 18811;
 /// rpyc's `DEFAULT_PRUNING_TIMEOUT`: four minutes.
 pub const DEFAULT_PRUNING_TIMEOUT_SECS: u64 = 240;
-
-/// The registry's transport (`-m`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum RegistryMode {
-    #[value(name = "UDP")]
-    Udp,
-    #[value(name = "TCP")]
-    Tcp,
-}
 
 /// Keep track of which hosts serve which RPyC services, for rpyc.discover().
 #[derive(Clone, Debug, Parser)]
@@ -34,9 +25,9 @@ pub enum RegistryMode {
 )]
 pub struct RegistryArgs {
     /// The registry's transport
-    #[arg(short, long, value_enum, ignore_case = true, default_value_t = RegistryMode::Udp,
+    #[arg(short, long, value_enum, ignore_case = true, default_value_t = RegistryTransport::Udp,
           env = "RPYC_REGISTRY_MODE")]
-    pub mode: RegistryMode,
+    pub mode: RegistryTransport,
 
     /// The UDP/TCP port to listen on
     #[arg(short, long, default_value_t = DEFAULT_PORT, env = "RPYC_REGISTRY_PORT")]
@@ -142,7 +133,7 @@ mod tests {
     #[test]
     fn defaults() {
         let a = parse(&[]).expect("no switches");
-        assert_eq!(a.mode, RegistryMode::Udp);
+        assert_eq!(a.mode, RegistryTransport::Udp);
         assert_eq!(a.port, 18811);
         assert_eq!(a.effective_host(), "0.0.0.0");
         assert!(!a.ipv6 && !a.quiet && !a.listing && !a.syslog);
@@ -153,7 +144,7 @@ mod tests {
     #[test]
     fn switches() {
         let a = parse(&["-m", "tcp", "-p", "0", "-6", "-t", "5", "-f", "reg.log"]).expect("short");
-        assert_eq!(a.mode, RegistryMode::Tcp);
+        assert_eq!(a.mode, RegistryTransport::Tcp);
         assert_eq!(a.port, 0);
         assert!(a.ipv6);
         assert_eq!(a.effective_host(), "::");
@@ -168,7 +159,7 @@ mod tests {
             "--syslog",
         ])
         .expect("long");
-        assert_eq!(a.mode, RegistryMode::Udp);
+        assert_eq!(a.mode, RegistryTransport::Udp);
         assert_eq!(a.logfile, Some(PathBuf::from("x.log")));
         assert_eq!(a.effective_host(), "127.0.0.1");
         assert!(a.syslog);

@@ -17,6 +17,7 @@ use nix::sys::socket::{
 };
 
 use super::protocol::{is_ok_reply, Request, MAX_MESSAGE};
+use crate::cli::RegistryTransport;
 use crate::daemon::log::Logger;
 
 /// rpyc's RegistryClient.REREGISTER_INTERVAL.
@@ -25,12 +26,6 @@ pub const REREGISTER_INTERVAL: Duration = Duration::from_secs(60);
 pub const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 /// How long to wait for the registry's "OK" (rpyc's client timeout).
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
 
 enum State {
     Waiting {
@@ -51,7 +46,7 @@ enum State {
 }
 
 pub struct Registrar {
-    transport: Transport,
+    transport: RegistryTransport,
     registry: SocketAddr,
     /// The server's own address: registrations leave from it, so the
     /// registry records the address clients should connect to.
@@ -71,7 +66,7 @@ pub struct Interest<'a> {
 
 impl Registrar {
     pub fn new(
-        transport: Transport,
+        transport: RegistryTransport,
         registry: SocketAddr,
         interface: IpAddr,
         aliases: Vec<String>,
@@ -169,8 +164,8 @@ impl Registrar {
         self.log
             .info(format_args!("registering on {}", self.registry));
         let started = match self.transport {
-            Transport::Udp => self.send_udp(now),
-            Transport::Tcp => self.connect_tcp(now),
+            RegistryTransport::Udp => self.send_udp(now),
+            RegistryTransport::Tcp => self.connect_tcp(now),
         };
         started.unwrap_or_else(|error| {
             self.failed(now, &format!("cannot reach the registry: {error}"))
@@ -290,14 +285,17 @@ impl Registrar {
         let request = Request::Unregister { port: self.port }.encode();
         let Ok(request) = request else { return };
         let sent = match self.transport {
-            Transport::Udp => UdpSocket::bind(SocketAddr::new(self.interface_for_family(), 0))
-                .and_then(|socket| {
-                    if is_broadcast(self.registry.ip()) {
-                        socket.set_broadcast(true)?;
-                    }
-                    socket.send_to(&request, self.registry).map(drop)
-                }),
-            Transport::Tcp => {
+            RegistryTransport::Udp => {
+                UdpSocket::bind(SocketAddr::new(self.interface_for_family(), 0)).and_then(
+                    |socket| {
+                        if is_broadcast(self.registry.ip()) {
+                            socket.set_broadcast(true)?;
+                        }
+                        socket.send_to(&request, self.registry).map(drop)
+                    },
+                )
+            }
+            RegistryTransport::Tcp => {
                 TcpStream::connect_timeout(&self.registry, REPLY_TIMEOUT).and_then(|mut stream| {
                     stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
                     stream.write_all(&request)?;

@@ -9,7 +9,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use nix::sys::socket::SockaddrStorage;
 use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike};
 
-use crate::cli::registry::{RegistryArgs, RegistryMode};
+use crate::cli::registry::RegistryArgs;
+use crate::cli::RegistryTransport;
 use crate::server::listener::{resolve, Listener};
 
 /// rpyc's TCP registry listens with a backlog of 10; a concurrent server
@@ -39,23 +40,23 @@ pub enum SocketError {
     },
 }
 
-pub fn mode_name(mode: RegistryMode) -> &'static str {
+pub fn mode_name(mode: RegistryTransport) -> &'static str {
     match mode {
-        RegistryMode::Udp => "UDP",
-        RegistryMode::Tcp => "TCP",
+        RegistryTransport::Udp => "UDP",
+        RegistryTransport::Tcp => "TCP",
     }
 }
 
 impl Sockets {
     /// The sockets systemd passed, if it passed any.
-    pub fn from_systemd(mode: RegistryMode) -> Result<Option<Sockets>, SocketError> {
+    pub fn from_systemd(mode: RegistryTransport) -> Result<Option<Sockets>, SocketError> {
         let mut fds = listenfd::ListenFd::from_env();
         if fds.len() == 0 {
             return Ok(None);
         }
         let mut sockets = match mode {
-            RegistryMode::Udp => Sockets::Udp(Vec::new()),
-            RegistryMode::Tcp => Sockets::Tcp(Vec::new()),
+            RegistryTransport::Udp => Sockets::Udp(Vec::new()),
+            RegistryTransport::Tcp => Sockets::Tcp(Vec::new()),
         };
         for index in 0..fds.len() {
             let Some(raw) = fds.take_raw_fd(index).map_err(SocketError::Inherit)? else {
@@ -75,8 +76,8 @@ impl Sockets {
                         found: found.describe(),
                         mode: mode_name(mode),
                         wanted: match mode {
-                            RegistryMode::Udp => "an IP datagram socket (ListenDatagram=)",
-                            RegistryMode::Tcp => {
+                            RegistryTransport::Udp => "an IP datagram socket (ListenDatagram=)",
+                            RegistryTransport::Tcp => {
                                 "a listening IP stream socket (ListenStream=, Accept=no)"
                             }
                         },
@@ -98,13 +99,15 @@ impl Sockets {
         };
         let addr = resolve(host, port, args.ipv6).map_err(bind_error)?;
         match args.mode {
-            RegistryMode::Udp => Ok(Sockets::Udp(vec![
+            RegistryTransport::Udp => Ok(Sockets::Udp(vec![
                 UdpSocket::bind(addr).map_err(bind_error)?
             ])),
-            RegistryMode::Tcp => match Listener::bind_tcp(addr, TCP_BACKLOG).map_err(bind_error)? {
-                Listener::Tcp(listener) => Ok(Sockets::Tcp(vec![listener])),
-                Listener::Unix(..) => Err(bind_error(io::Error::other("bound a Unix socket"))),
-            },
+            RegistryTransport::Tcp => {
+                match Listener::bind_tcp(addr, TCP_BACKLOG).map_err(bind_error)? {
+                    Listener::Tcp(listener) => Ok(Sockets::Tcp(vec![listener])),
+                    Listener::Unix(..) => Err(bind_error(io::Error::other("bound a Unix socket"))),
+                }
+            }
         }
     }
 

@@ -12,14 +12,14 @@ use super::{
     connect, guard_greeting, serve_connection, stdio, stream_transport, Context, Options, Server,
     Stop, Strategy,
 };
-use crate::cli::classic::{ClassicArgs, Mode, RegistryType};
+use crate::cli::classic::{ClassicArgs, Mode};
 use crate::cli::exit;
 use crate::connection::Config;
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::Signals;
 use crate::protocol::frame::Limits;
-use crate::registry::registrar::{Registrar, Transport as RegistryTransport};
+use crate::registry::registrar::Registrar;
 use crate::service::classic::{ClassicService, ServiceError};
 
 #[derive(Debug, Error)]
@@ -204,12 +204,8 @@ fn registrar_for(
                 "registry {host} has no address of the server's family"
             ))
         })?;
-    let transport = match args.registry_type {
-        RegistryType::Udp => RegistryTransport::Udp,
-        RegistryType::Tcp => RegistryTransport::Tcp,
-    };
     Ok(Registrar::new(
-        transport,
+        args.registry_type,
         registry,
         local.ip(),
         vec!["SLAVE".into()],
