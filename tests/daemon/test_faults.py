@@ -1,0 +1,110 @@
+"""Faults the daemon survives (issue 10): clients that die at any point,
+Python code that fails hard, and a stop in the middle of work."""
+
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import rpyc
+
+from conftest import classic_daemon, wait_until
+
+
+def held(port):
+    """(open sessions, objects held) in the server, seen from a new client."""
+    probe = rpyc.classic.connect("127.0.0.1", port)
+    try:
+        sessions, objects = probe.modules.rpycd_classic.stats()
+        own = probe.modules.rpycd_classic.stats()[1]
+        return sessions - 1, objects - own
+    finally:
+        probe.close()
+
+
+def test_sigterm_during_50_in_flight_calls_answers_every_one(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path)
+    conns = [rpyc.classic.connect("127.0.0.1", port) for _ in range(50)]
+    calls = [rpyc.async_(conn.modules.time.sleep)(1.5) for conn in conns]
+    # every call has reached the server (each holds a thread in time.sleep)
+    wait_until(lambda: daemon.log().count("welcome") >= 51, "50 sessions")
+    time.sleep(0.3)
+    daemon.signal(signal.SIGTERM)
+    for call in calls:
+        call.wait()
+        assert call.ready and not call.error
+    assert daemon.wait() == 0
+    assert "server has terminated" in daemon.log()
+
+
+CLIENT_KILLED_MID_CALL = textwrap.dedent("""
+    import sys, rpyc
+    conn = rpyc.classic.connect("127.0.0.1", int(sys.argv[1]))
+    keep = [conn.builtins.list(range(10)) for _ in range(20)]   # objects it holds
+    conn.execute("def call_back(f):\\n    import time\\n    f()\\n    time.sleep(30)")
+    print("ready", flush=True)
+    if sys.argv[2] == "callback":
+        import time
+        conn.namespace["call_back"](lambda: time.sleep(30))
+    else:
+        conn.modules.time.sleep(30)
+""")
+
+
+@pytest.mark.parametrize("where", ["request", "callback"])
+def test_a_client_killed_mid_call_leaves_nothing_behind(daemons, tmp_path, where):
+    daemon, port = classic_daemon(daemons, tmp_path)
+    other = rpyc.classic.connect("127.0.0.1", port)
+    client = subprocess.Popen([sys.executable, "-c", CLIENT_KILLED_MID_CALL, str(port), where],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert client.stdout.readline().strip() == "ready"
+        time.sleep(0.3)  # let the call (and the callback) reach the other side
+        client.kill()
+        client.wait(10)
+    finally:
+        client.kill()
+    # the dead client's session and its objects are gone; the other serves on
+    wait_until(lambda: held(port) == (1, 0) or None, "the dead client's objects freed",
+               deadline=40)
+    assert other.eval("1 + 1") == 2
+
+
+def test_a_client_killed_mid_frame(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    # a frame header announcing 1000 bytes, and only 10 of them
+    sock.sendall(struct.pack("!LB", 1000, 0) + b"\x01" * 10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()  # a reset, as from a killed process
+    wait_until(lambda: held(port) == (0, 0) or None, "the half-sent session gone")
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    assert conn.eval("3") == 3
+
+
+def test_memory_and_recursion_errors_reach_the_client(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path)
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    with pytest.raises(MemoryError):
+        conn.eval("bytearray(1 << 62)")
+    conn.execute("def f(n): return f(n + 1)")
+    with pytest.raises(RecursionError):
+        conn.eval("f(0)")
+    assert conn.eval("2 * 21") == 42
+
+
+@pytest.mark.parametrize("crash", ["os._exit(7)", "__import__('ctypes').string_at(0)"])
+def test_a_child_that_dies_in_forking_mode_leaves_the_parent_serving(daemons, tmp_path, crash):
+    daemon, port = classic_daemon(daemons, tmp_path, "-m", "forking")
+    doomed = rpyc.classic.connect("127.0.0.1", port)
+    doomed.execute("import os")
+    with pytest.raises(EOFError):
+        doomed.eval(crash)
+    daemon.wait_log("child ")
+    assert daemon.proc.poll() is None
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    assert conn.eval("'still here'") == "still here"
