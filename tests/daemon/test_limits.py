@@ -73,3 +73,32 @@ def test_oversize_frames_are_refused_from_their_header(daemons, tmp_path):
     daemon.wait_log("exceeds the limit of 65536 bytes")
     conn = rpyc.classic.connect("127.0.0.1", port)
     assert len(conn.eval("b'x' * 10000")) == 10000
+
+
+def test_500_slowloris_clients_do_not_slow_a_good_one(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path, "-q")
+    slow = []
+    for _ in range(500):
+        sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        slow.append(sock)
+    trickle = frame(b"\x01" + b"\x50" * 40)
+    latencies = []
+    try:
+        for second in range(4):
+            for sock in slow:
+                try:
+                    sock.send(trickle[second:second + 1])
+                except OSError:
+                    pass
+            for _ in range(5):
+                start = time.monotonic()
+                conn = rpyc.classic.connect("127.0.0.1", port)
+                conn.root  # GETROOT
+                latencies.append(time.monotonic() - start)
+                conn.close()
+            time.sleep(1)
+    finally:
+        for sock in slow:
+            sock.close()
+    latencies.sort()
+    assert latencies[-1] < 1.0, latencies
