@@ -133,6 +133,9 @@ pub struct Connection {
     /// cut after the handshake timeout (see `server::Connections`).
     opened: std::time::Instant,
     greeted: AtomicBool,
+    /// When the peer last sent a whole message, in milliseconds after
+    /// `opened`: a draining connection ends once it has been quiet a while.
+    last_message_ms: std::sync::atomic::AtomicU64,
     /// Bytes of a frame received but not yet whole, kept by the reader so
     /// the idle check (made while it holds the inbound side) need not lock
     /// it: a peer halfway through sending a frame is not idle.
@@ -164,6 +167,7 @@ impl Connection {
             partial_frame: std::sync::atomic::AtomicUsize::new(0),
             opened: std::time::Instant::now(),
             greeted: AtomicBool::new(false),
+            last_message_ms: std::sync::atomic::AtomicU64::new(0),
             dialect: std::sync::atomic::AtomicU8::new(DIALECT_UNKNOWN),
             closed: AtomicBool::new(false),
             shutdown,
@@ -278,6 +282,9 @@ impl Connection {
         loop {
             if let Some(payload) = inbound.decoder.next_frame()? {
                 self.greeted.store(true, Ordering::Release);
+                let since_open =
+                    u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+                self.last_message_ms.store(since_open, Ordering::Release);
                 let dialect = self.dialect_of(&payload)?;
                 return match Message::decode_for(&payload, dialect, self.config.brine_depth) {
                     Ok(message) => Ok(message),
@@ -341,12 +348,7 @@ impl Connection {
             Message::Request { seq, handler, args } => {
                 lock(&self.activity).serving += 1;
                 let sent = self.serve_request(seq, handler, args);
-                let mut activity = lock(&self.activity);
-                activity.serving -= 1;
-                if activity.draining && activity.serving == 0 {
-                    // the last request in flight is answered: read no more
-                    (self.shutdown)(std::net::Shutdown::Read);
-                }
+                lock(&self.activity).serving -= 1;
                 sent
             }
             Message::Reply { seq, value } => {
@@ -403,16 +405,30 @@ impl Connection {
         sent
     }
 
-    /// The server is stopping: finish the requests in flight, answer them,
-    /// then end. An idle connection ends at once. Reading stops rather than
-    /// the whole transport, so replies still go out; a request already
-    /// read is served.
+    /// The server is stopping: the connection is to end once it has been
+    /// quiet for a while (see `end_if_quiet`), so that requests in flight,
+    /// and a session whose next request is on its way, are served first.
     pub fn drain(&self) {
-        let mut activity = lock(&self.activity);
-        activity.draining = true;
-        if activity.serving == 0 {
-            (self.shutdown)(std::net::Shutdown::Read);
+        lock(&self.activity).draining = true;
+    }
+
+    /// For a draining connection: when nothing is in progress and the peer
+    /// has sent nothing for `quiet`, stop reading (replies can still go
+    /// out) so the connection ends. Whether it did.
+    pub fn end_if_quiet(&self, quiet: std::time::Duration) -> bool {
+        let activity = lock(&self.activity);
+        if !activity.draining
+            || activity.serving > 0
+            || self.partial_frame.load(Ordering::Relaxed) > 0
+        {
+            return false;
         }
+        let last = std::time::Duration::from_millis(self.last_message_ms.load(Ordering::Acquire));
+        if self.opened.elapsed().saturating_sub(last) < quiet {
+            return false;
+        }
+        (self.shutdown)(std::net::Shutdown::Read);
+        true
     }
 
     /// When the peer must have sent its first whole message, if it has not yet.

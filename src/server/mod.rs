@@ -286,6 +286,13 @@ fn is_transient(error: &std::io::Error) -> bool {
     )
 }
 
+/// A stopping server ends a connection once the peer has been this quiet:
+/// long enough that a session in the middle of a script (requests ms
+/// apart) is not cut between two requests, short enough that an idle
+/// interactive session does not hold the stop for the whole timeout.
+pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
 fn connections_status(children: usize) -> String {
     format!("serving {children} connection(s)")
 }
@@ -350,13 +357,16 @@ impl Connections {
             conn.drain();
         }
         while !live.is_empty() {
+            for conn in live.values() {
+                conn.end_if_quiet(DRAIN_QUIET);
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 break;
             }
             live = self
                 .changed
-                .wait_timeout(live, left)
+                .wait_timeout(live, left.min(DRAIN_POLL))
                 .map(|(guard, _)| guard)
                 .unwrap_or_else(|poisoned| poisoned.into_inner().0);
         }

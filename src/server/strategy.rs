@@ -14,7 +14,9 @@ use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::{guard_greeting, open, serve_connection, Connections, Context, Stop, Stream};
+use super::{
+    guard_greeting, open, serve_connection, Connections, Context, Stop, Stream, DRAIN_QUIET,
+};
 use crate::daemon::log::Logger;
 use crate::daemon::signals;
 
@@ -262,6 +264,10 @@ fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Context) -> ! 
                 .spawn(move || {
                     if terms.wait().is_ok() {
                         watched.drain();
+                        // the parent kills what is left after its timeout
+                        while !watched.is_closed() && !watched.end_if_quiet(DRAIN_QUIET) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
                     }
                 });
         }

@@ -232,6 +232,41 @@ def test_classic_socket_activation(ct, ports):
         stop_all(ct)
 
 
+def test_restart_under_load_refuses_no_connection(ct, ports):
+    """Connections that arrive while the service restarts wait in the
+    socket systemd holds and are served by the new process (issue 10)."""
+    import threading
+    port = ports["classic"]
+    ct.run("systemctl", "start", "rpyc-classic.socket")
+    done = threading.Event()
+    served, failures = [], []
+
+    def client():
+        while not done.is_set():
+            try:
+                conn = rpyc.classic.connect("127.0.0.1", port)
+                served.append(conn.modules.os.getpid())
+                conn.close()
+            except Exception as error:  # every kind counts as a refused connection
+                failures.append(repr(error))
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    try:
+        for thread in threads:
+            thread.start()
+        wait_until("sessions before the restart", lambda: len(served) >= 20)
+        ct.run("systemctl", "restart", "rpyc-classic.service", timeout=60)
+        before = len(served)
+        wait_until("sessions after the restart", lambda: len(served) >= before + 20)
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join(30)
+        stop_all(ct)
+    assert not failures, failures[:5]
+    assert len(set(served)) >= 2, "the sessions all came from one process"
+
+
 def test_port_dropin_takes_effect_after_reload_and_restart(ct, ports):
     new = 28812
     text = (EXAMPLES / "port/rpyc-classic.socket.d/port.conf").read_text()
