@@ -181,11 +181,18 @@ impl Registrar {
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))
     }
 
-    fn send_udp(&self, now: Instant) -> io::Result<State> {
+    /// A UDP socket on our own address, allowed to broadcast when the
+    /// registry address is a broadcast one (rpyc's default).
+    fn udp_socket(&self) -> io::Result<UdpSocket> {
         let socket = UdpSocket::bind(SocketAddr::new(self.interface_for_family(), 0))?;
         if is_broadcast(self.registry.ip()) {
             socket.set_broadcast(true)?;
         }
+        Ok(socket)
+    }
+
+    fn send_udp(&self, now: Instant) -> io::Result<State> {
+        let socket = self.udp_socket()?;
         socket.set_nonblocking(true)?;
         socket.send_to(&self.request()?, self.registry)?;
         Ok(State::UdpSent {
@@ -285,16 +292,9 @@ impl Registrar {
         let request = Request::Unregister { port: self.port }.encode();
         let Ok(request) = request else { return };
         let sent = match self.transport {
-            RegistryTransport::Udp => {
-                UdpSocket::bind(SocketAddr::new(self.interface_for_family(), 0)).and_then(
-                    |socket| {
-                        if is_broadcast(self.registry.ip()) {
-                            socket.set_broadcast(true)?;
-                        }
-                        socket.send_to(&request, self.registry).map(drop)
-                    },
-                )
-            }
+            RegistryTransport::Udp => self
+                .udp_socket()
+                .and_then(|socket| socket.send_to(&request, self.registry).map(drop)),
             RegistryTransport::Tcp => {
                 TcpStream::connect_timeout(&self.registry, REPLY_TIMEOUT).and_then(|mut stream| {
                     stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
