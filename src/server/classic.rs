@@ -127,7 +127,7 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
         ),
     };
     let log = log.renamed(name);
-    let service = ClassicService::new()?;
+    let service = Arc::new(ClassicService::new()?);
     for listener in &listeners {
         log.info(format_args!("server started on {}", listener.describe()));
         let exposed = listener
@@ -239,7 +239,7 @@ fn context_of(
     auth: Option<Arc<dyn Authenticator>>,
 ) -> Result<Context, RunError> {
     Ok(Context {
-        service: ClassicService::new()?,
+        service: Arc::new(ClassicService::new()?),
         config,
         log,
         auth,

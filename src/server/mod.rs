@@ -24,7 +24,7 @@ use crate::daemon::log::Logger;
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
 use crate::registry::registrar::Registrar;
-use crate::service::classic::ClassicService;
+use crate::service::SessionFactory;
 pub use listener::{Inherited, Listener, Stream};
 pub use strategy::Strategy;
 use transport::{Authenticator, Transport};
@@ -32,7 +32,7 @@ use transport::{Authenticator, Transport};
 /// What every connection of a server needs, cloned into its thread.
 #[derive(Clone)]
 pub struct Context {
-    pub service: ClassicService,
+    pub service: Arc<dyn SessionFactory>,
     pub config: Config,
     pub log: Logger,
     pub auth: Option<Arc<dyn Authenticator>>,
@@ -74,7 +74,7 @@ impl Server {
     pub fn new(
         listeners: Vec<Listener>,
         strategy: Strategy,
-        service: ClassicService,
+        service: Arc<dyn SessionFactory>,
         config: Config,
         log: Logger,
         notifier: Notifier,

@@ -97,25 +97,41 @@ impl ClassicService {
     /// A session for a new connection: its own root and namespace.
     pub fn open(&self, conn: &Arc<Connection>) -> PyResult<Arc<ClassicSession>> {
         Python::attach(|py| {
-            let session = Arc::new(ClassicSession {
-                space: self.space.clone(),
-                conn: Arc::downgrade(conn),
-                state: Mutex::new(None),
-            });
             let space = self.space.bind(py);
-            let link = Bound::new(py, Link::new(session.clone()))?;
-            let remote = space.getattr("Remote")?.call1((link,))?;
-            let root = space.getattr("SlaveService")?.call1((&remote,))?;
-            let netref_base = space.getattr("BaseNetref")?;
-            *session.lock_state() = Some(State {
-                root: root.unbind(),
-                remote: remote.unbind(),
-                netref_base: netref_base.unbind(),
-                objects: HashMap::new(),
-            });
-            OPEN_SESSIONS.fetch_add(1, Ordering::Relaxed);
-            Ok(session)
+            let remote_class = space.getattr("Remote")?;
+            let root_factory = space.getattr("SlaveService")?;
+            self.open_with(conn, &remote_class, &root_factory)
         })
+    }
+
+    /// A session whose client side is an instance of `remote_class` (a
+    /// subclass of `Remote`) and whose root is `root_factory(remote)`: how
+    /// other Python services reuse this object space.
+    pub fn open_with(
+        &self,
+        conn: &Arc<Connection>,
+        remote_class: &Bound<'_, PyAny>,
+        root_factory: &Bound<'_, PyAny>,
+    ) -> PyResult<Arc<ClassicSession>> {
+        let py = remote_class.py();
+        let session = Arc::new(ClassicSession {
+            space: self.space.clone(),
+            conn: Arc::downgrade(conn),
+            state: Mutex::new(None),
+        });
+        let space = self.space.bind(py);
+        let link = Bound::new(py, Link::new(session.clone()))?;
+        let remote = remote_class.call1((link,))?;
+        let root = root_factory.call1((&remote,))?;
+        let netref_base = space.getattr("BaseNetref")?;
+        *session.lock_state() = Some(State {
+            root: root.unbind(),
+            remote: remote.unbind(),
+            netref_base: netref_base.unbind(),
+            objects: HashMap::new(),
+        });
+        OPEN_SESSIONS.fetch_add(1, Ordering::Relaxed);
+        Ok(session)
     }
 }
 

@@ -1,9 +1,42 @@
 //! Services: what answers a connection's requests.
 //!
-//! [`classic`] is rpyc's classic (`SlaveService`) service on an embedded
-//! CPython; the connection hands it requests through
-//! [`crate::connection::Session`].
+//! A server hosts one [`SessionFactory`], which gives each connection its
+//! [`Session`]. [`classic`] is rpyc's classic (`SlaveService`) service on an
+//! embedded CPython.
 
 pub mod classic;
 mod convert;
 mod link;
+
+use std::sync::Arc;
+
+use crate::connection::{Connection, Session};
+
+/// What a server serves: a session for each connection, and a way to fork
+/// the process that keeps the service sound in the child.
+pub trait SessionFactory: Send + Sync {
+    /// The session that answers `conn`'s requests; an error ends the
+    /// connection and is logged.
+    fn open(&self, conn: &Arc<Connection>) -> Result<Arc<dyn Session>, String>;
+
+    /// Forks the process (forking mode). The caller is the process's only
+    /// thread. A service with state that fork() would break (an embedded
+    /// interpreter) overrides this.
+    fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
+        // SAFETY: the caller guarantees it is the only thread, so the child
+        // inherits no lock held by a thread that does not exist there.
+        unsafe { nix::unistd::fork() }
+    }
+}
+
+impl SessionFactory for classic::ClassicService {
+    fn open(&self, conn: &Arc<Connection>) -> Result<Arc<dyn Session>, String> {
+        classic::ClassicService::open(self, conn)
+            .map(|session| session as Arc<dyn Session>)
+            .map_err(|error| error.to_string())
+    }
+
+    fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
+        classic::ClassicService::fork(self)
+    }
+}
