@@ -222,7 +222,7 @@ impl ClassicArgs {
         Ok(args)
     }
 
-    fn validate(&self) -> Result<(), CliError> {
+    pub(crate) fn validate(&self) -> Result<(), CliError> {
         if self.vdb {
             return Err(CliError::VdbRemoved);
         }

@@ -1,4 +1,4 @@
-//! Command-line interfaces of `rpyc-classic` and `rpyc-registry`.
+//! Command-line interfaces of `rpyc-classic`, `rpyc-registry` and `rpyc-serve`.
 //!
 //! Both binaries take the seed's switches (see `seed/servers.rst`), with the
 //! defaults the issues give where they differ, and every switch can also come
@@ -10,6 +10,7 @@
 
 pub mod classic;
 pub mod registry;
+pub mod serve;
 
 /// How a registry is reached: `-m` of `rpyc-registry`, `--registry-type` of
 /// `rpyc-classic` (rpyc's names, any case).
@@ -130,7 +131,20 @@ where
     I: IntoIterator<Item = A>,
     A: Into<OsString> + Clone,
 {
-    let cmd = T::command().mut_args(|arg| {
+    let matches = matches_with_env(T::command(), args)?;
+    Ok(T::from_arg_matches(&matches)?)
+}
+
+/// [`parse_with_env`] for a command built by hand.
+pub(crate) fn matches_with_env<I, A>(
+    cmd: clap::Command,
+    args: I,
+) -> Result<clap::ArgMatches, CliError>
+where
+    I: IntoIterator<Item = A>,
+    A: Into<OsString> + Clone,
+{
+    let cmd = cmd.mut_args(|arg| {
         let empty = arg
             .get_env()
             .and_then(std::env::var_os)
@@ -141,8 +155,7 @@ where
             arg
         }
     });
-    let matches = cmd.try_get_matches_from(args)?;
-    Ok(T::from_arg_matches(&matches)?)
+    Ok(cmd.try_get_matches_from(args)?)
 }
 
 /// Value parser for durations given in seconds, fractions allowed ("0.5").

@@ -21,6 +21,7 @@ use crate::daemon::signals::Signals;
 use crate::protocol::frame::Limits;
 use crate::registry::registrar::Registrar;
 use crate::service::classic::{ClassicService, ServiceError};
+use crate::service::SessionFactory;
 
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -33,6 +34,9 @@ pub enum RunError {
     Inherit(std::io::Error),
     #[error("{0}")]
     Service(#[from] ServiceError),
+    /// The service named on the command line cannot be loaded.
+    #[error("{0}")]
+    Load(ServiceError),
     #[error("cannot take stdin/stdout: {0}")]
     Stdio(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -51,7 +55,9 @@ impl RunError {
     pub fn exit_code(&self) -> u8 {
         match self {
             RunError::Bind { .. } | RunError::Inherit(_) => exit::UNAVAILABLE,
-            RunError::Log(_) | RunError::Register(_) | RunError::Tls(_) => exit::CONFIG,
+            RunError::Log(_) | RunError::Register(_) | RunError::Tls(_) | RunError::Load(_) => {
+                exit::CONFIG
+            }
             RunError::Service(_)
             | RunError::Stdio(_)
             | RunError::Signals(_)
@@ -75,11 +81,11 @@ fn config_of(args: &ClassicArgs) -> Config {
 
 /// Where the switches send log lines. In stdio mode stderr may be the
 /// client's socket, so there it is a file, syslog or nothing.
-fn destination(args: &ClassicArgs) -> Destination {
+fn destination(args: &ClassicArgs, ident: &str) -> Destination {
     match (&args.logfile, args.syslog) {
         (Some(path), _) => Destination::File(path.clone()),
         (None, true) => Destination::Syslog {
-            ident: "rpyc-classic".into(),
+            ident: ident.into(),
         },
         (None, false) if args.mode == Mode::Stdio && stdio::stderr_is_unsafe() => {
             Destination::Silent
@@ -88,23 +94,73 @@ fn destination(args: &ClassicArgs) -> Destination {
     }
 }
 
-/// Serves as the switches say until the server stops.
+/// What a daemon serves, once loaded: the service, the name its log lines
+/// carry (rpyc's logger name: the service's name) and the aliases it
+/// registers under.
+pub struct Loaded {
+    pub service: Arc<dyn SessionFactory>,
+    pub name: String,
+    pub aliases: Vec<String>,
+}
+
+/// A daemon built on the classic server's switches: the classic service,
+/// or another (`rpyc-serve`).
+pub struct Hosting<'a> {
+    /// The program's name: syslog's ident.
+    pub program: &'a str,
+    /// The log name until the service is loaded.
+    pub log_name: &'a str,
+    pub load: &'a dyn Fn() -> Result<Loaded, RunError>,
+    /// Why a non-loopback address without TLS is dangerous for this service.
+    pub exposure: &'a str,
+}
+
+/// Serves the classic service as the switches say until the server stops.
 pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
+    let load = || {
+        Ok(Loaded {
+            service: Arc::new(ClassicService::new()?),
+            name: "SLAVE".into(),
+            aliases: vec!["SLAVE".into()],
+        })
+    };
+    run_hosted(
+        args,
+        &Hosting {
+            program: "rpyc-classic",
+            log_name: "SLAVE",
+            load: &load,
+            exposure: "anyone who can reach it can run any code as this user \
+                       (the classic service is remote code execution)",
+        },
+    )
+}
+
+/// Serves what `hosting` loads as the switches say until the server stops.
+pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunError> {
     let config = config_of(args);
     // opened first: an unusable logfile is a configuration error, reported
     // before anything is bound
-    let log = Logger::open("SLAVE", destination(args), args.quiet)?;
+    let log = Logger::open(
+        hosting.log_name,
+        destination(args, hosting.program),
+        args.quiet,
+    )?;
     // the TLS files too: a bad key is reported before anything is bound
     let auth = authenticator(args)?;
     if args.mode == Mode::Stdio {
-        let context = context_of(args, config, log.renamed("SLAVE/stdio"), auth)?;
+        let loaded = (hosting.load)()?;
+        let log = log.renamed(format!("{}/stdio", loaded.name));
+        let context = context_of(args, config, log, auth, loaded.service);
         return serve_stdio(&context);
     }
     let listeners = match Listener::from_systemd().map_err(RunError::Inherit)? {
         Some(Inherited::Connection(stream)) => {
             // Accept=yes: systemd accepted the connection for us
             stdio::ignore_hangups();
-            let context = context_of(args, config, log.renamed("SLAVE/socket"), auth)?;
+            let loaded = (hosting.load)()?;
+            let log = log.renamed(format!("{}/socket", loaded.name));
+            let context = context_of(args, config, log, auth, loaded.service);
             let peer = stream.peer_name();
             let transport = stream_transport(stream, &context.config).map_err(RunError::Server)?;
             if let Some((conn, credentials)) = connect(transport, &peer, &context) {
@@ -116,10 +172,12 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
         Some(Inherited::Listeners(listeners)) => listeners,
         None => vec![bind(args)?],
     };
+    let loaded = (hosting.load)()?;
     let name = match listeners.iter().find_map(Listener::port) {
-        Some(port) => format!("SLAVE/{port}"),
+        Some(port) => format!("{}/{port}", loaded.name),
         None => format!(
-            "SLAVE/{}",
+            "{}/{}",
+            loaded.name,
             listeners
                 .first()
                 .map(Listener::describe)
@@ -127,7 +185,6 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
         ),
     };
     let log = log.renamed(name);
-    let service = Arc::new(ClassicService::new()?);
     for listener in &listeners {
         log.info(format_args!("server started on {}", listener.describe()));
         let exposed = listener
@@ -135,9 +192,9 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
             .is_some_and(|addr| !addr.ip().is_loopback());
         if exposed && !args.tls() {
             log.warning(format_args!(
-                "{} is not a loopback address and TLS is off: anyone who can reach it \
-                 can run any code as this user (the classic service is remote code execution)",
-                listener.describe()
+                "{} is not a loopback address and TLS is off: {}",
+                listener.describe(),
+                hosting.exposure
             ));
         }
     }
@@ -154,7 +211,7 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
         Mode::Oneshot | Mode::Stdio => Strategy::OneShot,
     };
     let registrar = if args.register {
-        Some(registrar_for(args, &listeners, &log)?)
+        Some(registrar_for(args, &listeners, loaded.aliases, &log)?)
     } else {
         None
     };
@@ -162,7 +219,7 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
     let mut server = Server::new(
         listeners,
         strategy,
-        service,
+        loaded.service,
         config,
         log,
         Notifier::from_env(),
@@ -181,11 +238,12 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
     }
 }
 
-/// The registrar for `--register`: the classic service's alias (rpyc's
+/// The registrar for `--register`: the service's aliases (rpyc's
 /// SlaveService registers as SLAVE) and the port clients should use.
 fn registrar_for(
     args: &ClassicArgs,
     listeners: &[Listener],
+    aliases: Vec<String>,
     log: &Logger,
 ) -> Result<Registrar, RunError> {
     let Some(local) = listeners.iter().find_map(Listener::local_addr) else {
@@ -208,7 +266,7 @@ fn registrar_for(
         args.registry_type,
         registry,
         local.ip(),
-        vec!["SLAVE".into()],
+        aliases,
         local.port(),
         log.clone(),
     ))
@@ -237,15 +295,16 @@ fn context_of(
     config: Config,
     log: Logger,
     auth: Option<Arc<dyn Authenticator>>,
-) -> Result<Context, RunError> {
-    Ok(Context {
-        service: Arc::new(ClassicService::new()?),
+    service: Arc<dyn SessionFactory>,
+) -> Context {
+    Context {
+        service,
         config,
         log,
         auth,
         connections: Arc::default(),
         greeting_timeout: args.handshake_timeout,
-    })
+    }
 }
 
 /// The authenticator the switches ask for, its files checked now.

@@ -5,6 +5,7 @@
 
 pub mod classic;
 pub mod listener;
+pub mod serve;
 pub mod stdio;
 mod strategy;
 pub mod tls;

@@ -242,7 +242,7 @@ impl ClassicSession {
         }
     }
 
-    fn remote<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub(crate) fn remote<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let state = self.lock_state();
         let state = state.as_ref().ok_or_else(Self::closed_error)?;
         Ok(state.remote.clone_ref(py).into_bound(py))

@@ -2,11 +2,13 @@
 //!
 //! A server hosts one [`SessionFactory`], which gives each connection its
 //! [`Session`]. [`classic`] is rpyc's classic (`SlaveService`) service on an
-//! embedded CPython.
+//! embedded CPython; [`python`] serves any Python rpyc `Service` class on
+//! the same object space (`rpyc-serve`).
 
 pub mod classic;
 mod convert;
 mod link;
+pub mod python;
 
 use std::sync::Arc;
 

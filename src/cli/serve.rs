@@ -1,0 +1,234 @@
+//! `rpyc-serve`: every `rpyc-classic` switch (with `RPYC_SERVE_*`
+//! environment variables), plus what names the service and its protocol
+//! configuration.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::builder::BoolishValueParser;
+use clap::{Args, Command, CommandFactory, FromArgMatches};
+
+use super::classic::ClassicArgs;
+use super::{parse_positive_seconds, CliError};
+
+/// A custom service's default port: the one rpyc's documentation serves
+/// its examples on (`ThreadedServer(MyService, port=18861)`), so that it
+/// does not clash with a classic server on 18812.
+pub const DEFAULT_PORT: u16 = 18861;
+
+/// What to serve, and the rpyc protocol configuration it is served with.
+#[derive(Clone, Debug, Args)]
+#[command(next_help_heading = "Service")]
+pub struct ServiceArgs {
+    /// The rpyc Service class to serve, as package.module:ClassName
+    #[arg(value_name = "MODULE:CLASS", env = "RPYC_SERVE_SERVICE")]
+    pub service: String,
+
+    /// A directory to import the service from, before sys.path (repeatable; ':'-separated in the environment)
+    #[arg(
+        long = "path",
+        value_name = "DIR",
+        env = "RPYC_SERVE_PATH",
+        value_delimiter = ':'
+    )]
+    pub paths: Vec<PathBuf>,
+
+    /// Let clients reach attributes not starting with '_' (rpyc's allow_public_attrs)
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_SERVE_ALLOW_PUBLIC_ATTRS")]
+    pub allow_public_attrs: bool,
+
+    /// Let clients reach every attribute (rpyc's allow_all_attrs)
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_SERVE_ALLOW_ALL_ATTRS")]
+    pub allow_all_attrs: bool,
+
+    /// Let clients set attributes that the rules above allow (rpyc's allow_setattr)
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_SERVE_ALLOW_SETATTR")]
+    pub allow_setattr: bool,
+
+    /// Let clients delete attributes that the rules above allow (rpyc's allow_delattr)
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_SERVE_ALLOW_DELATTR")]
+    pub allow_delattr: bool,
+
+    /// Let clients pickle the service's objects (rpyc's allow_pickle)
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_SERVE_ALLOW_PICKLE")]
+    pub allow_pickle: bool,
+
+    /// How long the service waits for the client to answer a callback (rpyc's sync_request_timeout)
+    #[arg(long, value_name = "SECONDS", value_parser = parse_positive_seconds,
+          default_value = "30", env = "RPYC_SERVE_SYNC_REQUEST_TIMEOUT")]
+    pub sync_request_timeout: Duration,
+
+    /// Any other key of rpyc's protocol config, as KEY=PYTHON_LITERAL (repeatable; space-separated in the environment)
+    #[arg(long = "protocol-config", value_name = "KEY=VALUE", value_parser = parse_config_item,
+          env = "RPYC_SERVE_PROTOCOL_CONFIG", value_delimiter = ' ')]
+    pub protocol_config: Vec<(String, String)>,
+}
+
+fn parse_config_item(text: &str) -> Result<(String, String), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))?;
+    let key = key.trim();
+    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("'{key}' is not a protocol config key"));
+    }
+    Ok((key.to_owned(), value.trim().to_owned()))
+}
+
+/// `rpyc-serve`'s whole command line.
+#[derive(Clone, Debug)]
+pub struct ServeArgs {
+    /// The serving switches, as `rpyc-classic` has them.
+    pub server: ClassicArgs,
+    pub service: ServiceArgs,
+}
+
+impl ServeArgs {
+    /// The command: `rpyc-classic`'s switches under `RPYC_SERVE_*`
+    /// variables, and the service's.
+    pub fn command() -> Command {
+        let classic = ClassicArgs::command()
+            .name("rpyc-serve")
+            .bin_name("rpyc-serve")
+            .about("Serve a Python rpyc Service class to stock rpyc clients, as a system daemon")
+            .mut_args(|arg| match arg.get_env().and_then(|env| env.to_str()) {
+                Some(env) if env.starts_with("RPYC_CLASSIC_") => {
+                    let renamed = env.replacen("RPYC_CLASSIC_", "RPYC_SERVE_", 1);
+                    arg.env(renamed)
+                }
+                _ => arg,
+            })
+            .mut_arg("port", |arg| {
+                arg.help("The TCP port to listen on; 0 picks a free one [default: 18861]")
+            })
+            .mut_arg("host", |arg| {
+                arg.help("The address to bind to [default: 127.0.0.1, or ::1 with --ipv6]")
+            });
+        ServiceArgs::augment_args(classic)
+    }
+
+    /// Parse a command line (program name first) and the `RPYC_SERVE_*`
+    /// environment.
+    pub fn parse_from<I, A>(args: I) -> Result<Self, CliError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<OsString> + Clone,
+    {
+        let matches = super::matches_with_env(Self::command(), args)?;
+        let mut server = ClassicArgs::from_arg_matches(&matches)?;
+        if server.port.is_none() {
+            server.port = Some(DEFAULT_PORT);
+        }
+        server.validate()?;
+        let service = ServiceArgs::from_arg_matches(&matches)?;
+        Ok(ServeArgs { server, service })
+    }
+
+    /// The protocol configuration the switches ask for, as
+    /// `(key, Python literal)` pairs; the named switches win over
+    /// `--protocol-config`.
+    pub fn protocol_config(&self) -> Vec<(String, String)> {
+        let service = &self.service;
+        let mut config = service.protocol_config.clone();
+        let flag = |on: bool| if on { "True" } else { "False" }.to_owned();
+        for (key, on) in [
+            ("allow_public_attrs", service.allow_public_attrs),
+            ("allow_all_attrs", service.allow_all_attrs),
+            ("allow_setattr", service.allow_setattr),
+            ("allow_delattr", service.allow_delattr),
+            ("allow_pickle", service.allow_pickle),
+        ] {
+            if on {
+                config.push((key.to_owned(), flag(on)));
+            }
+        }
+        config.push((
+            "sync_request_timeout".to_owned(),
+            format!("{}", service.sync_request_timeout.as_secs_f64()),
+        ));
+        config
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::exit;
+
+    fn parse(args: &[&str]) -> Result<ServeArgs, CliError> {
+        ServeArgs::parse_from(std::iter::once("rpyc-serve").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        ServeArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn service_and_defaults() {
+        let args = parse(&["calc:CalculatorService"]).expect("service only");
+        assert_eq!(args.service.service, "calc:CalculatorService");
+        assert_eq!(args.server.effective_port(), DEFAULT_PORT);
+        assert_eq!(args.server.effective_host(), "127.0.0.1");
+        assert!(!args.service.allow_public_attrs && !args.service.allow_pickle);
+        assert_eq!(
+            args.protocol_config(),
+            vec![("sync_request_timeout".to_owned(), "30".to_owned())]
+        );
+    }
+
+    #[test]
+    fn server_switches_and_config() {
+        let args = parse(&[
+            "-m",
+            "forking",
+            "-p",
+            "0",
+            "--path",
+            "/opt/app",
+            "--path",
+            "/opt/lib",
+            "--allow-public-attrs",
+            "--allow-pickle",
+            "--sync-request-timeout",
+            "2.5",
+            "--protocol-config",
+            "exposed_prefix='api_'",
+            "app.services:Calc",
+        ])
+        .expect("all");
+        assert_eq!(args.server.mode, crate::cli::classic::Mode::Forking);
+        assert_eq!(args.server.effective_port(), 0);
+        assert_eq!(
+            args.service.paths,
+            vec![PathBuf::from("/opt/app"), PathBuf::from("/opt/lib")]
+        );
+        let config = args.protocol_config();
+        for item in [
+            ("exposed_prefix", "'api_'"),
+            ("allow_public_attrs", "True"),
+            ("allow_pickle", "True"),
+            ("sync_request_timeout", "2.5"),
+        ] {
+            assert!(
+                config.contains(&(item.0.to_owned(), item.1.to_owned())),
+                "{item:?} in {config:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn errors_are_usage_errors() {
+        for args in [
+            &[][..],
+            &["calc:Calc", "--protocol-config", "novalue"],
+            &["calc:Calc", "--protocol-config", "bad key=1"],
+            &["calc:Calc", "--sync-request-timeout", "0"],
+            &["calc:Calc", "--ssl-keyfile", "k.pem"],
+        ] {
+            let error = parse(args).expect_err("must fail");
+            assert_eq!(error.exit_code(), exit::USAGE, "{args:?}: {error}");
+        }
+    }
+}

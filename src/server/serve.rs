@@ -1,0 +1,40 @@
+//! The `rpyc-serve` daemon: a Python rpyc `Service` class behind every
+//! serving mode of `rpyc-classic`.
+
+use std::sync::Arc;
+
+use super::classic::{run_hosted, Hosting, Loaded, RunError};
+use crate::cli::serve::ServeArgs;
+use crate::service::python::{PythonService, ServiceSpec};
+
+/// What the switches name, as the service loader takes it.
+pub fn spec_of(args: &ServeArgs) -> ServiceSpec {
+    ServiceSpec {
+        class: args.service.service.clone(),
+        paths: args.service.paths.clone(),
+        config: args.protocol_config(),
+    }
+}
+
+/// Imports the service (so a typo in its name is reported before anything
+/// is bound) and serves it until the server stops.
+pub fn run(args: &ServeArgs) -> Result<(), RunError> {
+    let spec = spec_of(args);
+    let load = || {
+        let service = PythonService::load(&spec).map_err(RunError::Load)?;
+        Ok(Loaded {
+            name: service.name().to_owned(),
+            aliases: service.aliases().to_vec(),
+            service: Arc::new(service),
+        })
+    };
+    run_hosted(
+        &args.server,
+        &Hosting {
+            program: "rpyc-serve",
+            log_name: "rpyc-serve",
+            load: &load,
+            exposure: "anyone who can reach it can use the service without authentication",
+        },
+    )
+}
