@@ -59,9 +59,9 @@ pub struct ServiceArgs {
           default_value = "30", env = "RPYC_SERVE_SYNC_REQUEST_TIMEOUT")]
     pub sync_request_timeout: Duration,
 
-    /// Any other key of rpyc's protocol config, as KEY=PYTHON_LITERAL (repeatable; space-separated in the environment)
+    /// Any other key of rpyc's protocol config, as KEY=PYTHON_LITERAL (repeatable, or several separated by ';')
     #[arg(long = "protocol-config", value_name = "KEY=VALUE", value_parser = parse_config_item,
-          env = "RPYC_SERVE_PROTOCOL_CONFIG", value_delimiter = ' ')]
+          env = "RPYC_SERVE_PROTOCOL_CONFIG", value_delimiter = ';')]
     pub protocol_config: Vec<(String, String)>,
 }
 

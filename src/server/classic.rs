@@ -9,7 +9,7 @@ use super::listener::{resolve, Inherited, Listener};
 use super::tls::{TlsAuthenticator, TlsError, TlsFiles};
 use super::transport::{Authenticator, Transport};
 use super::{
-    connect, guard_greeting, serve_connection, stdio, stream_transport, Context, Options, Server,
+    connect, guard_greeting, serve_connection, stdio, stream_transport, Context, Options, Runner,
     Stop, Strategy,
 };
 use crate::cli::classic::{ClassicArgs, Mode};
@@ -36,7 +36,7 @@ pub enum RunError {
     Service(#[from] ServiceError),
     /// The service named on the command line cannot be loaded.
     #[error("{0}")]
-    Load(ServiceError),
+    Load(crate::service::python::LoadError),
     #[error("cannot take stdin/stdout: {0}")]
     Stdio(std::io::Error),
     #[error("cannot install signal handlers: {0}")]
@@ -216,7 +216,7 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
         None
     };
     let signals = Signals::install().map_err(RunError::Signals)?;
-    let mut server = Server::new(
+    let mut server = Runner::new(
         listeners,
         strategy,
         loaded.service,

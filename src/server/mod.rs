@@ -1,4 +1,4 @@
-//! Where connections come from and how they are served: a [`Server`] takes
+//! Where connections come from and how they are served: a [`Runner`] takes
 //! listeners, a [`Strategy`] and a service, and runs one poll loop over the
 //! listeners, the signal pipe and the watchdog timer. The loop's thread is
 //! the only thread of the process in forking mode, so fork() stays safe.
@@ -53,7 +53,7 @@ pub enum Stop {
     Served,
 }
 
-pub struct Server {
+pub struct Runner {
     listeners: Vec<Listener>,
     strategy: Strategy,
     context: Context,
@@ -71,7 +71,7 @@ pub struct Options {
     pub greeting_timeout: Duration,
 }
 
-impl Server {
+impl Runner {
     pub fn new(
         listeners: Vec<Listener>,
         strategy: Strategy,
@@ -80,12 +80,12 @@ impl Server {
         log: Logger,
         notifier: Notifier,
         options: Options,
-    ) -> Server {
+    ) -> Runner {
         let connections = Arc::new(Connections {
             notifier: notifier.clone(),
             ..Connections::default()
         });
-        Server {
+        Runner {
             listeners,
             strategy,
             context: Context {

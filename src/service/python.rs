@@ -41,7 +41,17 @@ pub struct PythonService {
     name: String,
 }
 
-fn python_error(py: Python<'_>, context: &str, error: &PyErr) -> ServiceError {
+/// Why a service could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{0}")]
+    Python(#[from] ServiceError),
+    /// The class, its module or the configuration: what the user named.
+    #[error("{0}")]
+    Service(String),
+}
+
+fn python_error(py: Python<'_>, context: &str, error: &PyErr) -> LoadError {
     // the exception's own line ("ModuleNotFoundError: No module named 'x'")
     // says more than its str() alone
     let kind = error
@@ -49,13 +59,13 @@ fn python_error(py: Python<'_>, context: &str, error: &PyErr) -> ServiceError {
         .name()
         .map(|name| name.to_string())
         .unwrap_or_else(|_| "Exception".into());
-    ServiceError::Python(format!("{context}: {kind}: {}", error.value(py)))
+    LoadError::Service(format!("{context}: {kind}: {}", error.value(py)))
 }
 
 impl PythonService {
     /// Imports the class and checks the configuration; errors name what was
     /// wrong (an import error, a key rpyc does not have, a bad literal).
-    pub fn load(spec: &ServiceSpec) -> Result<PythonService, ServiceError> {
+    pub fn load(spec: &ServiceSpec) -> Result<PythonService, LoadError> {
         let classic = ClassicService::new()?;
         Python::attach(|py| {
             let module = load_module(py).map_err(|e| python_error(py, "rpyc-serve", &e))?;

@@ -1,0 +1,28 @@
+"""rpyc's own ThreadedServer serving a service class, as the reference
+the rpyc-serve tests compare with: prints the port, then serves.
+
+    py_serve.py MODULE:CLASS DIR [KEY=LITERAL ...]
+"""
+import ast
+import importlib
+import sys
+
+from rpyc.utils.server import ThreadedServer
+
+
+def main():
+    spec, path, *items = sys.argv[1:]
+    sys.path.insert(0, path)
+    module, _, name = spec.partition(":")
+    cls = getattr(importlib.import_module(module), name)
+    config = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        config[key] = ast.literal_eval(value)
+    server = ThreadedServer(cls, hostname="127.0.0.1", port=0, protocol_config=config)
+    print(f"PORT {server.port}", flush=True)
+    server.start()
+
+
+if __name__ == "__main__":
+    main()
