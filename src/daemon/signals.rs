@@ -2,7 +2,7 @@
 //! a byte to a socket pair whose read end the loop polls. Nothing else runs
 //! in the handler, so it stays async-signal-safe.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,7 +33,29 @@ const WATCHED: [(i32, Event); 4] = [
 
 pub struct Signals {
     wake: UnixStream,
+    /// The write end, kept so a [`Trigger`] can raise events too.
+    wake_write: UnixStream,
     flags: Vec<(Arc<AtomicBool>, Event)>,
+}
+
+/// Raises a [`Signals`] event from another thread, as if the signal had
+/// come: how a program embedding a server stops it without a signal.
+#[derive(Clone)]
+pub struct Trigger {
+    wake: Arc<UnixStream>,
+    flags: Vec<(Arc<AtomicBool>, Event)>,
+}
+
+impl Trigger {
+    pub fn raise(&self, event: Event) {
+        for (flag, watched) in &self.flags {
+            if *watched == event {
+                flag.store(true, Ordering::SeqCst);
+            }
+        }
+        // a full pipe already wakes the loop: a lost byte loses nothing
+        let _ = (&*self.wake).write(&[1]);
+    }
 }
 
 impl Signals {
@@ -48,7 +70,37 @@ impl Signals {
             signal_hook::low_level::pipe::register(signal, wake_write.try_clone()?)?;
             flags.push((flag, event));
         }
-        Ok(Signals { wake, flags })
+        Ok(Signals {
+            wake,
+            wake_write,
+            flags,
+        })
+    }
+
+    /// Events that only a [`Trigger`] raises: no signal handler is
+    /// installed, so the process keeps its own dispositions (a library
+    /// user's program, tests).
+    pub fn manual() -> io::Result<Signals> {
+        let (wake, wake_write) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        wake_write.set_nonblocking(true)?;
+        let flags = WATCHED
+            .iter()
+            .map(|(_, event)| (Arc::new(AtomicBool::new(false)), *event))
+            .collect();
+        Ok(Signals {
+            wake,
+            wake_write,
+            flags,
+        })
+    }
+
+    /// A handle that raises events on these signals from any thread.
+    pub fn trigger(&self) -> io::Result<Trigger> {
+        Ok(Trigger {
+            wake: Arc::new(self.wake_write.try_clone()?),
+            flags: self.flags.clone(),
+        })
     }
 
     /// The descriptor that becomes readable when a signal arrives.
@@ -80,5 +132,25 @@ pub fn reset_in_child() {
         let default = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
         // SAFETY: restoring the default disposition installs no handler code.
         let _ = unsafe { sigaction(signal, &default) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trigger_raises_events_on_manual_signals() {
+        let signals = Signals::manual().expect("socket pair");
+        let trigger = signals.trigger().expect("clone");
+        assert!(signals.take().is_empty());
+        trigger.raise(Event::Terminate);
+        let mut ready = [nix::poll::PollFd::new(
+            signals.fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        assert_eq!(nix::poll::poll(&mut ready, 1000u16), Ok(1));
+        assert_eq!(signals.take(), vec![Event::Terminate]);
+        assert!(signals.take().is_empty());
     }
 }
