@@ -9,6 +9,7 @@ import pytest
 import rpyc
 
 from conftest import classic_daemon, wait_until
+from reliability import record
 
 
 def frame(payload, compressed=0):
@@ -47,6 +48,9 @@ def test_a_client_that_never_completes_a_message_is_cut(daemons, tmp_path, mode)
     # a connection that spoke is not cut, however long it then waits
     time.sleep(1.5)
     assert conn.eval("3 + 3") == 6
+    record(f"handshake timeout ({mode})",
+           "--handshake-timeout 1; one silent client, one sending a byte per 0.2 s",
+           "both cut and logged; a good client served, and not cut when idle afterwards")
 
 
 def test_messages_nested_deeper_than_max_depth_are_refused(daemons, tmp_path):
@@ -62,6 +66,8 @@ def test_messages_nested_deeper_than_max_depth_are_refused(daemons, tmp_path):
     daemon.wait_log("nests deeper than 16 levels")
     other = rpyc.classic.connect("127.0.0.1", port)
     assert other.eval("1") == 1
+    record("brine nesting limit", "--max-depth 16; a 40-deep tuple as an argument",
+           "refused with a log line (that client gets EOF); other clients served")
 
 
 def test_oversize_frames_are_refused_from_their_header(daemons, tmp_path):
@@ -73,6 +79,8 @@ def test_oversize_frames_are_refused_from_their_header(daemons, tmp_path):
     daemon.wait_log("exceeds the limit of 65536 bytes")
     conn = rpyc.classic.connect("127.0.0.1", port)
     assert len(conn.eval("b'x' * 10000")) == 10000
+    record("oversize frame", "--max-message-size 64K; a header announcing 1 GiB",
+           "refused from the header, nothing buffered, logged; the next client served")
 
 
 def test_500_slowloris_clients_do_not_slow_a_good_one(daemons, tmp_path):
@@ -102,3 +110,9 @@ def test_500_slowloris_clients_do_not_slow_a_good_one(daemons, tmp_path):
             sock.close()
     latencies.sort()
     assert latencies[-1] < 1.0, latencies
+    p99 = latencies[max(0, -(-99 * len(latencies) // 100) - 1)]
+    record("500 slowloris clients (threaded)",
+           "500 connections sending a frame one byte per second for 4 s, "
+           f"meanwhile {len(latencies)} connect + GETROOT by a good client",
+           f"500 held; good client's p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
+           "(bound 1 s)", slowloris=500, samples=len(latencies), p99_s=p99, max_s=latencies[-1])

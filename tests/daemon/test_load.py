@@ -11,6 +11,7 @@ import pytest
 import rpyc
 
 from conftest import binary, classic_daemon, wait_until
+from reliability import mib, record
 
 
 @pytest.fixture(autouse=True)
@@ -61,6 +62,12 @@ def test_20000_connect_close_cycles_leave_fds_and_memory_flat(daemons, tmp_path)
     wait_until(lambda: sessions(port) == 0, "the 20000 sessions closed")
     assert fds(pid) <= fds_before + 2
     assert rss_kib(pid) <= rss_before * 1.10, (rss_before, rss_kib(pid))
+    record("20 000 connect/close cycles (threaded)",
+           "4 clients × 5000 × (connect, GETROOT, release, close), after 2000 for warm-up",
+           f"{run['ops']} cycles, 0 errors; fds {fds_before} → {fds(pid)}; "
+           f"RSS {mib(rss_before)} → {mib(rss_kib(pid))}",
+           cycles=run["ops"], fds_before=fds_before, fds_after=fds(pid),
+           rss_kib_before=rss_before, rss_kib_after=rss_kib(pid))
 
 
 def test_1000_idle_connections_do_not_slow_16_busy_ones(daemons, tmp_path):
@@ -74,6 +81,83 @@ def test_1000_idle_connections_do_not_slow_16_busy_ones(daemons, tmp_path):
         assert loaded["per_sec"] >= unloaded["per_sec"] / 2, (unloaded, loaded)
         # the idle ones are still there and still answer
         assert idle[0].eval("1") == 1 and idle[-1].eval("2") == 2
+        rss = rss_kib(daemon.proc.pid)
+        record("1000 idle + 16 busy connections (threaded)",
+               "16 connections calling math.sqrt for 2 s, alone and then beside 1000 idle ones",
+               f"1000 idle held; busy {loaded['per_sec']:.0f} calls/s vs {unloaded['per_sec']:.0f} "
+               f"unloaded ({loaded['per_sec'] / unloaded['per_sec']:.2f}×, floor 0.5×), "
+               f"{loaded['ops']} calls, 0 errors; daemon RSS {mib(rss)}",
+               idle=len(idle), unloaded_per_sec=unloaded["per_sec"],
+               loaded_per_sec=loaded["per_sec"], loaded_ops=loaded["ops"], rss_kib=rss)
     finally:
         for conn in idle:
             conn.close()
+
+
+def family(pid):
+    """pid and all its descendants (a forking server's children)."""
+    children = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        todo.extend(children.get(p, []))
+    return found
+
+
+def pss_kib(pids):
+    """Proportional set size summed over pids: shared pages counted once
+    in all, where RSS would count them once per process."""
+    total = 0
+    for p in pids:
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                total += next(int(line.split()[1]) for line in f if line.startswith("Pss:"))
+        except (OSError, StopIteration):
+            pass  # a child that ended meanwhile
+    return total
+
+
+def test_300_idle_connections_in_forking_mode_do_not_slow_16_busy_ones(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path, "-q", "-m", "forking")
+    pid = daemon.proc.pid
+    pss_alone = pss_kib(family(pid))
+    unloaded = load(port, "call", 16, 2)
+    assert unloaded["errors"] == 0, unloaded["first_error"]
+    wait_until(lambda: len(family(pid)) == 1, "the unloaded run's children gone")
+    idle = []
+    try:
+        for _ in range(300):
+            idle.append(rpyc.classic.connect("127.0.0.1", port))
+        # a child per connection, each one past its first request
+        assert all(conn.eval("1") == 1 for conn in idle)
+        assert len(family(pid)) == 301
+        pss_idle = pss_kib(family(pid))
+        loaded = load(port, "call", 16, 2)
+        assert loaded["errors"] == 0, loaded["first_error"]
+        assert loaded["per_sec"] >= unloaded["per_sec"] / 2, (unloaded, loaded)
+        # the idle ones are still there and still answer
+        assert idle[0].eval("1") == 1 and idle[-1].eval("2") == 2
+        assert len(family(pid)) == 301
+    finally:
+        for conn in idle:
+            conn.close()
+    per_conn = (pss_idle - pss_alone) / 300
+    record("300 idle + 16 busy connections (forking)",
+           "16 connections calling math.sqrt for 2 s, alone and then beside 300 idle ones, "
+           "a child process each",
+           f"300 idle held; busy {loaded['per_sec']:.0f} calls/s vs {unloaded['per_sec']:.0f} "
+           f"unloaded ({loaded['per_sec'] / unloaded['per_sec']:.2f}×, floor 0.5×), "
+           f"{loaded['ops']} calls, 0 errors; PSS (parent + children) {mib(pss_alone)} alone, "
+           f"{mib(pss_idle)} with 300 idle ({per_conn:.0f} KiB per connection)",
+           idle=300, unloaded_per_sec=unloaded["per_sec"], loaded_per_sec=loaded["per_sec"],
+           loaded_ops=loaded["ops"], pss_kib_alone=pss_alone, pss_kib_idle=pss_idle,
+           pss_kib_per_connection=per_conn)
