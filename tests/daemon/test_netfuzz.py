@@ -1,0 +1,198 @@
+"""The network fuzzer (netfuzz.py) against a live rpyc-classic and a live
+rpyc-registry (UDP and TCP), for RPYCD_NETFUZZ_SECONDS each (30 by
+default). Afterwards the daemon still runs, a well-behaved client is
+served, and nothing panicked.
+
+The seed is printed; RPYCD_NETFUZZ_SEED=N replays a run's cases.
+
+Mutated frames can form real classic calls, so the fuzzed daemon never runs
+as root on the host: as root (CI) it runs as nobody:nogroup (setpriv) in
+its own mount namespace (unshare) where every file system it could write to
+is read-only and /tmp is a fresh tmpfs; as another user it runs in a user
+namespace with the same mounts, or the test is skipped, saying why."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+import rpyc
+from rpyc.utils.registry import TCPRegistryClient, UDPRegistryClient
+
+import netfuzz
+from conftest import DEADLINE, accepts, binary, wait_until
+from reliability import record
+
+SECONDS = float(os.environ.get("RPYCD_NETFUZZ_SECONDS", "30"))
+SEED = int(os.environ.get("RPYCD_NETFUZZ_SEED") or time.time_ns() % 1_000_000_007)
+MAX_CASES = int(os.environ.get("RPYCD_NETFUZZ_MAX_CASES", "1000000"))
+HOST = "127.0.0.1"
+
+# Inside the new mount namespace, before dropping privileges: every mount a
+# process could write through is remounted read-only (in this namespace
+# only; propagation is private), /tmp gets a fresh tmpfs, and the daemon is
+# started from the directory holding its copy (the cwd survives the tmpfs
+# being mounted over the path it came by).
+SANDBOX = r"""
+set -eu
+cd "$1"; shift
+awk '{print $5}' /proc/self/mountinfo | sort -u | while read -r m; do
+    case "$m" in
+    /|/work|/work/*|/home|/home/*|/root|/root/*|/var|/var/*|/run|/run/*|/srv|/srv/*|\
+    /opt|/opt/*|/usr|/usr/*|/etc|/etc/*|/boot|/boot/*|/mnt|/mnt/*|/media|/media/*|\
+    /dev/shm|/dev/mqueue|/tmp|/tmp/*)
+        mount -o remount,bind,ro "$m" ;;
+    esac
+done
+mount -t tmpfs -o mode=1777,size=64m,nosuid,nodev tmpfs /tmp
+exec "$@"
+"""
+
+
+@pytest.fixture(autouse=True)
+def per_test_timeout():
+    """conftest's two minutes may be too few for a long fuzz run."""
+    import faulthandler
+    faulthandler.dump_traceback_later(2 * SECONDS + 150, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    """A function that wraps a daemon's argv to run unprivileged in its own
+    mount namespace; the binaries are copied where nobody can read them."""
+    if not shutil.which("unshare") or not shutil.which("setpriv"):
+        pytest.skip("unshare and setpriv (util-linux) are needed to sandbox the fuzzed daemon")
+    stage = tempfile.mkdtemp(prefix="rpycd-netfuzz-")
+    os.chmod(stage, 0o755)
+    for name in ("rpyc-classic", "rpyc-registry"):
+        shutil.copy(binary(name), os.path.join(stage, name))
+        os.chmod(os.path.join(stage, name), 0o755)
+    if os.geteuid() == 0:
+        def wrap(name, *args):
+            return ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", SANDBOX,
+                    "sandbox", stage, "setpriv", "--reuid=nobody", "--regid=nogroup",
+                    "--clear-groups", "--no-new-privs", "--", f"./{name}", *args]
+    else:
+        # already unprivileged: a user namespace gives the mount namespace
+        probe = subprocess.run(["unshare", "--user", "--map-root-user", "--mount", "true"],
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            shutil.rmtree(stage)
+            pytest.skip("not root, and no user namespaces here to sandbox the fuzzed daemon "
+                        f"(unshare --user: {probe.stderr.strip()}); CI runs this as root")
+
+        def wrap(name, *args):
+            return ["unshare", "--user", "--map-root-user", "--mount", "--propagation", "private",
+                    "--", "sh", "-c", SANDBOX, "sandbox", stage, f"./{name}", *args]
+    # the purelib the daemon imports rpyc from must be readable too
+    yield wrap
+    shutil.rmtree(stage, ignore_errors=True)
+
+
+def unprivileged(pid):
+    with open(f"/proc/{pid}/status") as f:
+        uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+    return all(uid != "0" for uid in uids) or os.geteuid() != 0
+
+
+def check_sandboxed(daemon):
+    pid = daemon.proc.pid
+    assert unprivileged(pid), "the fuzzed daemon runs as root"
+    assert os.readlink(f"/proc/{pid}/ns/mnt") != os.readlink("/proc/self/ns/mnt"), \
+        "the fuzzed daemon shares our mount namespace"
+
+
+def no_panic(daemon):
+    log = daemon.log()
+    assert "panicked" not in log, log[-5000:]
+    assert daemon.proc.poll() is None, f"the daemon exited ({daemon.proc.returncode}):\n{log[-5000:]}"
+
+
+def run_fuzz(target, port, daemon, tmp_path):
+    print(f"netfuzz {target}: seed={SEED} (replay with RPYCD_NETFUZZ_SEED={SEED}), "
+          f"{SECONDS:g} s, at most {MAX_CASES} cases")
+    last = tmp_path / f"netfuzz-{target}-last-cases.jsonl"
+    figures = netfuzz.fuzz(target, port, SECONDS, SEED, MAX_CASES,
+                           alive=lambda: daemon.proc.poll() is None, last_cases=last)
+    print(figures)
+    assert figures["dead"] is None, f"{figures['dead']}; the last cases are in {last}\n{daemon.log()[-5000:]}"
+    no_panic(daemon)
+    assert figures["cases"] > 0
+    return figures
+
+
+def free_port(kind=socket.SOCK_STREAM):
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((HOST, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((HOST, port))
+                except OSError:
+                    continue
+                return port
+
+
+def test_netfuzz_classic(daemons, tmp_path, sandbox):
+    port = free_port()
+    daemon = daemons(sandbox("rpyc-classic", "--host", HOST, "-p", str(port)), tmp_path)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts(HOST, port), f"port {port}")
+    assert daemon.proc.poll() is None, daemon.log()
+    check_sandboxed(daemon)
+    figures = run_fuzz("classic", port, daemon, tmp_path)
+    # a good client is served as before
+    conn = rpyc.classic.connect(HOST, port)
+    assert conn.modules.sys.platform == "linux"
+    assert conn.eval("6 * 7") == 42
+    # and every fuzzing connection has ended on the server
+    wait_until(lambda: conn.modules.rpycd_classic.stats()[0] == 1 or None,
+               "the fuzzer's sessions to end")
+    conn.close()
+    no_panic(daemon)
+    record("network fuzzer: rpyc-classic (threaded, TCP)",
+           f"{figures['cases']} connections of mutated real frames "
+           f"({figures['stats'].get('frames', 0)} frames, {figures['stats'].get('bytes', 0) // 1024} KiB) "
+           f"in {figures['seconds']:g} s, seed {SEED}; the daemon as nobody in its own mount namespace",
+           "daemon up, no panic, no session left, a good client's connect + sys.platform "
+           "served afterwards; "
+           f"{figures['stats'].get('replies', 0)} replies to the fuzzer",
+           inputs=figures["cases"], seed=SEED, **{k: v for k, v in figures.items()
+                                                  if k in ("stats", "mutations", "seconds")})
+
+
+def test_netfuzz_registry_udp_and_tcp(daemons, tmp_path, sandbox):
+    started = {}
+    for mode in ("UDP", "TCP"):
+        port = free_port()
+        daemon = daemons(sandbox("rpyc-registry", "-m", mode, "--host", HOST, "-p", str(port), "-l"),
+                         tmp_path)
+        wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
+                   f"the {mode} registry to start")
+        assert daemon.proc.poll() is None, daemon.log()
+        check_sandboxed(daemon)
+        started[mode] = (daemon, port)
+    # one after the other, each for the full time: the machine has few cores
+    figures = {}
+    for mode, (daemon, port) in started.items():
+        figures[mode] = run_fuzz(mode.lower(), port, daemon, tmp_path)
+    for mode, (daemon, port) in started.items():
+        client = (UDPRegistryClient(ip=HOST, port=port, timeout=DEADLINE / 4) if mode == "UDP"
+                  else TCPRegistryClient(HOST, port=port, timeout=DEADLINE / 4))
+        assert client.register(("NETFUZZ_AFTER",), 12345)
+        assert (HOST, 12345) in client.discover("NETFUZZ_AFTER")
+        no_panic(daemon)
+        f = figures[mode]
+        record(f"network fuzzer: rpyc-registry ({mode})",
+               f"{f['cases']} mutated real registry requests "
+               f"({'datagrams' if mode == 'UDP' else 'one connection each'}) in {f['seconds']:g} s, "
+               f"seed {SEED}; the daemon as nobody in its own mount namespace",
+               "daemon up, no panic, a good client's register + discover served afterwards; "
+               f"{f['stats'].get('replies', 0)} replies to the fuzzer",
+               inputs=f["cases"], seed=SEED, **{k: v for k, v in f.items()
+                                                if k in ("stats", "mutations", "seconds")})
