@@ -17,7 +17,7 @@ use super::{parse_positive_seconds, CliError};
 /// does not clash with a classic server on 18812.
 pub const DEFAULT_PORT: u16 = 18861;
 
-/// What to serve, and the rpyc protocol configuration it is served with.
+/// What to serve, and its rpyc protocol configuration.
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Service")]
 pub struct ServiceArgs {

@@ -65,8 +65,11 @@ def load_service(spec, paths=()):
     obj = module
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    if not inspect.isclass(obj):
-        raise TypeError(f"{spec} is not a class but {type(obj).__name__}")
+    # a class: an instance per connection; an instance: shared by every
+    # connection (rpyc's servers do the same with either)
+    if not inspect.isclass(obj) and not callable(getattr(obj, "on_connect", None)):
+        raise TypeError(f"{spec} is neither a class nor a service instance "
+                        f"(it is a {type(obj).__name__})")
     return obj
 
 
@@ -74,6 +77,8 @@ def service_aliases(cls):
     """The names the service registers under (rpyc's
     ``Service.get_service_aliases``, for classes that are not rpyc Services
     too)."""
+    if not inspect.isclass(cls):
+        cls = type(cls)
     get = getattr(cls, "get_service_aliases", None)
     if get is not None:
         return tuple(str(alias) for alias in get())
@@ -116,8 +121,8 @@ class ServiceRemote(classic.Remote):
         self._config = dict(config)
         self._local_root = None
 
-    def _start(self, service_class):
-        self._local_root = service_class()
+    def _start(self, service):
+        self._local_root = service() if inspect.isclass(service) else service
         return self._local_root
 
     def _connected(self):
@@ -186,7 +191,8 @@ class ServiceRemote(classic.Remote):
         return super()._handle_pickle(obj, proto)
 
 
-def root_factory(service_class):
-    """What makes each connection's root: a new instance of the class, as
-    rpyc's servers make one per connection when given a class."""
-    return lambda remote: remote._start(service_class)
+def root_factory(service):
+    """What makes each connection's root: a new instance of a class, as
+    rpyc's servers make one per connection when given a class, or the one
+    instance they were given."""
+    return lambda remote: remote._start(service)

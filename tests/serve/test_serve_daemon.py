@@ -116,7 +116,7 @@ def run_serve(*args, timeout=30):
 @pytest.mark.parametrize("spec, message", [
     ("no_such_module:Service", "No module named 'no_such_module'"),
     ("calculator:NoSuchClass", "NoSuchClass"),
-    ("calculator:EVENTS", "is not a class"),
+    ("calculator:EVENTS", "is neither a class nor a service instance"),
     ("calculator", "is not package.module:ClassName"),
 ])
 def test_a_service_that_cannot_be_loaded_is_a_config_error(spec, message):
@@ -125,6 +125,19 @@ def test_a_service_that_cannot_be_loaded_is_a_config_error(spec, message):
     assert message in result.stderr
     assert result.stderr.startswith("rpyc-serve: cannot load")
     assert "Traceback" not in result.stderr
+
+
+def test_a_service_instance_is_shared_by_every_connection(tmp_path):
+    shared = start("rpycd", "calculator:SHARED", tmp_path)
+    per_connection = start("rpycd", "calculator:CalculatorService", tmp_path)
+    try:
+        for served, expected in ((shared, "kept"), (per_connection, None)):
+            with served.connect() as first, served.connect() as second:
+                first.root.remember("kept")
+                assert second.root.recall() == expected
+    finally:
+        shared.stop()
+        per_connection.stop()
 
 
 def test_unknown_protocol_config_key_is_a_config_error():

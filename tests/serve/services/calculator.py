@@ -53,6 +53,12 @@ class CalculatorService(rpyc.Service):
     def exposed_pid(self):
         return os.getpid()
 
+    def exposed_remember(self, value):
+        self.remembered = value
+
+    def exposed_recall(self):
+        return getattr(self, "remembered", None)
+
     def exposed_getlist(self):
         return [1, 2, 3]
 
@@ -64,6 +70,10 @@ class CalculatorService(rpyc.Service):
         raise AssertionError("not exposed: must not be reachable")
 
     exposed_answer = 42
+
+
+# one instance for every connection, as ThreadedServer(CalculatorService())
+SHARED = CalculatorService()
 
 
 class TimeService(rpyc.Service):
