@@ -630,9 +630,10 @@ class Remote:
         return isinstance(other, obj)
 
 
-def _access_attr(obj, name, args, overrider, default):
-    """rpyc's ``_access_attr`` under the classic configuration
-    (``allow_all_attrs``): the type's override if it has one, else the builtin."""
+def _access_attr(obj, name, args, overrider, default, check=None):
+    """rpyc's ``_access_attr``: the type's override if it has one, else the
+    builtin on the name ``check(obj, name)`` allows (every name under the
+    classic configuration, ``allow_all_attrs``)."""
     if type(name) is bytes:
         name = str(name, "utf8")
     elif type(name) is not str:
@@ -640,6 +641,8 @@ def _access_attr(obj, name, args, overrider, default):
     accessor = getattr(type(obj), overrider, None)
     if accessor is None:
         accessor = default
+        if check is not None:
+            name = check(obj, name)
     return accessor(obj, name, *args)
 
 

@@ -159,15 +159,8 @@ class ServiceRemote(classic.Remote):
         raise AttributeError(f"cannot access {name!r}")
 
     def _access_attr(self, obj, name, args, overrider, param, default):
-        if type(name) is bytes:
-            name = str(name, "utf8")
-        elif type(name) is not str:
-            raise TypeError("name must be a string")
-        accessor = getattr(type(obj), overrider, None)
-        if accessor is None:
-            accessor = default
-            name = self._check_attr(obj, name, param)
-        return accessor(obj, name, *args)
+        return classic._access_attr(obj, name, args, overrider, default,
+                                    lambda obj, name: self._check_attr(obj, name, param))
 
     def _handle_getattr(self, obj, name):
         return self._access_attr(obj, name, (), "_rpyc_getattr", "allow_getattr", getattr)
