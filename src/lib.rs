@@ -3,6 +3,7 @@
 //! The wire protocol lives in [`protocol`] and never touches a socket, a
 //! thread or Python; everything that does IO builds on it.
 
+pub mod api;
 #[cfg(feature = "bench")]
 pub mod bench;
 pub mod cli;
@@ -12,6 +13,8 @@ pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod service;
+
+pub use api::{connect, Server, Service};
 
 /// The rpyc release whose protocol rpycd speaks; reported to clients as
 /// the server's version in exceptions, as rpyc reports its own.

@@ -1,0 +1,494 @@
+//! The [`Server`] builder: a service, a serving strategy, where connections
+//! come from, and optionally an authenticator, then [`Server::serve`]. It
+//! runs the daemons' own server loop (sd-notify, draining on stop, the
+//! greeting timeout), so a Rust service behaves as `rpyc-classic` does.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::service::{Service, ServiceFactory};
+use crate::cli::RegistryTransport;
+use crate::connection::Config;
+use crate::daemon::log::{Level, Logger};
+use crate::daemon::notify::Notifier;
+use crate::daemon::signals::{Event, Signals, Trigger};
+use crate::registry::registrar::Registrar;
+use crate::server::listener::{Inherited, Listener, Stream};
+use crate::server::transport::Authenticator;
+use crate::server::{
+    connect, guard_greeting, serve_connection, stream_transport, Context, Options, Runner, Strategy,
+};
+use crate::service::SessionFactory;
+
+/// Why a server could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("cannot use the sockets systemd passed: {0}")]
+    Systemd(std::io::Error),
+    #[error("systemd passed no sockets (LISTEN_FDS is not set for this process)")]
+    NoSystemdSockets,
+    #[error("no listener: call tcp(), unix(), systemd() or listener() first")]
+    NoListener,
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("server failed: {0}")]
+    Run(std::io::Error),
+    #[error("forking mode needs the process's only thread: call serve(), not spawn()")]
+    ForkingInThread,
+    #[error("cannot register with the registry: {0}")]
+    Register(String),
+    #[error("the server's thread panicked")]
+    Panicked,
+}
+
+enum Source {
+    Tcp(Result<SocketAddr, String>, String),
+    Unix(PathBuf),
+    Systemd,
+    Listener(Listener),
+}
+
+/// A server for a Rust [`Service`], built like rpyc's
+/// `ThreadedServer(MyService, port=18861)`.
+///
+/// ```no_run
+/// use rpycd::api::{Class, Object, Service};
+///
+/// struct EchoService;
+/// impl Object for EchoService {
+///     fn describe(class: &mut Class<Self>) {
+///         class.method("echo", |_, call| call.arg::<rpycd::api::Obj>(0));
+///     }
+/// }
+/// impl Service for EchoService {}
+///
+/// # fn main() -> Result<(), rpycd::api::ServeError> {
+/// rpycd::Server::new(EchoService)
+///     .threaded()
+///     .tcp("127.0.0.1:18861")
+///     .stop_on_signals()
+///     .serve()
+/// # }
+/// ```
+pub struct Server {
+    factory: Arc<dyn SessionFactory>,
+    name: String,
+    aliases: Vec<String>,
+    strategy: Strategy,
+    sources: Vec<Source>,
+    auth: Option<Arc<dyn Authenticator>>,
+    config: Config,
+    logger: Option<Logger>,
+    signals: bool,
+    registry: Option<(RegistryTransport, SocketAddr)>,
+    max_connections: Option<usize>,
+    shutdown_timeout: Duration,
+    greeting_timeout: Duration,
+    backlog: u32,
+}
+
+impl Server {
+    /// Serves `service`, shared by every connection (rpyc's
+    /// `ThreadedServer(MyService())`), with a thread per connection.
+    pub fn new<S: Service>(service: S) -> Server {
+        Server::hosting::<S>(Arc::new(ServiceFactory::shared(Arc::new(service))))
+    }
+
+    /// Serves a new service from `make` to each connection (rpyc's
+    /// `ThreadedServer(MyService)`).
+    pub fn per_connection<S: Service>(make: impl Fn() -> S + Send + Sync + 'static) -> Server {
+        Server::hosting::<S>(Arc::new(ServiceFactory::per_connection(make)))
+    }
+
+    fn hosting<S: Service>(factory: Arc<dyn SessionFactory>) -> Server {
+        Server::from_factory(factory, S::service_name(), S::service_aliases())
+    }
+
+    /// Serves any [`SessionFactory`] (the classic service, a Python one):
+    /// `name` names its log lines, `aliases` are registered.
+    pub fn from_factory(
+        factory: Arc<dyn SessionFactory>,
+        name: String,
+        aliases: Vec<String>,
+    ) -> Server {
+        Server {
+            factory,
+            name,
+            aliases,
+            strategy: Strategy::Threaded,
+            sources: Vec::new(),
+            auth: None,
+            config: Config::default(),
+            logger: None,
+            signals: false,
+            registry: None,
+            max_connections: None,
+            shutdown_timeout: crate::cli::classic::DEFAULT_SHUTDOWN_TIMEOUT,
+            greeting_timeout: Duration::from_secs(10),
+            backlog: crate::cli::classic::DEFAULT_BACKLOG,
+        }
+    }
+
+    /// A thread per connection (the default; rpyc's `ThreadedServer`).
+    pub fn threaded(mut self) -> Server {
+        self.strategy = Strategy::Threaded;
+        self
+    }
+
+    /// `size` threads; a connection that finds them all busy is dropped
+    /// (rpyc's `ThreadPoolServer`).
+    pub fn thread_pool(mut self, size: usize) -> Server {
+        self.strategy = Strategy::ThreadPool(size.max(1));
+        self
+    }
+
+    /// A process per connection (rpyc's `ForkingServer`): each connection
+    /// has its own copy of the service. [`serve`](Server::serve) must run in
+    /// the process's only thread; signal handlers are installed (the
+    /// server reaps its children on SIGCHLD).
+    pub fn forking(mut self) -> Server {
+        self.strategy = Strategy::Forking;
+        self.signals = true;
+        self
+    }
+
+    /// One connection, served in the calling thread, then `serve` returns
+    /// (rpyc's `OneShotServer`).
+    pub fn oneshot(mut self) -> Server {
+        self.strategy = Strategy::OneShot;
+        self
+    }
+
+    /// Listens on a TCP address: `"127.0.0.1:18861"`, `("::1", 0)`; port 0
+    /// picks a free port ([`Bound::local_addr`] says which).
+    pub fn tcp(mut self, addr: impl ToSocketAddrs + std::fmt::Debug) -> Server {
+        let described = format!("{addr:?}");
+        let resolved = addr
+            .to_socket_addrs()
+            .map_err(|error| error.to_string())
+            .and_then(|mut addrs| addrs.next().ok_or_else(|| "no address".to_owned()));
+        self.sources.push(Source::Tcp(resolved, described));
+        self
+    }
+
+    /// Listens on a Unix socket at `path` (removed when the server stops).
+    pub fn unix(mut self, path: impl Into<PathBuf>) -> Server {
+        self.sources.push(Source::Unix(path.into()));
+        self
+    }
+
+    /// Serves the sockets systemd passes (socket activation, `LISTEN_FDS`):
+    /// listening sockets (`Accept=no`), or one connection (`Accept=yes`).
+    pub fn systemd(mut self) -> Server {
+        self.sources.push(Source::Systemd);
+        self
+    }
+
+    /// Serves a listener made elsewhere.
+    pub fn listener(mut self, listener: Listener) -> Server {
+        self.sources.push(Source::Listener(listener));
+        self
+    }
+
+    /// Authenticates each connection first (for example a
+    /// [`TlsAuthenticator`](crate::server::tls::TlsAuthenticator)).
+    pub fn authenticator(mut self, auth: Arc<dyn Authenticator>) -> Server {
+        self.auth = Some(auth);
+        self
+    }
+
+    /// Where log lines go (default: warnings and errors to stderr).
+    pub fn logger(mut self, logger: Logger) -> Server {
+        self.logger = Some(logger);
+        self
+    }
+
+    /// Handles signals as the daemons do: SIGTERM drains and stops, SIGINT
+    /// stops at once, SIGHUP reopens the logfile. Without it the process
+    /// keeps its own signal dispositions, and [`Stopper`] stops the server.
+    pub fn stop_on_signals(mut self) -> Server {
+        self.signals = true;
+        self
+    }
+
+    /// Registers the service's aliases with an rpyc registry while serving
+    /// (as `rpyc-classic --register` does).
+    pub fn register(mut self, transport: RegistryTransport, registry: SocketAddr) -> Server {
+        self.registry = Some((transport, registry));
+        self
+    }
+
+    /// Refuses connections beyond `max` at a time.
+    pub fn max_connections(mut self, max: usize) -> Server {
+        self.max_connections = Some(max);
+        self
+    }
+
+    /// How long a stopping server waits for connections to finish.
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Server {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Ends a connection idle for this long.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Server {
+        self.config.idle_timeout = Some(timeout);
+        self
+    }
+
+    /// Binds the listeners (or takes systemd's), so the port is known
+    /// before serving.
+    pub fn bind(mut self) -> Result<Bound, ServeError> {
+        if self.sources.is_empty() {
+            return Err(ServeError::NoListener);
+        }
+        let mut listeners = Vec::new();
+        let mut single = None;
+        for source in std::mem::take(&mut self.sources) {
+            match source {
+                Source::Tcp(resolved, described) => {
+                    let bind_error = |source| ServeError::Bind {
+                        address: described.clone(),
+                        source,
+                    };
+                    let addr = resolved.map_err(|error| {
+                        bind_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, error))
+                    })?;
+                    listeners.push(Listener::bind_tcp(addr, self.backlog).map_err(bind_error)?);
+                }
+                Source::Unix(path) => {
+                    listeners.push(Listener::bind_unix(&path, self.backlog).map_err(|source| {
+                        ServeError::Bind {
+                            address: path.display().to_string(),
+                            source,
+                        }
+                    })?)
+                }
+                Source::Systemd => match Listener::from_systemd().map_err(ServeError::Systemd)? {
+                    Some(Inherited::Listeners(inherited)) => listeners.extend(inherited),
+                    Some(Inherited::Connection(stream)) => single = Some(stream),
+                    None => return Err(ServeError::NoSystemdSockets),
+                },
+                Source::Listener(listener) => listeners.push(listener),
+            }
+        }
+        let signals = if self.signals {
+            Signals::install()
+        } else {
+            Signals::manual()
+        }
+        .map_err(ServeError::Signals)?;
+        let trigger = signals.trigger().map_err(ServeError::Signals)?;
+        Ok(Bound {
+            server: self,
+            listeners,
+            single,
+            signals,
+            trigger,
+        })
+    }
+
+    /// Binds and serves until stopped (a signal with
+    /// [`stop_on_signals`](Server::stop_on_signals); the one connection in
+    /// oneshot mode).
+    pub fn serve(self) -> Result<(), ServeError> {
+        self.bind()?.serve()
+    }
+}
+
+/// A server whose sockets are bound: its addresses are known; serve it
+/// here ([`serve`](Bound::serve)) or in a thread ([`spawn`](Bound::spawn)).
+pub struct Bound {
+    server: Server,
+    listeners: Vec<Listener>,
+    /// systemd's `Accept=yes`: one connection, accepted for us.
+    single: Option<Stream>,
+    signals: Signals,
+    trigger: Trigger,
+}
+
+impl Bound {
+    /// The first TCP address listened on (with the port picked for port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listeners.iter().find_map(Listener::local_addr)
+    }
+
+    /// Every TCP address listened on.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(Listener::local_addr)
+            .collect()
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(self.trigger.clone())
+    }
+
+    fn logger(&self) -> Logger {
+        let name = match self.local_addr() {
+            Some(addr) => format!("{}/{}", self.server.name, addr.port()),
+            None => self.server.name.clone(),
+        };
+        match &self.server.logger {
+            Some(logger) => logger.renamed(name),
+            None => Logger::stderr(name, false).with_level(Level::Warning),
+        }
+    }
+
+    /// Serves until stopped.
+    pub fn serve(self) -> Result<(), ServeError> {
+        let log = self.logger();
+        let Bound {
+            server,
+            listeners,
+            single,
+            signals,
+            trigger: _,
+        } = self;
+        if let Some(stream) = single {
+            let context = Context {
+                service: server.factory,
+                config: server.config,
+                log,
+                auth: server.auth,
+                connections: Arc::default(),
+                greeting_timeout: server.greeting_timeout,
+            };
+            let peer = stream.peer_name();
+            let transport = stream_transport(stream, &context.config).map_err(ServeError::Run)?;
+            if let Some((conn, credentials)) = connect(transport, &peer, &context) {
+                guard_greeting(&conn, context.greeting_timeout, &context.log);
+                serve_connection(&conn, &peer, credentials.as_deref(), &context);
+            }
+            return Ok(());
+        }
+        let registrar = match server.registry {
+            Some((transport, registry)) => {
+                let local = listeners
+                    .iter()
+                    .find_map(Listener::local_addr)
+                    .ok_or_else(|| {
+                        ServeError::Register("registering needs a TCP listener".into())
+                    })?;
+                Some(Registrar::new(
+                    transport,
+                    registry,
+                    local.ip(),
+                    server.aliases.clone(),
+                    local.port(),
+                    log.clone(),
+                ))
+            }
+            None => None,
+        };
+        for listener in &listeners {
+            log.info(format_args!("server started on {}", listener.describe()));
+        }
+        let mut runner = Runner::new(
+            listeners,
+            server.strategy,
+            server.factory,
+            server.config,
+            log,
+            Notifier::from_env(),
+            Options {
+                max_connections: server.max_connections,
+                shutdown_timeout: server.shutdown_timeout,
+                auth: server.auth,
+                greeting_timeout: server.greeting_timeout,
+            },
+        );
+        if let Some(registrar) = registrar {
+            runner.set_registrar(registrar);
+        }
+        runner.run(&signals).map_err(ServeError::Run).map(drop)
+    }
+
+    /// Serves in a new thread (not in forking mode, which needs the
+    /// process's only thread). The server stops when the [`Running`] handle
+    /// is stopped or dropped.
+    pub fn spawn(self) -> Result<Running, ServeError> {
+        if self.server.strategy == Strategy::Forking {
+            return Err(ServeError::ForkingInThread);
+        }
+        let stopper = self.stopper();
+        let addrs = self.local_addrs();
+        let thread = std::thread::Builder::new()
+            .name(format!("rpycd server {}", self.server.name))
+            .spawn(move || self.serve())
+            .map_err(ServeError::Run)?;
+        Ok(Running {
+            thread: Some(thread),
+            stopper,
+            addrs,
+        })
+    }
+}
+
+/// Stops a server from any thread.
+#[derive(Clone)]
+pub struct Stopper(Trigger);
+
+impl Stopper {
+    /// Stops accepting, lets connections finish (up to the shutdown
+    /// timeout), then stops: what SIGTERM does.
+    pub fn stop(&self) {
+        self.0.raise(Event::Terminate);
+    }
+
+    /// Stops now, closing every connection: what SIGINT does.
+    pub fn abort(&self) {
+        self.0.raise(Event::Interrupt);
+    }
+}
+
+/// A server serving in its own thread ([`Bound::spawn`]).
+pub struct Running {
+    thread: Option<JoinHandle<Result<(), ServeError>>>,
+    stopper: Stopper,
+    addrs: Vec<SocketAddr>,
+}
+
+impl Running {
+    /// The first TCP address listened on.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.addrs.first().copied()
+    }
+
+    pub fn stopper(&self) -> Stopper {
+        self.stopper.clone()
+    }
+
+    /// Stops the server as SIGTERM does and waits for it.
+    pub fn stop(mut self) -> Result<(), ServeError> {
+        self.stopper.stop();
+        self.join()
+    }
+
+    fn join(&mut self) -> Result<(), ServeError> {
+        match self.thread.take() {
+            Some(thread) => thread.join().map_err(|_| ServeError::Panicked)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            self.stopper.stop();
+            // nothing to report to in a drop; `stop` returns the outcome
+            let _ = self.join();
+        }
+    }
+}
