@@ -481,7 +481,7 @@ macro_rules! tuples {
                     match values.next().flatten() {
                         Some(obj) => $name::from_obj(obj).map_err(|error| in_argument(error, method, name))?,
                         None => $name::when_missing().ok_or_else(|| Error::type_error(format!(
-                            "{method}() missing required argument: '{name}'"
+                            "{method}() missing 1 required positional argument: '{name}'"
                         )))?,
                     }
                 },)+))
@@ -583,4 +583,11 @@ impl IntoArgs for Vec<Obj> {
 pub trait FromParams: Sized {
     /// `values[i]` is what the caller gave for `names[i]`, if anything.
     fn from_params(values: Vec<Option<Obj>>, names: &[&str], method: &str) -> Result<Self, Error>;
+}
+
+/// A method that takes no arguments: any argument is a `TypeError`.
+impl FromParams for () {
+    fn from_params(_: Vec<Option<Obj>>, _: &[&str], _: &str) -> Result<(), Error> {
+        Ok(())
+    }
 }
