@@ -11,6 +11,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use clap::{Command, CommandFactory};
+use rpycd::cli::serve::ServeArgs;
 use rpycd::cli::{ClassicArgs, RegistryArgs};
 
 fn repo() -> &'static Path {
@@ -47,8 +48,12 @@ fn env_vars(cmd: &Command) -> Vec<String> {
         .collect()
 }
 
-fn commands() -> [Command; 2] {
-    [ClassicArgs::command(), RegistryArgs::command()]
+fn commands() -> [Command; 3] {
+    [
+        ClassicArgs::command(),
+        RegistryArgs::command(),
+        ServeArgs::command(),
+    ]
 }
 
 /// Generates the docs once per test into a directory of its own.
@@ -125,7 +130,9 @@ fn completions_know_every_long_switch() {
 /// out (so that the shipped file changes nothing), and nothing else is.
 #[test]
 fn default_files_list_every_variable_commented() {
-    for cmd in commands() {
+    // rpyc-serve has a settings file per instance instead (see
+    // serve_example_settings_list_every_variable)
+    for cmd in [ClassicArgs::command(), RegistryArgs::command()] {
         let name = cmd.get_name().to_owned();
         let file = read(&format!("packaging/default/{name}"));
         let opts = format!("{}_OPTS", env_vars(&cmd)[0].rsplit_once('_').unwrap().0);
@@ -215,6 +222,8 @@ fn units_are_the_ones_the_design_names() {
             "rpyc-classic.socket",
             "rpyc-registry.service",
             "rpyc-registry.socket",
+            "rpyc-serve@.service",
+            "rpyc-serve@.socket",
         ]
     );
 }
@@ -227,11 +236,21 @@ fn services_run_the_packaged_binaries_hardened() {
         assert_eq!(exec.len(), 1, "{name}: {exec:?}");
         let binary = exec[0].split_whitespace().next().unwrap();
         assert!(
-            ["/usr/bin/rpyc-classic", "/usr/bin/rpyc-registry"].contains(&binary),
+            [
+                "/usr/bin/rpyc-classic",
+                "/usr/bin/rpyc-registry",
+                "/usr/bin/rpyc-serve"
+            ]
+            .contains(&binary),
             "{name} runs {binary}"
         );
         let daemon = binary.trim_start_matches("/usr/bin/");
-        let defaults = format!("-/etc/default/{daemon}");
+        let defaults = if daemon == "rpyc-serve" {
+            // an instance without its settings must not start
+            "/etc/rpycd/serve/%i.conf".to_owned()
+        } else {
+            format!("-/etc/default/{daemon}")
+        };
         assert_eq!(
             values(&unit, "EnvironmentFile"),
             [defaults.as_str()],
@@ -291,10 +310,26 @@ fn examples_are_drop_ins_for_shipped_units() {
                 .unwrap()
                 .to_string_lossy()
                 .into_owned();
+            // the serve example also carries its settings file (rpycd/, for
+            // /etc/rpycd/), the service's code and a README
+            if folder == "serve" && (dir_name == "rpycd" || !dropin_dir.is_dir()) {
+                continue;
+            }
             let unit = dir_name
                 .strip_suffix(".d")
                 .unwrap_or_else(|| panic!("{folder}/{dir_name}: not a drop-in directory"));
-            assert!(units.iter().any(|u| u == unit), "{folder}: no unit {unit}");
+            // a drop-in for one instance of a template: rpyc-serve@x.socket
+            let template = match unit.split_once('@') {
+                Some((name, rest)) => {
+                    let kind = rest.rsplit_once('.').map_or("", |(_, kind)| kind);
+                    format!("{name}@.{kind}")
+                }
+                None => unit.to_owned(),
+            };
+            assert!(
+                units.iter().any(|u| *u == template),
+                "{folder}: no unit {unit}"
+            );
             for conf in fs::read_dir(&dropin_dir).expect("drop-ins") {
                 let conf = conf.expect("entry").path();
                 assert_eq!(
@@ -369,4 +404,29 @@ fn debian_install_sources_exist() {
             });
         assert!(found, "debian/rpycd.install: {source} matches nothing");
     }
+}
+
+/// The serve example's settings file names only variables rpyc-serve reads.
+#[test]
+fn serve_example_settings_name_real_variables() {
+    let file = read("systemd/examples/serve/rpycd/serve/calculator.conf");
+    let known: BTreeSet<String> = env_vars(&ServeArgs::command()).into_iter().collect();
+    let mut active = 0;
+    for line in file.lines().map(str::trim).filter(|line| !line.is_empty()) {
+        let setting = line.strip_prefix('#').unwrap_or(line);
+        let Some((var, _)) = setting.split_once('=') else {
+            continue;
+        };
+        if var.contains(' ') {
+            continue;
+        }
+        if !line.starts_with('#') {
+            active += 1;
+        }
+        assert!(
+            known.contains(var) || var == "RPYC_SERVE_OPTS",
+            "calculator.conf: {var} is not a variable of rpyc-serve"
+        );
+    }
+    assert_eq!(active, 2, "the service and its path, nothing else");
 }

@@ -9,6 +9,7 @@ use clap::{Command, CommandFactory};
 use clap_complete::Shell;
 use clap_mangen::Man;
 use roff::{bold, italic, roman, Inline, Roff};
+use rpycd::cli::serve::ServeArgs;
 use rpycd::cli::{ClassicArgs, RegistryArgs};
 
 /// One man page section of our own, after clap's OPTIONS.
@@ -34,6 +35,10 @@ fn tagged(term: impl Into<Vec<Inline>>, parts: impl Into<Vec<Inline>>) -> Paragr
 
 /// What the two pages share: how a switch is also an environment variable.
 fn environment_switches(prefix: &str) -> Paragraph {
+    let file = match prefix {
+        "RPYC_SERVE" => "/etc/rpycd/serve/INSTANCE.conf".to_owned(),
+        _ => format!("/etc/default/{}", prefix_to_name(prefix)),
+    };
     text([
         roman(
             "Every switch can also be set with the environment variable named beside it \
@@ -45,7 +50,7 @@ fn environment_switches(prefix: &str) -> Paragraph {
                The command line wins over the environment. The systemd units read these \
                variables from ",
         ),
-        bold(format!("/etc/default/{}", prefix_to_name(prefix))),
+        bold(file),
         roman("."),
     ])
 }
@@ -341,6 +346,108 @@ fn registry_sections() -> (Vec<Paragraph>, Vec<Section>) {
     (description, sections)
 }
 
+fn serve_sections() -> (Vec<Paragraph>, Vec<Section>) {
+    let description = vec![
+        text([roman(
+            "rpyc-serve serves a Python rpyc Service class, named as \
+             package.module:ClassName, to stock rpyc clients (rpyc.connect, \
+             rpyc.ssl_connect, rpyc.connect_by_service), with rpyc 6's service semantics: \
+             each connection gets a new instance of the class as its root, whose \
+             on_connect and on_disconnect are called; clients reach the names the \
+             protocol configuration allows (by default those with the exposed_ prefix \
+             and the safe special methods); the service registers under its ALIASES. \
+             Every serving mode, socket option, TLS and registry switch of \
+             rpyc-classic(8) works the same here. The class is imported once, before \
+             anything is served, so a forking server's children start warm.",
+        )]),
+        text([
+            roman("As a system service each instance is socket-activated: "),
+            bold("systemctl start rpyc-serve@NAME.socket"),
+            roman(
+                " listens on /run/rpyc-serve/NAME.sock (a drop-in adds TCP addresses) and \
+                   starts rpyc-serve@NAME.service, which reads its settings from ",
+            ),
+            bold("/etc/rpycd/serve/NAME.conf"),
+            roman("."),
+        ]),
+    ];
+    let mut environment = vec![environment_switches("RPYC_SERVE")];
+    environment.push(tagged(
+        [bold("RPYC_SERVE_OPTS")],
+        [roman(
+            "Not read by the daemon: rpyc-serve@.service passes it on the command line, \
+                for anything else.",
+        )],
+    ));
+    environment.extend(systemd_environment());
+    environment.push(tagged(
+        [bold("PYTHONPATH")],
+        [roman(
+            "Honoured by the embedded Python, like any other Python's; --path puts \
+             directories before it.",
+        )],
+    ));
+    let sections = vec![
+        Section {
+            title: "SECURITY",
+            paragraphs: vec![text([roman(
+                "Clients reach what the service exposes, and with --allow-public-attrs or \
+                 --allow-all-attrs much more: review the class before opening it to a \
+                 network, and use TLS with client certificates there. The daemon warns \
+                 when it listens on a non-loopback address without TLS.",
+            )])],
+        },
+        Section {
+            title: "ENVIRONMENT",
+            paragraphs: environment,
+        },
+        signals(true),
+        exit_status(),
+        Section {
+            title: "FILES",
+            paragraphs: vec![
+                tagged(
+                    [bold("/etc/rpycd/serve/NAME.conf")],
+                    [roman(
+                        "The settings of instance NAME: RPYC_SERVE_SERVICE and any other \
+                         variable above, one per line (systemd's EnvironmentFile= format).",
+                    )],
+                ),
+                tagged(
+                    [
+                        bold("/usr/lib/systemd/system/rpyc-serve@.socket"),
+                        roman(", "),
+                        bold("rpyc-serve@.service"),
+                    ],
+                    [roman(
+                        "The unit templates; give an instance its addresses and user with \
+                         drop-ins (rpyc-serve@NAME.socket.d/, rpyc-serve@NAME.service.d/).",
+                    )],
+                ),
+                tagged(
+                    [bold("/usr/share/doc/rpycd/examples/systemd/serve/")],
+                    [roman(
+                        "A worked example: a calculator service, its settings and drop-ins.",
+                    )],
+                ),
+            ],
+        },
+        Section {
+            title: "SEE ALSO",
+            paragraphs: vec![text([
+                bold("rpyc-classic"),
+                roman("(8), "),
+                bold("rpyc-registry"),
+                roman("(8), "),
+                bold("systemd.socket"),
+                roman("(5), "),
+                italic("https://rpyc.readthedocs.io/en/latest/docs/services.html"),
+            ])],
+        },
+    ];
+    (description, sections)
+}
+
 fn render_paragraphs(roff: &mut Roff, paragraphs: &[Paragraph]) {
     for paragraph in paragraphs {
         match paragraph {
@@ -413,6 +520,7 @@ pub fn generate(out: &Path) -> io::Result<Vec<PathBuf>> {
     let pages = [
         (ClassicArgs::command(), classic_sections()),
         (RegistryArgs::command(), registry_sections()),
+        (ServeArgs::command(), serve_sections()),
     ];
     for (cmd, (description, sections)) in pages {
         let name = cmd.get_name().to_owned();

@@ -25,11 +25,12 @@ EXAMPLES = REPO / "systemd" / "examples"
 WAIT = 20  # seconds any condition may take
 # the issue's ceilings for `systemd-analyze security` exposure
 EXPOSURE = {"rpyc-registry.service": 2.0, "rpyc-classic.service": 4.0,
-            "rpyc-classic-stdio@.service": 4.0}
+            "rpyc-classic-stdio@.service": 4.0, "rpyc-serve@.service": 4.0}
 SOCKETS = ["rpyc-classic.socket", "rpyc-classic-stdio.socket", "rpyc-registry.socket"]
 SERVICES = ["rpyc-classic.service", "rpyc-registry.service"]
 UNITS = ["rpyc-classic.socket", "rpyc-classic.service", "rpyc-classic-stdio.socket",
-         "rpyc-classic-stdio@.service", "rpyc-registry.socket", "rpyc-registry.service"]
+         "rpyc-classic-stdio@.service", "rpyc-registry.socket", "rpyc-registry.service",
+         "rpyc-serve@.socket", "rpyc-serve@.service"]
 
 
 def wait_until(what, condition, timeout=WAIT):
@@ -158,8 +159,10 @@ def test_install_enables_and_starts_nothing(ct):
     for conffile in ("/etc/default/rpyc-classic", "/etc/default/rpyc-registry",
                      "/etc/logrotate.d/rpycd"):
         assert conffile in conffiles
-    for path in ("/usr/bin/rpyc-classic", "/usr/bin/rpyc-registry",
+    for path in ("/usr/bin/rpyc-classic", "/usr/bin/rpyc-registry", "/usr/bin/rpyc-serve",
                  "/usr/share/man/man8/rpyc-classic.8.gz", "/usr/share/man/man8/rpyc-registry.8.gz",
+                 "/usr/share/man/man8/rpyc-serve.8.gz", "/etc/rpycd/serve",
+                 "/usr/share/doc/rpycd/examples/systemd/serve/calculator.py",
                  "/usr/share/bash-completion/completions/rpyc-classic",
                  "/usr/share/zsh/vendor-completions/_rpyc-registry",
                  "/usr/share/fish/vendor_completions.d/rpyc-classic.fish",
@@ -195,8 +198,13 @@ def test_every_example_dropin_verifies(ct):
         if folder == "user":
             ct.run("sh", "-c", "id rpyc >/dev/null 2>&1 || adduser --quiet --system --group "
                    "--home /srv/rpyc-project rpyc")
+        units = UNITS
+        if folder == "serve":
+            ct.run("sh", "-c", "id calculator >/dev/null 2>&1 || adduser --quiet --system "
+                   "--group --home /opt/calculator calculator")
+            units = UNITS + ["rpyc-serve@calculator.socket", "rpyc-serve@calculator.service"]
         with dropins(ct, folder):
-            verify(ct, *UNITS)
+            verify(ct, *units)
 
 
 # -- rpyc-classic.socket --------------------------------------------------------
@@ -583,6 +591,77 @@ def test_debians_own_python3_rpyc_client(ct, ports):
     finally:
         stop_all(ct)
         # the purge test counts every file named rpyc: leave none of Debian's
+        ct.run("apt-get", "purge", "-y", "-q", "--autoremove", "python3-rpyc", timeout=300,
+               check=False)
+        ct.run("apt-get", "clean", check=False)
+
+
+SERVE_EXAMPLE = EXAMPLES / "serve"
+UNIX_CLIENT = """
+import sys, rpyc
+from rpyc.utils.factory import unix_connect
+conn = unix_connect(sys.argv[1])
+print(conn.root.add(20, 22), conn.root.get_service_name())
+conn.close()
+"""
+
+
+def test_rpyc_serve_instance_from_the_worked_example(ct, ports):
+    """rpyc-serve@calculator as systemd/examples/serve/README.md sets it up:
+    the service's code in /opt/calculator, its settings in
+    /etc/rpycd/serve/calculator.conf, the address and the user from the
+    example's drop-ins, Debian's python3-rpyc for its `import rpyc`."""
+    port = pick_port(18861, tcp_free)
+    extra = {}
+    if port != 18861:
+        extra["/etc/systemd/system/rpyc-serve@calculator.socket.d/zz-test-port.conf"] = (
+            "[Socket]\nListenStream=\nListenStream=/run/rpyc-serve/calculator.sock\n"
+            f"ListenStream=127.0.0.1:{port}\n")
+    ct.run("apt-get", "install", "-y", "-q", "--no-install-recommends", "python3-rpyc",
+           timeout=300)
+    ct.run("sh", "-c", "id calculator >/dev/null 2>&1 || adduser --quiet --system --group "
+           "--home /opt/calculator calculator")
+    ct.copy_in(SERVE_EXAMPLE / "calculator.py", "/opt/calculator/calculator.py")
+    ct.copy_in(SERVE_EXAMPLE / "rpycd" / "serve" / "calculator.conf",
+               "/etc/rpycd/serve/calculator.conf")
+    try:
+        # an instance without settings refuses to start, and says why
+        failed = ct.run("systemctl", "start", "rpyc-serve@nothing.service", check=False)
+        assert failed.returncode != 0
+        status = ct.run("systemctl", "status", "--no-pager", "rpyc-serve@nothing.service",
+                        check=False).stdout
+        assert "/etc/rpycd/serve/nothing.conf" in status, status
+        with dropins(ct, "serve", extra=extra):
+            ct.run("systemctl", "start", "rpyc-serve@calculator.socket")
+            assert ct.is_active("rpyc-serve@calculator.service") == "inactive"
+            conn = rpyc.connect("127.0.0.1", port)
+            assert conn.root.add(2, 3) == 5
+            assert conn.root.apply(lambda x: x * 2, 21) == 42
+            with pytest.raises(ZeroDivisionError):
+                conn.root.div(1, 0)
+            assert conn.root.get_service_name() == "CALCULATOR"
+            assert ct.is_active("rpyc-serve@calculator.service") == "active"
+            pid = ct.run("systemctl", "show", "-p", "MainPID", "--value",
+                         "rpyc-serve@calculator.service").stdout.strip()
+            # /proc/PID belongs to the process's user (the container has no ps)
+            user = ct.run("stat", "-c", "%U", f"/proc/{pid}").stdout.strip()
+            assert user == "calculator", user
+            # the instance's Unix socket, with Debian's rpyc 5 client inside
+            out = ct.run("python3", "-c", UNIX_CLIENT, "/run/rpyc-serve/calculator.sock").stdout
+            assert out.split() == ["42", "CALCULATOR"], out
+            conn.close()
+            ct.run("systemctl", "stop", "rpyc-serve@calculator.service",
+                   "rpyc-serve@calculator.socket", timeout=60)
+            show = ct.run("systemctl", "show", "-p", "Result,ExecMainStatus",
+                          "rpyc-serve@calculator.service").stdout.split()
+            assert show == ["Result=success", "ExecMainStatus=0"], show
+            assert refuses(port)
+    finally:
+        ct.run("systemctl", "stop", "rpyc-serve@calculator.socket",
+               "rpyc-serve@calculator.service", check=False)
+        ct.run("systemctl", "reset-failed", "rpyc-serve@nothing.service", check=False)
+        ct.run("sh", "-c", "rm -rf /etc/rpycd/serve/calculator.conf /opt/calculator "
+               "/var/lib/rpyc-serve; deluser --quiet calculator || true")
         ct.run("apt-get", "purge", "-y", "-q", "--autoremove", "python3-rpyc", timeout=300,
                check=False)
         ct.run("apt-get", "clean", check=False)
