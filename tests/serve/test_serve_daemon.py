@@ -171,3 +171,33 @@ def test_environment_sets_the_service(tmp_path):
     result = subprocess.run([binary("rpyc-serve"), "--check-config"], capture_output=True,
                             text=True, env=env, timeout=30)
     assert result.returncode == 0, result
+
+
+def test_tls_with_client_certificates(tmp_path):
+    """The TLS switches as rpyc-classic has them: rpyc.ssl_connect with a
+    certificate from the CA is served, one from another CA is refused."""
+    import ssl
+    import sys
+    sys.path.insert(0, str(SERVICES.parents[1] / "daemon"))
+    from certs import make_pki
+
+    pki = make_pki(tmp_path / "pki")
+    pair = pki.servers["rsa"]
+    served = start("rpycd", "calculator:CalculatorService", tmp_path, args=[
+        "--ssl-keyfile", pair.key, "--ssl-certfile", pair.cert, "--ssl-cafile", pki.ca])
+    try:
+        conn = rpyc.ssl_connect("127.0.0.1", served.port, ca_certs=pki.ca,
+                                keyfile=pki.alice.key, certfile=pki.alice.cert)
+        assert conn.root.add(1, 2) == 3
+        assert conn.root.apply(lambda: "over TLS") == "over TLS"
+        conn.close()
+        with pytest.raises((ssl.SSLError, ConnectionError, EOFError, OSError)):
+            refused = rpyc.ssl_connect("127.0.0.1", served.port, ca_certs=pki.ca,
+                                       keyfile=pki.mallory.key, certfile=pki.mallory.cert)
+            refused.root.add(1, 2)
+        assert served.alive()
+        welcome = [line for line in served.log().splitlines() if "welcome" in line]
+        assert welcome and "alice" in welcome[0], served.log()
+        assert "failed to authenticate" in served.log()
+    finally:
+        served.stop()
