@@ -15,7 +15,7 @@
 //!
 //! A counter service, and a client using it:
 //!
-//! ```no_run
+//! ```
 //! use std::sync::atomic::{AtomicI64, Ordering};
 //! use rpycd::api::{Class, Error, Object, Service};
 //!

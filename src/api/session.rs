@@ -24,12 +24,15 @@ enum PeerLink {
 
 type Hook = Box<dyn FnOnce() + Send>;
 
+/// Our objects the peer holds, each with how many times we sent it.
+type Table = HashMap<IdPack, (Arc<dyn Exported>, u64)>;
+
 pub(crate) struct ObjectSession {
     root: Arc<dyn Exported>,
     peer: Mutex<PeerLink>,
     /// rpyc's `_local_objects`: what the peer holds and how many times we
     /// sent it (the peer's DEL gives counts back). `None` once closed.
-    table: Mutex<Option<HashMap<IdPack, (Arc<dyn Exported>, u64)>>>,
+    table: Mutex<Option<Table>>,
     on_close: Mutex<Option<Hook>>,
 }
 
