@@ -327,7 +327,11 @@ fn serve_stdio(context: &Context) -> Result<(), RunError> {
     let peer = stdio::peer_name(&stdio.reader);
     let closer = stdio.closer;
     let transport = Transport {
-        reader: Box::new(stdio.reader),
+        // a pipe has no SO_RCVTIMEO: poll() gives the idle clock its tick
+        reader: Box::new(stdio::TimedReader::new(
+            stdio.reader,
+            context.config.idle_timeout,
+        )),
         writer: Box::new(stdio.writer),
         shutdown: Box::new(move |how| stdio::shutdown(&closer, how)),
     };

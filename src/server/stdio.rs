@@ -84,3 +84,65 @@ pub fn shutdown(fd: &OwnedFd, how: std::net::Shutdown) {
     };
     let _ = nix::sys::socket::shutdown(fd.as_raw_fd(), how);
 }
+
+/// The input with a read timeout, which a pipe cannot have
+/// (`SO_RCVTIMEO` is for sockets): a read waits in poll() for at most
+/// `timeout`, then fails with `TimedOut`, as a socket's timed-out read
+/// does. The connection's idle clock and its wait for replies tick on it.
+pub struct TimedReader {
+    input: File,
+    timeout: Option<std::time::Duration>,
+}
+
+impl TimedReader {
+    pub fn new(input: File, timeout: Option<std::time::Duration>) -> TimedReader {
+        TimedReader { input, timeout }
+    }
+}
+
+impl AsFd for TimedReader {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.input.as_fd()
+    }
+}
+
+impl io::Read for TimedReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        if let Some(timeout) = self.timeout {
+            let wait = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.input.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, wait) {
+                Ok(0) => return Err(io::ErrorKind::TimedOut.into()),
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => return Err(io::ErrorKind::Interrupted.into()),
+                Err(errno) => return Err(errno.into()),
+            }
+        }
+        self.input.read(buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_quiet_pipe_times_out_and_a_written_one_reads() {
+        let (read_end, write_end) = nix::unistd::pipe().expect("pipe");
+        let mut reader = TimedReader::new(File::from(read_end), Some(Duration::from_millis(50)));
+        let started = Instant::now();
+        let mut buf = [0u8; 8];
+        let error = reader.read(&mut buf).expect_err("nothing written");
+        assert_eq!(error.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() >= Duration::from_millis(40));
+        let mut writer = File::from(write_end);
+        writer.write_all(b"abc").expect("write");
+        assert_eq!(reader.read(&mut buf).expect("read"), 3);
+        assert_eq!(&buf[..3], b"abc");
+        drop(writer);
+        assert_eq!(reader.read(&mut buf).expect("eof"), 0);
+    }
+}

@@ -323,6 +323,25 @@ def test_idle_timeout_closes_only_idle_connections(daemons, tmp_path):
         idle.eval("2")
 
 
+def test_idle_timeout_in_stdio_mode_over_pipes(tmp_path):
+    """connect_subproc's pipes have no socket timeouts: the idle clock
+    still ticks, and a long request is still not idleness."""
+    from rpyc.core.stream import PipeStream
+    logfile = tmp_path / "stdio.log"
+    proc = subprocess.Popen([binary(), "-m", "stdio", "--idle-timeout", "0.5",
+                             "--logfile", str(logfile)],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=server_env())
+    try:
+        conn = connect_stream(PipeStream(proc.stdout, proc.stdin), rpyc.classic.ClassicService)
+        conn.modules.time.sleep(1.2)
+        assert conn.eval("6 * 7") == 42
+        assert proc.wait(20) == 0
+        assert "idle for longer than --idle-timeout" in logfile.read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_watchdog_pings(daemons, tmp_path):
     notify_path = str(tmp_path / "notify.sock")
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
