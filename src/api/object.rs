@@ -340,6 +340,10 @@ pub(crate) trait Exported: Send + Sync + 'static {
     fn str(&self) -> String {
         self.repr()
     }
+    /// What a traceback says was called when this object was.
+    fn site(&self) -> String {
+        self.type_name().to_owned()
+    }
     /// The Rust object, if it is of type `type_id` (for [`Local::downcast`]).
     fn instance_of(&self, _type_id: TypeId) -> Option<Arc<dyn Any + Send + Sync>> {
         None
@@ -512,6 +516,10 @@ impl Exported for BoundMethod {
         self.target.clone().callattr(&self.name, call)
     }
 
+    fn site(&self) -> String {
+        format!("{}.{}", self.target.type_name(), self.name)
+    }
+
     fn repr(&self) -> String {
         format!(
             "<bound method {}.{} of {}>",
@@ -581,6 +589,10 @@ impl Exported for Function {
     fn call(self: Arc<Self>, mut call: Call) -> Result<Obj, Error> {
         call.method = self.name.clone();
         (self.body)(&call)
+    }
+
+    fn site(&self) -> String {
+        self.name.clone()
     }
 
     fn repr(&self) -> String {

@@ -226,7 +226,7 @@ impl ObjectSession {
             }
             Handler::Call => {
                 let target = local(take("object")?)?;
-                *site = target.type_name().to_owned();
+                *site = target.site();
                 let call_args = call_args(take("args")?, args.pop())?;
                 let call = Call::new(target.type_name(), call_args, peer.clone());
                 target.call(call)
