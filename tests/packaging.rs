@@ -326,10 +326,7 @@ fn examples_are_drop_ins_for_shipped_units() {
                 }
                 None => unit.to_owned(),
             };
-            assert!(
-                units.iter().any(|u| *u == template),
-                "{folder}: no unit {unit}"
-            );
+            assert!(units.contains(&template), "{folder}: no unit {unit}");
             for conf in fs::read_dir(&dropin_dir).expect("drop-ins") {
                 let conf = conf.expect("entry").path();
                 assert_eq!(
