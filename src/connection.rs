@@ -117,7 +117,7 @@ pub struct Connection {
     config: Config,
     inbound: Mutex<Inbound>,
     outbound: Mutex<Outbound>,
-    /// Payloads whose senders found the writer busy and could not wait
+    /// Frames whose senders found the writer busy and could not wait
     /// (reference drops from a finalizer); whoever writes next sends them.
     send_queue: Mutex<Vec<Vec<u8>>>,
     waiting: Mutex<Waiting>,
@@ -267,8 +267,8 @@ impl Connection {
             return Err(ConnError::Closed);
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let payload = Message::Request { seq, handler, args }.encode_for(self.dialect())?;
-        lock(&self.send_queue).push(payload);
+        let frame_bytes = self.frame_of(&Message::Request { seq, handler, args })?;
+        lock(&self.send_queue).push(frame_bytes);
         match self.outbound.try_lock() {
             Ok(mut outbound) => self.flush_queue(&mut outbound),
             Err(_) => Ok(()),
@@ -280,7 +280,7 @@ impl Connection {
             return Err(ConnError::Closed);
         }
         loop {
-            if let Some(payload) = inbound.decoder.next_frame()? {
+            if let Some(payload) = inbound.decoder.next_payload()? {
                 self.greeted.store(true, Ordering::Release);
                 let since_open =
                     u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -489,26 +489,23 @@ impl Connection {
         if self.is_closed() {
             return Err(ConnError::Closed);
         }
-        let payload = match message.encode_for(self.dialect()) {
-            Ok(payload) => payload,
-            Err(error) => {
+        let frame_bytes = match self.frame_of(message) {
+            Ok(frame_bytes) => frame_bytes,
+            Err(ConnError::Encode(error)) => {
                 // a reply too big or deep for brine still owes the peer an answer
                 let Message::Reply { seq, .. } = message else {
                     return Err(error.into());
                 };
-                Message::Exception {
+                self.frame_of(&Message::Exception {
                     seq: *seq,
                     exception: RemoteException::Raised(ExceptionInfo::builtin(
                         "ValueError",
                         &format!("cannot send the reply: {error}"),
                     )),
-                }
-                .encode_for(self.dialect())?
+                })?
             }
+            Err(error) => return Err(error),
         };
-        let mut frame_bytes = Vec::new();
-        frame::encode_into(&payload, self.config.compress, &mut frame_bytes)?;
-        drop(payload);
         let mut outbound = lock(&self.outbound);
         let written = outbound
             .writer
@@ -522,15 +519,21 @@ impl Connection {
         self.flush_queue(&mut outbound)
     }
 
+    /// A message as one frame: encoded straight after the header's room,
+    /// so a plain payload is never copied.
+    fn frame_of(&self, message: &Message) -> Result<Vec<u8>, ConnError> {
+        let mut buffer = frame::begin(message.size_hint());
+        message.encode_into(self.dialect(), &mut buffer)?;
+        Ok(frame::seal(buffer, self.config.compress)?)
+    }
+
     fn flush_queue(&self, outbound: &mut Outbound) -> Result<(), ConnError> {
         loop {
             let queued = std::mem::take(&mut *lock(&self.send_queue));
             if queued.is_empty() {
                 return Ok(());
             }
-            for payload in queued {
-                let mut frame_bytes = Vec::new();
-                frame::encode_into(&payload, self.config.compress, &mut frame_bytes)?;
+            for frame_bytes in queued {
                 outbound.writer.write_all(&frame_bytes)?;
             }
             outbound.writer.flush()?;

@@ -189,6 +189,22 @@ impl Value {
         Value::Str(text.into())
     }
 
+    /// About how many bytes the value encodes to: exact for the long parts
+    /// (bytes, strings), a few bytes each for the rest. Lets an encoder
+    /// reserve once instead of growing (and copying) a large buffer.
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Value::Str(text) => text.len() + 5,
+            Value::Bytes(bytes) => bytes.len() + 5,
+            Value::BigInt(big) => big.as_decimal().len() + 5,
+            Value::Tuple(items) | Value::FrozenSet(items) => {
+                5 + items.iter().map(Value::size_hint).sum::<usize>()
+            }
+            Value::Slice(parts) => 1 + parts.iter().map(Value::size_hint).sum::<usize>(),
+            _ => 9,
+        }
+    }
+
     /// Encodes with the default depth limit.
     pub fn to_bytes(&self) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::new();

@@ -181,6 +181,15 @@ impl Boxed {
         }
     }
 
+    /// About how many bytes [`Boxed::encode`] appends (see [`Value::size_hint`]).
+    pub fn size_hint(&self) -> usize {
+        match self {
+            Boxed::Value(value) => 2 + value.size_hint(),
+            Boxed::Tuple(items) => 7 + items.iter().map(Boxed::size_hint).sum::<usize>(),
+            Boxed::LocalRef(id) | Boxed::RemoteRef(id) => 32 + id.name.len(),
+        }
+    }
+
     pub fn from_value(value: Value) -> Result<Boxed, &'static str> {
         let malformed = "boxed value is not (label, body)";
         let [label, body]: [Value; 2] = value
@@ -380,28 +389,44 @@ impl Message {
 
     /// The message as a frame payload in `dialect`.
     pub fn encode_for(&self, dialect: Dialect) -> Result<Vec<u8>, EncodeError> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.size_hint());
+        self.encode_into(dialect, &mut out)?;
+        Ok(out)
+    }
+
+    /// About how many bytes the message encodes to.
+    pub fn size_hint(&self) -> usize {
+        16 + match self {
+            Message::Request { args, .. } => 4 + args.size_hint(),
+            Message::Reply { value, .. } => value.size_hint(),
+            Message::Exception { .. } => 256,
+        }
+    }
+
+    /// Appends the message's payload in `dialect` to `out`. On an error
+    /// `out` may hold part of it.
+    pub fn encode_into(&self, dialect: Dialect, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         match dialect {
             Dialect::V6 => {
                 out.push(self.msg_type() as u8);
-                brine::encode_tuple_header(2, &mut out)?;
+                brine::encode_tuple_header(2, out)?;
             }
             Dialect::V5 => {
-                brine::encode_tuple_header(3, &mut out)?;
-                brine::encode_int(self.msg_type() as i64, &mut out);
+                brine::encode_tuple_header(3, out)?;
+                brine::encode_int(self.msg_type() as i64, out);
             }
         }
-        brine::encode_int(self.seq(), &mut out);
+        brine::encode_int(self.seq(), out);
         match self {
             Message::Request { handler, args, .. } => {
-                brine::encode_tuple_header(2, &mut out)?;
-                brine::encode_int(i64::from(handler.code()), &mut out);
-                args.encode(&mut out)?;
+                brine::encode_tuple_header(2, out)?;
+                brine::encode_int(i64::from(handler.code()), out);
+                args.encode(out)?;
             }
-            Message::Reply { value, .. } => value.encode(&mut out)?,
-            Message::Exception { exception, .. } => exception.to_value().encode(&mut out)?,
+            Message::Reply { value, .. } => value.encode(out)?,
+            Message::Exception { exception, .. } => exception.to_value().encode(out)?,
         }
-        Ok(out)
+        Ok(())
     }
 
     pub fn decode(payload: &[u8]) -> Result<Message, MessageError> {
