@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError};
+use std::time::Instant;
 
 use thiserror::Error;
 
@@ -58,6 +59,11 @@ pub enum ConnError {
     Encode(#[from] EncodeError),
     #[error("idle for longer than the idle timeout")]
     Idle,
+    /// A request of ours got no reply within `Config::sync_request_timeout`
+    /// (rpyc raises `AsyncResultTimeout("result expired")` there). The
+    /// connection stays usable; a reply that comes later is dropped.
+    #[error("no reply within {0:?} (sync_request_timeout)")]
+    Timeout(std::time::Duration),
     #[error("not an RPyC 4/5/6 peer: its first message starts with {0:#04x}")]
     UnknownDialect(u8),
 }
@@ -72,6 +78,30 @@ pub struct Config {
     /// nothing is in progress. The transport's reads must time out at this
     /// interval for it to take effect (see `server::connection_over`).
     pub idle_timeout: Option<std::time::Duration>,
+    /// How long [`Connection::sync_request`] waits for its reply before it
+    /// gives up with [`ConnError::Timeout`]; `None` waits forever. rpyc's
+    /// `sync_request_timeout`, 30 s by default as there. A thread waiting
+    /// while another reads gives up on time; a thread that is itself the
+    /// reader gives up at the first read timeout past the deadline, so the
+    /// transport's reads must time out (at [`Config::read_timeout`], as
+    /// server connections' do) for it to take effect there.
+    pub sync_request_timeout: Option<std::time::Duration>,
+}
+
+/// rpyc 6.0.2's `DEFAULT_CONFIG["sync_request_timeout"]`.
+pub const DEFAULT_SYNC_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Config {
+    /// The read timeout a transport should have so that both the idle
+    /// clock and the sync-request deadline are looked at: the shorter of
+    /// the two. (With an idle timeout longer than the sync-request
+    /// timeout, idleness is noticed up to one such interval late.)
+    pub fn read_timeout(&self) -> Option<std::time::Duration> {
+        match (self.idle_timeout, self.sync_request_timeout) {
+            (Some(idle), Some(sync)) => Some(idle.min(sync)),
+            (idle, sync) => idle.or(sync),
+        }
+    }
 }
 
 impl Default for Config {
@@ -81,6 +111,7 @@ impl Default for Config {
             brine_depth: crate::protocol::brine::DEFAULT_MAX_DEPTH,
             compress: true,
             idle_timeout: None,
+            sync_request_timeout: Some(DEFAULT_SYNC_REQUEST_TIMEOUT),
         }
     }
 }
@@ -203,7 +234,7 @@ impl Connection {
     fn serve_next(self: &Arc<Self>) -> Result<(), ConnError> {
         let message = {
             let mut inbound = lock(&self.inbound);
-            let message = self.read_message(&mut inbound);
+            let message = self.read_message(&mut inbound, None);
             drop(inbound);
             self.notify();
             message
@@ -212,12 +243,14 @@ impl Connection {
     }
 
     /// Sends a request and waits for its reply, serving whatever the peer
-    /// sends in the meantime.
+    /// sends in the meantime; gives up after `Config::sync_request_timeout`.
     pub fn sync_request(
         self: &Arc<Self>,
         handler: Handler,
         args: Boxed,
     ) -> Result<Reply, ConnError> {
+        let timeout = self.config.sync_request_timeout;
+        let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         lock(&self.waiting).replies.insert(seq, None);
         let sent = self.send(&Message::Request { seq, handler, args });
@@ -236,25 +269,38 @@ impl Connection {
                 waiting.replies.remove(&seq);
                 return Err(ConnError::Closed);
             }
+            if let (Some(deadline), Some(timeout)) = (deadline, timeout) {
+                if Instant::now() >= deadline {
+                    waiting.replies.remove(&seq);
+                    return Err(ConnError::Timeout(timeout));
+                }
+            }
             // Taking the inbound side while holding `waiting` cannot miss a
             // wake-up: the reader must take `waiting` to announce it let go.
             match self.inbound.try_lock() {
                 Ok(mut inbound) => {
                     drop(waiting);
-                    let message = self.read_message(&mut inbound);
+                    let message = self.read_message(&mut inbound, deadline);
                     drop(inbound);
                     self.notify();
                     match message {
                         Ok(message) => self.dispatch(Ok(message))?,
+                        // looked at on the next turn, with the reply that
+                        // may have been parked meanwhile
+                        Err(ConnError::Timeout(_)) => {}
                         Err(error) => {
                             self.end(&error.to_string());
                             return Err(error);
                         }
                     }
                 }
-                Err(TryLockError::WouldBlock) => {
-                    drop(self.changed.wait(waiting));
-                }
+                Err(TryLockError::WouldBlock) => match deadline {
+                    Some(deadline) => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        drop(self.changed.wait_timeout(waiting, left));
+                    }
+                    None => drop(self.changed.wait(waiting)),
+                },
                 Err(TryLockError::Poisoned(_)) => return Err(ConnError::Closed),
             }
         }
@@ -275,10 +321,20 @@ impl Connection {
         }
     }
 
-    fn read_message(&self, inbound: &mut Inbound) -> Result<Message, ConnError> {
+    /// Reads the next message. A reader waiting for a reply of its own
+    /// passes the reply's `deadline`: past it, the first read timeout
+    /// returns `ConnError::Timeout` (the stream stays in step: what was
+    /// read of a frame stays buffered).
+    fn read_message(
+        &self,
+        inbound: &mut Inbound,
+        deadline: Option<Instant>,
+    ) -> Result<Message, ConnError> {
         if self.is_closed() {
             return Err(ConnError::Closed);
         }
+        // the idle clock: since the last bytes came in (or reading began)
+        let mut quiet_since = Instant::now();
         loop {
             if let Some(payload) = inbound.decoder.next_payload()? {
                 self.greeted.store(true, Ordering::Release);
@@ -314,12 +370,25 @@ impl Connection {
             match got {
                 Ok(0) if self.is_closed() => return Err(ConnError::Closed),
                 Ok(0) => return Err(ConnError::Eof),
-                Ok(_) => {}
+                Ok(_) => quiet_since = Instant::now(),
                 Err(_) if self.is_closed() => return Err(ConnError::Closed),
                 Err(error) if is_timeout(&error) => {
-                    // a read timeout is the idle clock: it only counts when
-                    // no request of either side is in progress
-                    if self.is_idle() {
+                    let now = Instant::now();
+                    if let (Some(deadline), Some(timeout)) =
+                        (deadline, self.config.sync_request_timeout)
+                    {
+                        if now >= deadline {
+                            return Err(ConnError::Timeout(timeout));
+                        }
+                    }
+                    // the read timeout is also the idle clock's tick:
+                    // quiet for the idle timeout counts only when no
+                    // request of either side is in progress
+                    let quiet_enough = self
+                        .config
+                        .idle_timeout
+                        .is_some_and(|idle| now.duration_since(quiet_since) >= idle);
+                    if quiet_enough && self.is_idle() {
                         return Err(ConnError::Idle);
                     }
                 }
@@ -604,4 +673,142 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixStream;
+    use std::time::Duration;
+
+    const TIMEOUT: Duration = Duration::from_millis(300);
+
+    /// A connection over one end of a socket pair, set up as the server
+    /// sets up its own (reads time out at `Config::read_timeout`).
+    fn connection() -> (Arc<Connection>, UnixStream) {
+        let config = Config {
+            sync_request_timeout: Some(TIMEOUT),
+            ..Config::default()
+        };
+        let (ours, theirs) = UnixStream::pair().expect("socket pair");
+        let reader = ours.try_clone().expect("clone");
+        reader
+            .set_read_timeout(config.read_timeout())
+            .expect("read timeout");
+        let closer = ours.try_clone().expect("clone");
+        let conn = Connection::new(
+            Box::new(reader),
+            Box::new(ours),
+            Box::new(move |how| {
+                let _ = closer.shutdown(how);
+            }),
+            config,
+        );
+        (conn, theirs)
+    }
+
+    fn ping_args() -> Boxed {
+        Boxed::Value(Value::Tuple(vec![Value::str("are you there")]))
+    }
+
+    /// The peer's side: reads one request and, after `delay`, echoes its
+    /// arguments back as the reply.
+    fn answer(peer: &mut UnixStream, decoder: &mut Decoder, delay: Duration) {
+        let payload = loop {
+            if let Some(payload) = decoder.next_frame().expect("frame") {
+                break payload;
+            }
+            let mut buffer = [0u8; 4096];
+            let got = peer.read(&mut buffer).expect("read");
+            assert!(got > 0, "connection ended");
+            decoder.feed(&buffer[..got]);
+        };
+        let Message::Request { seq, args, .. } = Message::decode(&payload).expect("message") else {
+            panic!("not a request");
+        };
+        std::thread::sleep(delay);
+        let reply = Message::Reply { seq, value: args }
+            .encode()
+            .expect("encodes");
+        peer.write_all(&frame::encode(&reply, false).expect("frames"))
+            .expect("write");
+    }
+
+    #[test]
+    fn a_reader_whose_reply_never_comes_gives_up() {
+        let (conn, _silent_peer) = connection();
+        let started = Instant::now();
+        let result = conn.sync_request(Handler::Ping, ping_args());
+        let took = started.elapsed();
+        assert!(
+            matches!(result, Err(ConnError::Timeout(timeout)) if timeout == TIMEOUT),
+            "{result:?}"
+        );
+        assert!(took >= TIMEOUT && took < TIMEOUT * 10, "took {took:?}");
+        assert!(!conn.is_closed());
+        assert!(lock(&conn.waiting).replies.is_empty());
+    }
+
+    #[test]
+    fn a_waiter_behind_another_reader_gives_up_on_time() {
+        let (conn, _silent_peer) = connection();
+        // another thread is the reader (as the serve loop would be), and
+        // stays so for longer than the timeout
+        let (held_tx, held_rx) = std::sync::mpsc::channel();
+        let reader = {
+            let conn = conn.clone();
+            std::thread::spawn(move || {
+                let inbound = lock(&conn.inbound);
+                held_tx.send(()).expect("send");
+                std::thread::sleep(TIMEOUT * 5);
+                drop(inbound);
+            })
+        };
+        held_rx.recv().expect("reader started");
+        let started = Instant::now();
+        let result = conn.sync_request(Handler::Ping, ping_args());
+        let took = started.elapsed();
+        assert!(matches!(result, Err(ConnError::Timeout(_))), "{result:?}");
+        assert!(took >= TIMEOUT && took < TIMEOUT * 4, "took {took:?}");
+        reader.join().expect("reader");
+    }
+
+    #[test]
+    fn a_late_reply_is_dropped_and_the_connection_goes_on() {
+        let (conn, mut peer) = connection();
+        let peer = std::thread::spawn(move || {
+            let mut decoder = Decoder::default();
+            // late for the first request, in time for the second, which
+            // is sent when the first gives up
+            answer(&mut peer, &mut decoder, TIMEOUT + TIMEOUT / 4);
+            answer(&mut peer, &mut decoder, Duration::ZERO);
+            peer
+        });
+        let late = conn.sync_request(Handler::Ping, ping_args());
+        assert!(matches!(late, Err(ConnError::Timeout(_))), "{late:?}");
+        let next = conn
+            .sync_request(Handler::Ping, ping_args())
+            .expect("answered");
+        assert_eq!(next, Ok(ping_args()));
+        assert!(lock(&conn.waiting).replies.is_empty());
+        drop(peer.join().expect("peer"));
+    }
+
+    #[test]
+    fn no_timeout_waits_as_long_as_it_takes() {
+        let config = Config {
+            sync_request_timeout: None,
+            ..Config::default()
+        };
+        assert_eq!(config.read_timeout(), None);
+        let both = Config {
+            idle_timeout: Some(Duration::from_secs(5)),
+            ..Config::default()
+        };
+        assert_eq!(both.read_timeout(), Some(Duration::from_secs(5)));
+        assert_eq!(
+            Config::default().sync_request_timeout,
+            Some(DEFAULT_SYNC_REQUEST_TIMEOUT)
+        );
+    }
 }

@@ -407,10 +407,11 @@ impl Connections {
 }
 
 /// The transport of an accepted stream: reads time out at the idle
-/// timeout, if there is one, which is the idle clock.
+/// timeout or the sync-request timeout, whichever is shorter (the idle
+/// clock's tick, and when a reader waiting for a reply gives up).
 pub fn stream_transport(stream: Stream, config: &Config) -> std::io::Result<Transport> {
     let reader = stream.try_clone()?;
-    reader.set_read_timeout(config.idle_timeout)?;
+    reader.set_read_timeout(config.read_timeout())?;
     let closer = stream.try_clone()?;
     Ok(Transport {
         reader: Box::new(reader),

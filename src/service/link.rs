@@ -5,11 +5,12 @@
 
 use std::sync::Arc;
 
-use pyo3::exceptions::PyEOFError;
+use pyo3::exceptions::{PyEOFError, PyTimeoutError};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use super::classic::{id_pack_from, ClassicSession};
+use crate::connection::ConnError;
 use crate::protocol::brine::Value;
 use crate::protocol::message::{Boxed, Handler};
 
@@ -41,9 +42,13 @@ impl Link {
             .connection()
             .ok_or_else(|| PyEOFError::new_err("connection closed"))?;
         let boxed = self.session.box_object(args.as_any())?;
-        let reply = py
-            .detach(|| conn.sync_request(handler, boxed))
-            .map_err(|error| PyEOFError::new_err(error.to_string()))?;
+        let reply =
+            py.detach(|| conn.sync_request(handler, boxed))
+                .map_err(|error| match error {
+                    // rpyc's AsyncResultTimeout is the builtin TimeoutError
+                    ConnError::Timeout(_) => PyTimeoutError::new_err("result expired"),
+                    error => PyEOFError::new_err(error.to_string()),
+                })?;
         match reply {
             Ok(value) => self.session.unbox(py, &value),
             Err(exception) => Err(self.session.load_exception(py, &exception)),
