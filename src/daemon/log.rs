@@ -91,6 +91,25 @@ pub struct Logger {
     sink: Arc<Sink>,
 }
 
+/// A message as one line of text: peers choose some of what is logged
+/// (registry aliases, exception texts), and a newline or control byte in
+/// it must not forge a line of its own or reach a terminal raw.
+fn one_line(message: fmt::Arguments<'_>) -> String {
+    let text = message.to_string();
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 impl Logger {
     /// Opens `destination` now, so that an unusable logfile or syslog is an
     /// error before anything is bound. `quiet` keeps errors only, as the
@@ -175,6 +194,7 @@ impl Logger {
             return;
         }
         let name = &self.name;
+        let message = one_line(message);
         match &*self.sink {
             Sink::Stderr { journal } => {
                 let prefix = if *journal {
@@ -264,6 +284,26 @@ mod tests {
                 "INFO:REGSRV/UDP/18811:accepted 127.0.0.1:34044",
                 "WARNING:REGSRV/UDP/18811:keyboard interrupt!",
                 "ERROR:REGSRV/UDP/18811:boom",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_peer_chosen_newline_cannot_forge_a_line() {
+        let path = temp_path("forged");
+        let _ = std::fs::remove_file(&path);
+        let log = Logger::open("REGSRV/UDP/1", Destination::File(path.clone()), false)
+            .expect("open logfile");
+        let alias = "X\nERROR:REGSRV/UDP/1:forged line\u{0}\u{7f}";
+        log.info(format_args!("registering 127.0.0.1:1 as {alias}"));
+        log.info(format_args!("plain ünïcode stays"));
+        let lines = bodies(&path);
+        std::fs::remove_file(&path).expect("remove logfile");
+        assert_eq!(
+            lines,
+            [
+                "INFO:REGSRV/UDP/1:registering 127.0.0.1:1 as X\\nERROR:REGSRV/UDP/1:forged line\\0\\u{7f}",
+                "INFO:REGSRV/UDP/1:plain ünïcode stays",
             ]
         );
     }
