@@ -151,6 +151,9 @@ pub struct Connection {
     /// Frames whose senders found the writer busy and could not wait
     /// (reference drops from a finalizer); whoever writes next sends them.
     send_queue: Mutex<Vec<Vec<u8>>>,
+    /// Threads inside [`Connection::hold_requests`]: while any is, requests
+    /// sent without waiting are queued, not written.
+    holding: std::sync::atomic::AtomicUsize,
     waiting: Mutex<Waiting>,
     /// Signalled when a reply is parked, when the reader lets go of the
     /// inbound side, and when the connection ends.
@@ -192,6 +195,7 @@ impl Connection {
             outbound: Mutex::new(Outbound { writer }),
             config,
             send_queue: Mutex::new(Vec::new()),
+            holding: std::sync::atomic::AtomicUsize::new(0),
             waiting: Mutex::new(Waiting::default()),
             changed: Condvar::new(),
             next_seq: AtomicI64::new(0),
@@ -315,6 +319,9 @@ impl Connection {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let frame_bytes = self.frame_of(&Message::Request { seq, handler, args })?;
         lock(&self.send_queue).push(frame_bytes);
+        if self.holding.load(Ordering::Acquire) > 0 {
+            return Ok(());
+        }
         match self.outbound.try_lock() {
             Ok(mut outbound) => self.flush_queue(&mut outbound),
             Err(_) => Ok(()),
@@ -472,6 +479,24 @@ impl Connection {
         let sent = self.send(&message);
         drop(kept);
         sent
+    }
+
+    /// Runs `f` with requests sent without waiting (DEL) held back: they
+    /// go out with the next frame written, after it. A session drops a
+    /// request's objects in here before its reply is sent, so a DEL that
+    /// dropping causes cannot overtake the reply that still names the
+    /// object, without a second pass (and a second hold of the GIL) after
+    /// the reply.
+    pub fn hold_requests<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Release<'a>(&'a std::sync::atomic::AtomicUsize);
+        impl Drop for Release<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::AcqRel);
+            }
+        }
+        self.holding.fetch_add(1, Ordering::AcqRel);
+        let _release = Release(&self.holding);
+        f()
     }
 
     /// The server is stopping: the connection is to end once it has been

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyModule, PyTuple};
+use pyo3::intern;
+use pyo3::types::{PyModule, PyString, PyTuple};
 use thiserror::Error;
 
 use super::convert::{to_python, to_value};
@@ -331,7 +332,7 @@ impl ClassicSession {
         };
         // handlers that run the client's code are Python methods of the
         // connection's Remote, so that code has a caller's frame (see there)
-        let method = |name: &str| -> PyResult<Bound<'py, PyAny>> {
+        let method = |name: &Bound<'py, PyString>| -> PyResult<Bound<'py, PyAny>> {
             self.remote(py)?.call_method1(name, args.clone())
         };
         match handler {
@@ -341,26 +342,26 @@ impl ClassicSession {
                 let state = state.as_ref().ok_or_else(Self::closed_error)?;
                 Ok(state.root.clone_ref(py).into_bound(py))
             }
-            Handler::GetAttr => method("_handle_getattr"),
-            Handler::DelAttr => method("_handle_delattr"),
-            Handler::SetAttr => method("_handle_setattr"),
-            Handler::Call => method("_handle_call"),
-            Handler::CallAttr => method("_handle_callattr"),
+            Handler::GetAttr => method(intern!(py, "_handle_getattr")),
+            Handler::DelAttr => method(intern!(py, "_handle_delattr")),
+            Handler::SetAttr => method(intern!(py, "_handle_setattr")),
+            Handler::Call => method(intern!(py, "_handle_call")),
+            Handler::CallAttr => method(intern!(py, "_handle_callattr")),
             Handler::Repr => Ok(arg(0)?.repr()?.into_any()),
             Handler::Str => Ok(arg(0)?.str()?.into_any()),
             Handler::Hash => Ok(arg(0)?.hash()?.into_pyobject(py)?.into_any()),
             Handler::Dir => Ok(PyTuple::new(py, arg(0)?.dir()?)?.into_any()),
-            Handler::Cmp => method("_handle_cmp"),
-            Handler::Pickle => method("_handle_pickle"),
+            Handler::Cmp => method(intern!(py, "_handle_cmp")),
+            Handler::Pickle => method(intern!(py, "_handle_pickle")),
             Handler::Inspect => {
                 let pack = id_pack_from(&arg(0)?)?;
                 let obj = self.unbox(py, &Boxed::LocalRef(pack))?;
                 self.remote(py)?.call_method1("_handle_inspect", (obj,))
             }
-            Handler::BuffIter => method("_handle_buffiter"),
-            Handler::OldSlicing => method("_handle_oldslicing"),
-            Handler::CtxExit => method("_handle_ctxexit"),
-            Handler::InstanceCheck => method("_handle_instancecheck"),
+            Handler::BuffIter => method(intern!(py, "_handle_buffiter")),
+            Handler::OldSlicing => method(intern!(py, "_handle_oldslicing")),
+            Handler::CtxExit => method(intern!(py, "_handle_ctxexit")),
+            Handler::InstanceCheck => method(intern!(py, "_handle_instancecheck")),
             // DEL is answered before unboxing, CLOSE by the connection
             Handler::Del | Handler::Close => Ok(py.None().into_bound(py)),
         }
@@ -386,24 +387,12 @@ impl ClassicSession {
     }
 }
 
-/// Python objects held past a reply; let go with the GIL, at once.
-struct PyKeepAlive(Vec<Py<PyAny>>);
-
-impl Drop for PyKeepAlive {
-    fn drop(&mut self) {
-        let objects = std::mem::take(&mut self.0);
-        if !objects.is_empty() {
-            Python::attach(|_| drop(objects));
-        }
-    }
-}
-
 fn bad_args(message: &str) -> RemoteException {
     RemoteException::Raised(ExceptionInfo::builtin("TypeError", message))
 }
 
 impl Session for ClassicSession {
-    fn handle(&self, _conn: &Arc<Connection>, handler: Handler, args: Boxed) -> (Reply, KeepAlive) {
+    fn handle(&self, conn: &Arc<Connection>, handler: Handler, args: Boxed) -> (Reply, KeepAlive) {
         if handler == Handler::Del {
             return (self.handle_del(&args), None);
         }
@@ -437,7 +426,11 @@ impl Session for ClassicSession {
                 }
                 self.dump_exception(py, &error)
             });
-            (reply, Some(Box::new(PyKeepAlive(kept)) as Box<dyn Send>))
+            // let go of the request's objects now, with the GIL we hold,
+            // rather than attaching again after the reply; a DEL that this
+            // causes waits for the reply (see `Connection::hold_requests`)
+            conn.hold_requests(|| drop(kept));
+            (reply, None)
         })
     }
 
