@@ -43,6 +43,11 @@ pub fn connect_with<S: Service>(addr: impl ToSocketAddrs, service: S) -> Result<
                 // requests are small and latency-bound, as rpyc's are
                 stream.set_nodelay(true).map_err(Error::Connect)?;
                 let reader = stream.try_clone().map_err(Error::Connect)?;
+                // the reader's timeout is when a call waiting for its reply
+                // looks at its deadline (sync_request_timeout, as rpyc's)
+                reader
+                    .set_read_timeout(Config::default().read_timeout())
+                    .map_err(Error::Connect)?;
                 let closer = stream.try_clone().map_err(Error::Connect)?;
                 return Ok(Client::over(
                     Box::new(reader),
@@ -69,6 +74,9 @@ pub fn connect_with<S: Service>(addr: impl ToSocketAddrs, service: S) -> Result<
 pub fn connect_unix(path: impl AsRef<Path>) -> Result<Client, Error> {
     let stream = UnixStream::connect(path).map_err(Error::Connect)?;
     let reader = stream.try_clone().map_err(Error::Connect)?;
+    reader
+        .set_read_timeout(Config::default().read_timeout())
+        .map_err(Error::Connect)?;
     let closer = stream.try_clone().map_err(Error::Connect)?;
     Ok(Client::over(
         Box::new(reader),

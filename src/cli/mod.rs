@@ -64,6 +64,9 @@ pub enum CliError {
     /// Client-certificate authentication is meaningless without TLS itself.
     #[error("--ssl-cafile requires --ssl-keyfile and --ssl-certfile")]
     SslCaWithoutKey,
+    /// A protocol configuration value rpyc-serve must read itself.
+    #[error("--protocol-config {key}: {reason}")]
+    BadProtocolConfig { key: &'static str, reason: String },
     /// A TCP registry cannot be found by broadcast, so there is no default host.
     #[error("--registry-type TCP with --register requires --registry-host")]
     TcpRegistryWithoutHost,

@@ -17,6 +17,9 @@ use super::{parse_positive_seconds, CliError};
 /// does not clash with a classic server on 18812.
 pub const DEFAULT_PORT: u16 = 18861;
 
+/// rpyc 6.0.2's `DEFAULT_CONFIG["sync_request_timeout"]`.
+const DEFAULT_SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// What to serve, and its rpyc protocol configuration.
 #[derive(Clone, Debug, Args)]
 #[command(next_help_heading = "Service")]
@@ -54,10 +57,10 @@ pub struct ServiceArgs {
     #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_SERVE_ALLOW_PICKLE")]
     pub allow_pickle: bool,
 
-    /// How long the service waits for the client to answer a callback (rpyc's sync_request_timeout)
+    /// How long the service waits for the client to answer a callback (rpyc's sync_request_timeout) [default: 30]
     #[arg(long, value_name = "SECONDS", value_parser = parse_positive_seconds,
-          default_value = "30", env = "RPYC_SERVE_SYNC_REQUEST_TIMEOUT")]
-    pub sync_request_timeout: Duration,
+          env = "RPYC_SERVE_SYNC_REQUEST_TIMEOUT")]
+    pub sync_request_timeout: Option<Duration>,
 
     /// Any other key of rpyc's protocol config, as KEY=PYTHON_LITERAL (repeatable, or several separated by ';')
     #[arg(long = "protocol-config", value_name = "KEY=VALUE", value_parser = parse_config_item,
@@ -122,7 +125,34 @@ impl ServeArgs {
         }
         server.validate()?;
         let service = ServiceArgs::from_arg_matches(&matches)?;
-        Ok(ServeArgs { server, service })
+        let args = ServeArgs { server, service };
+        args.sync_request_timeout()?;
+        Ok(args)
+    }
+
+    /// How long a callback may take: `--sync-request-timeout`, else a
+    /// `sync_request_timeout` given with `--protocol-config` (`None`:
+    /// forever, as rpyc allows), else rpyc's 30 s.
+    pub fn sync_request_timeout(&self) -> Result<Option<Duration>, CliError> {
+        if let Some(timeout) = self.service.sync_request_timeout {
+            return Ok(Some(timeout));
+        }
+        let given = self
+            .service
+            .protocol_config
+            .iter()
+            .rev()
+            .find(|(key, _)| key == "sync_request_timeout");
+        match given {
+            None => Ok(Some(DEFAULT_SYNC_REQUEST_TIMEOUT)),
+            Some((_, value)) if value == "None" => Ok(None),
+            Some((_, value)) => parse_positive_seconds(value).map(Some).map_err(|reason| {
+                CliError::BadProtocolConfig {
+                    key: "sync_request_timeout",
+                    reason,
+                }
+            }),
+        }
     }
 
     /// The protocol configuration the switches ask for, as
@@ -143,10 +173,13 @@ impl ServeArgs {
                 config.push((key.to_owned(), flag(on)));
             }
         }
-        config.push((
-            "sync_request_timeout".to_owned(),
-            format!("{}", service.sync_request_timeout.as_secs_f64()),
-        ));
+        // what conn._config shows the service: the timeout in effect
+        config.retain(|(key, _)| key != "sync_request_timeout");
+        let timeout = match self.sync_request_timeout() {
+            Ok(Some(timeout)) => format!("{}", timeout.as_secs_f64()),
+            _ => "None".to_owned(),
+        };
+        config.push(("sync_request_timeout".to_owned(), timeout));
         config
     }
 }
@@ -219,12 +252,51 @@ mod tests {
     }
 
     #[test]
+    fn sync_request_timeout_from_either_place() {
+        let seconds = |args: &[&str]| {
+            parse(args)
+                .expect("parses")
+                .sync_request_timeout()
+                .expect("valid")
+        };
+        assert_eq!(seconds(&["c:C"]), Some(Duration::from_secs(30)));
+        assert_eq!(
+            seconds(&["c:C", "--protocol-config", "sync_request_timeout=1.5"]),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            seconds(&["c:C", "--protocol-config", "sync_request_timeout=None"]),
+            None
+        );
+        // the switch wins over the generic form
+        assert_eq!(
+            seconds(&[
+                "c:C",
+                "--sync-request-timeout",
+                "2",
+                "--protocol-config",
+                "sync_request_timeout=9"
+            ]),
+            Some(Duration::from_secs(2))
+        );
+        let args = parse(&["c:C", "--sync-request-timeout", "2"]).expect("parses");
+        assert!(args
+            .protocol_config()
+            .contains(&("sync_request_timeout".to_owned(), "2".to_owned())));
+    }
+
+    #[test]
     fn errors_are_usage_errors() {
         for args in [
             &[][..],
             &["calc:Calc", "--protocol-config", "novalue"],
             &["calc:Calc", "--protocol-config", "bad key=1"],
             &["calc:Calc", "--sync-request-timeout", "0"],
+            &[
+                "calc:Calc",
+                "--protocol-config",
+                "sync_request_timeout=soon",
+            ],
             &["calc:Calc", "--ssl-keyfile", "k.pem"],
         ] {
             let error = parse(args).expect_err("must fail");

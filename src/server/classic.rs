@@ -113,6 +113,10 @@ pub struct Hosting<'a> {
     pub load: &'a dyn Fn() -> Result<Loaded, RunError>,
     /// Why a non-loopback address without TLS is dangerous for this service.
     pub exposure: &'a str,
+    /// How long the service waits for the client to answer a request of
+    /// its own (a callback): `Some` sets it (`Some(None)`: forever),
+    /// `None` keeps rpyc's default.
+    pub sync_request_timeout: Option<Option<std::time::Duration>>,
 }
 
 /// Serves the classic service as the switches say until the server stops.
@@ -132,13 +136,17 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
             load: &load,
             exposure: "anyone who can reach it can run any code as this user \
                        (the classic service is remote code execution)",
+            sync_request_timeout: None,
         },
     )
 }
 
 /// Serves what `hosting` loads as the switches say until the server stops.
 pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunError> {
-    let config = config_of(args);
+    let mut config = config_of(args);
+    if let Some(timeout) = hosting.sync_request_timeout {
+        config.sync_request_timeout = timeout;
+    }
     // opened first: an unusable logfile is a configuration error, reported
     // before anything is bound
     let log = Logger::open(
@@ -330,7 +338,7 @@ fn serve_stdio(context: &Context) -> Result<(), RunError> {
         // a pipe has no SO_RCVTIMEO: poll() gives the idle clock its tick
         reader: Box::new(stdio::TimedReader::new(
             stdio.reader,
-            context.config.idle_timeout,
+            context.config.read_timeout(),
         )),
         writer: Box::new(stdio.writer),
         shutdown: Box::new(move |how| stdio::shutdown(&closer, how)),

@@ -35,6 +35,8 @@ pub fn run(args: &ServeArgs) -> Result<(), RunError> {
             log_name: "rpyc-serve",
             load: &load,
             exposure: "anyone who can reach it can use the service without authentication",
+            // validated when the switches were parsed
+            sync_request_timeout: args.sync_request_timeout().ok(),
         },
     )
 }

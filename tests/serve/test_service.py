@@ -212,3 +212,23 @@ def test_pickle_needs_allow_pickle(serve):
     allowed = serve("attributes:Picklable", {"allow_pickle": True})
     with allowed.connect() as conn:
         assert pickle.loads(pickle.dumps(conn.root.data())) == {"a": [1, 2, 3]}
+
+
+def test_a_callback_past_sync_request_timeout_fails_in_the_service(serve):
+    """rpyc's sync_request_timeout bounds how long the service waits for
+    a callback: the service's call raises TimeoutError ("result
+    expired"), which reaches the client; the connection serves on."""
+    served = serve("calculator:CalculatorService", {"sync_request_timeout": 1})
+
+    def slow():
+        time.sleep(2.5)
+        return "late"
+
+    with served.connect() as conn:
+        # this thread runs slow() itself, so it reads the timeout's reply
+        # only after slow() returns: had the service waited, it would be "late"
+        with pytest.raises(TimeoutError) as raised:
+            conn.root.apply(slow)
+        assert "result expired" in str(raised.value)
+        assert conn.root.add(2, 2) == 4
+        assert conn.root.apply(lambda: "prompt") == "prompt"
