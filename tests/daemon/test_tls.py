@@ -28,6 +28,7 @@ So "refused" is: `EOFError` or an `OSError` (`ssl.SSLError`, `ConnectionResetErr
 """
 
 import os
+import random
 import re
 import select
 import shutil
@@ -399,6 +400,37 @@ def test_refusals_are_logged_with_the_address(tls_server, pki, kind):
         assert len(set(reasons.values())) == 3, reasons
     conn = ssl_connect(server.port, pki, client=pki.alice)
     assert conn.eval("'ok'") == "ok"
+
+
+def test_garbage_on_a_tls_port_is_refused_and_no_key_is_logged(tls_server, pki, kind):
+    """Random bytes, and a ClientHello cut short, get a refusal line each;
+    the daemon serves on, and its log holds nothing of the private key."""
+    rpycd_only(kind, "log lines are rpycd's")
+    server = tls_server(cafile=pki.ca)
+    garbage = [bytes(random.Random(seed).getrandbits(8) for _ in range(512)) for seed in range(3)]
+    # a TLS record header for a 512-byte handshake, then only 10 bytes of it
+    garbage.append(bytes([0x16, 0x03, 0x01, 0x02, 0x00]) + b"\x01" * 10)
+    for blob in garbage:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=3)
+        client_port = sock.getsockname()[1]
+        sock.sendall(blob)
+        sock.shutdown(socket.SHUT_WR)
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass
+        sock.close()
+        wait_until(lambda: refusal_lines(server.log(), client_port),
+                   f"a refusal line for port {client_port}:\n{server.log()}")
+    conn = ssl_connect(server.port, pki, client=pki.alice)
+    assert conn.eval("'ok'") == "ok"
+    conn.close()
+    log = server.log()
+    key_body = [line for line in Path(pki.servers["rsa"].key).read_text().splitlines()
+                if line and not line.startswith("-----")]
+    assert "PRIVATE KEY" not in log
+    assert not any(line in log for line in key_body)
 
 
 # --- modes -----------------------------------------------------------------
