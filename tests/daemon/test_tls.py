@@ -48,6 +48,7 @@ from rpyc.core.stream import SocketStream
 from rpyc.utils.factory import connect_stream
 
 from certs import make_pki
+from reliability import record
 from conftest import accepts, binary, free_port, server_env, wait_until
 
 SERVER_KINDS = [kind.strip() for kind in
@@ -431,6 +432,9 @@ def test_garbage_on_a_tls_port_is_refused_and_no_key_is_logged(tls_server, pki, 
                 if line and not line.startswith("-----")]
     assert "PRIVATE KEY" not in log
     assert not any(line in log for line in key_body)
+    record("TLS garbage", "3 × 512 random bytes and a ClientHello cut short on a port with "
+           "client-certificate TLS", f"{len(garbage)} refused, each with a log line; a good "
+           "client served afterwards; no key material in the log", refused=len(garbage))
 
 
 # --- modes -----------------------------------------------------------------
