@@ -328,7 +328,16 @@ impl Drop for PythonServer {
 fn the_rust_client_calls_pythons_threaded_server() {
     let Some(python) = python() else { return };
     let server = PythonServer::start(&python);
-    let client = rpycd::connect(("127.0.0.1", server.port)).expect("connects");
+    // rpyc's ThreadedServer binds in __init__ (the port it prints) but
+    // listens only in start(): try again until it does
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let client = loop {
+        match rpycd::connect(("127.0.0.1", server.port)) {
+            Ok(client) => break client,
+            Err(error) if std::time::Instant::now() > deadline => panic!("connects: {error:?}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
     let root = client.root().unwrap();
     assert_eq!(root.callattr::<i64>("add", (1, 2)).unwrap(), 3);
     assert_eq!(root.callattr::<i64>("exposed_add", (3, 4)).unwrap(), 7);

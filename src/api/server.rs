@@ -18,9 +18,7 @@ use crate::daemon::signals::{Event, Signals, Trigger};
 use crate::registry::registrar::Registrar;
 use crate::server::listener::{Inherited, Listener, Stream};
 use crate::server::transport::Authenticator;
-use crate::server::{
-    connect, guard_greeting, serve_connection, stream_transport, Context, Options, Runner, Strategy,
-};
+use crate::server::{serve_accepted, Context, Options, Runner, Strategy};
 use crate::service::SessionFactory;
 
 /// Why a server could not start or stopped with an error.
@@ -364,13 +362,7 @@ impl Bound {
                 connections: Arc::default(),
                 greeting_timeout: server.greeting_timeout,
             };
-            let peer = stream.peer_name();
-            let transport = stream_transport(stream, &context.config).map_err(ServeError::Run)?;
-            if let Some((conn, credentials)) = connect(transport, &peer, &context) {
-                guard_greeting(&conn, context.greeting_timeout, &context.log);
-                serve_connection(&conn, &peer, credentials.as_deref(), &context);
-            }
-            return Ok(());
+            return serve_accepted(stream, &context).map_err(ServeError::Run);
         }
         let registrar = match server.registry {
             Some((transport, registry)) => {

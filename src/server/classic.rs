@@ -9,7 +9,7 @@ use super::listener::{resolve, Inherited, Listener};
 use super::tls::{TlsAuthenticator, TlsError, TlsFiles};
 use super::transport::{Authenticator, Transport};
 use super::{
-    connect, guard_greeting, serve_connection, stdio, stream_transport, Context, Options, Runner,
+    connect, guard_greeting, serve_accepted, serve_connection, stdio, Context, Options, Runner,
     Stop, Strategy,
 };
 use crate::cli::classic::{ClassicArgs, Mode};
@@ -169,13 +169,7 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
             let loaded = (hosting.load)()?;
             let log = log.renamed(format!("{}/socket", loaded.name));
             let context = context_of(args, config, log, auth, loaded.service);
-            let peer = stream.peer_name();
-            let transport = stream_transport(stream, &context.config).map_err(RunError::Server)?;
-            if let Some((conn, credentials)) = connect(transport, &peer, &context) {
-                guard_greeting(&conn, context.greeting_timeout, &context.log);
-                serve_connection(&conn, &peer, credentials.as_deref(), &context);
-            }
-            return Ok(());
+            return serve_accepted(stream, &context).map_err(RunError::Server);
         }
         Some(Inherited::Listeners(listeners)) => listeners,
         None => vec![bind(args)?],

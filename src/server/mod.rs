@@ -422,6 +422,18 @@ pub fn stream_transport(stream: Stream, config: &Config) -> std::io::Result<Tran
     })
 }
 
+/// Serves the one connection systemd accepted for us (`Accept=yes`) in
+/// this thread, from welcome to goodbye.
+pub fn serve_accepted(stream: Stream, context: &Context) -> std::io::Result<()> {
+    let peer = stream.peer_name();
+    let transport = stream_transport(stream, &context.config)?;
+    if let Some((conn, credentials)) = connect(transport, &peer, context) {
+        guard_greeting(&conn, context.greeting_timeout, &context.log);
+        serve_connection(&conn, &peer, credentials.as_deref(), context);
+    }
+    Ok(())
+}
+
 /// For a connection served outside the server's loop (a forked child,
 /// stdio, `Accept=yes`): closes it if its peer sends no whole first
 /// message in time.

@@ -20,6 +20,9 @@ def main():
         key, _, value = item.partition("=")
         config[key] = ast.literal_eval(value)
     server = ThreadedServer(cls, hostname="127.0.0.1", port=0, protocol_config=config)
+    # __init__ binds, start() listens: listen first (start() then skips
+    # it, as rpyc's own tests do), so a client told the port is not refused
+    server._listen()
     print(f"PORT {server.port}", flush=True)
     server.start()
 
