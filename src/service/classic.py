@@ -15,13 +15,24 @@ Requests themselves, boxing, framing and the object table are Rust's
 """
 import builtins
 import importlib
-import inspect
 import itertools
-import pickle
 import sys
-import traceback
 import types
 import weakref
+
+# inspect, pickle and traceback are imported where they are used: inspect
+# alone (with ast, dis, tokenize ...) is about 40 % of the start-up time to
+# READY=1, and many sessions never need them. warm() imports them, for a
+# forking server to do once before it forks.
+
+
+def warm():
+    """Imports what the handlers import lazily."""
+    import inspect  # noqa: F401
+    import pickle  # noqa: F401
+    import traceback  # noqa: F401
+    builtin_classes()
+
 
 RPYC_VERSION = "6.0.2"
 
@@ -125,7 +136,7 @@ def id_pack(obj):
     if pack is not None and isinstance(obj, BaseNetref):
         return pack
     name = getattr(obj, "__name__", None)
-    if inspect.ismodule(obj):
+    if isinstance(obj, types.ModuleType):  # inspect.ismodule
         if name != "module":
             if name in sys.modules:
                 name_pack = name
@@ -136,7 +147,7 @@ def id_pack(obj):
             module = getattr(obj, "__module__", None)
             name_pack = name if module is None else f"{obj.__module__}.{name}"
         return (name_pack, id(type(obj)), id(obj))
-    if not inspect.isclass(obj):
+    if not isinstance(obj, type):  # inspect.isclass
         cls = getattr(obj, "__class__", type(obj))
         return (f"{cls.__module__}.{cls.__name__}", id(type(obj)), id(obj))
     return (f"{obj.__module__}.{name}", id(obj), 0)
@@ -144,6 +155,7 @@ def id_pack(obj):
 
 def methods_of(obj):
     """The ``(name, doc)`` routines a proxy class for ``obj`` should have."""
+    import inspect
     attrs = {}
     if isinstance(obj, type):
         # the metaclass's methods apply to a class too
@@ -183,6 +195,7 @@ def dump_exception(exc, tb=None, version=RPYC_VERSION):
         return EXC_STOP_ITERATION
     if tb is None:
         tb = exc.__traceback__
+    import traceback
     tbtext = "".join(traceback.format_exception(typ, exc, tb))
     args = []
     attrs = []
@@ -387,6 +400,7 @@ class BaseNetref(metaclass=NetrefMetaclass):
         return _syncreq(self, HANDLE_CTXEXIT, exc)
 
     def __reduce_ex__(self, proto):
+        import pickle
         return pickle.loads, (_syncreq(self, HANDLE_PICKLE, proto),)
 
     def __instancecheck__(self, other):
@@ -422,6 +436,7 @@ def _make_method(name, doc):
     elif name == "__array__":
 
         def method(self, *args, **kwargs):
+            import pickle
             array = pickle.loads(_syncreq(self, HANDLE_PICKLE, -1))
             return array.__array__(*args, **kwargs)
 
@@ -490,12 +505,20 @@ _builtin_types = [
     type(int.__add__), type((1).__add__), type(iter([])), type(iter(())), type(iter(set())),
     bytes, bytearray, type(iter(range(10))), memoryview,
 ]
-_normalized_builtin_types = {}
-builtin_classes_cache = {}
-for _builtin in _builtin_types:
-    _pack = id_pack(_builtin)
-    _normalized_builtin_types[_pack[0]] = _builtin
-    builtin_classes_cache[_pack[0]] = class_factory(_pack, methods_of(_builtin))
+_normalized_builtin_types = {id_pack(_builtin)[0]: _builtin for _builtin in _builtin_types}
+_builtin_classes_cache = None
+
+
+def builtin_classes():
+    """rpyc's ``builtin_classes_cache``: proxy classes for the builtin
+    types, made on first use (``methods_of`` needs inspect, see ``warm``)."""
+    global _builtin_classes_cache
+    if _builtin_classes_cache is None:
+        _builtin_classes_cache = {
+            name: class_factory((name, id(builtin), 0), methods_of(builtin))
+            for name, builtin in _normalized_builtin_types.items()
+        }
+    return _builtin_classes_cache
 
 
 class Remote:
@@ -544,7 +567,7 @@ class Remote:
         if pack[2] == 0:
             cls = self._classes.get(pack)
         if cls is None:
-            cls = builtin_classes_cache.get(pack[0])
+            cls = builtin_classes().get(pack[0])
         if cls is None:
             cls = class_factory(pack, self._link.sync_request(HANDLE_INSPECT, (pack,)))
             if pack[2] == 0:
@@ -583,6 +606,7 @@ class Remote:
         return _access_attr(type(obj), op, (), "_rpyc_getattr", getattr)(obj, other)
 
     def _handle_pickle(self, obj, proto):
+        import pickle
         return bytes(pickle.dumps(obj, proto))
 
     def _handle_inspect(self, obj):
@@ -619,8 +643,8 @@ class Remote:
             conn = object.__getattribute__(obj, "____conn__")
             return conn.sync_request(HANDLE_INSPECT, other_pack)
         class_pack = (other_pack[0], other_pack[1], 0)
-        if other_pack[0] in builtin_classes_cache:
-            other = builtin_classes_cache[other_pack[0]](self, other_pack)
+        if other_pack[0] in builtin_classes():
+            other = builtin_classes()[other_pack[0]](self, other_pack)
         elif class_pack in self._classes:
             other = self._classes[class_pack](self, class_pack)
         else:

@@ -48,6 +48,8 @@ fn stats() -> (usize, usize) {
 #[derive(Clone)]
 pub struct ClassicService {
     space: Arc<Py<PyModule>>,
+    /// Whether `fork` has had the object space import its lazy imports.
+    warmed: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ClassicService {
@@ -70,6 +72,7 @@ impl ClassicService {
                 .set_item(OBJECT_SPACE_MODULE, &module)?;
             Ok(ClassicService {
                 space: Arc::new(module.unbind()),
+                warmed: Arc::default(),
             })
         })
         .map_err(|e: PyErr| ServiceError::Python(e.to_string()))
@@ -80,7 +83,14 @@ impl ClassicService {
     /// and `PyOS_AfterFork_Child`/`_Parent`. The caller must be the only
     /// thread of its process.
     pub fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
-        Python::attach(|_py| {
+        Python::attach(|py| {
+            // what the object space imports lazily, imported once here
+            // rather than in every child that needs it
+            if !self.warmed.swap(true, Ordering::Relaxed) {
+                if let Err(error) = self.space.bind(py).call_method0("warm") {
+                    error.print(py);
+                }
+            }
             // SAFETY: called with the GIL held, as these hooks require; the
             // caller guarantees no other thread exists that fork() would lose.
             unsafe {
