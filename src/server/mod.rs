@@ -527,6 +527,17 @@ pub fn serve_connection(
                 "closing {peer}: idle for longer than --idle-timeout"
             ));
         }
+        // a client that closes while replies to its last requests (the
+        // DELs rpyc sends as it closes) are on their way: its own business,
+        // as with rpyc's server, which says nothing of it
+        Err(crate::connection::ConnError::Io(error))
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            log.info(format_args!("{peer}: {error}"));
+        }
         Err(error) => log.warning(format_args!("{peer}: {error}")),
     }
     log.info(format_args!("goodbye {peer}"));
