@@ -11,7 +11,7 @@ use super::object::{class_of, Call, Exported, Instance, Object};
 use super::remote::Peer;
 use super::session::ObjectSession;
 use crate::connection::{Connection, Session};
-use crate::service::SessionFactory;
+use crate::service::{PeerInfo, SessionFactory};
 
 /// A service: the object a client gets as `conn.root`, with the names
 /// rpyc's `Service` gives it.
@@ -219,7 +219,7 @@ impl<S: Service> ServiceFactory<S> {
 }
 
 impl<S: Service> SessionFactory for ServiceFactory<S> {
-    fn open(&self, conn: &Arc<Connection>) -> Result<Arc<dyn Session>, String> {
+    fn open(&self, conn: &Arc<Connection>, _peer: &PeerInfo) -> Result<Arc<dyn Session>, String> {
         let service = self.instance();
         let (session, peer) = open_session(conn, service.clone(), false);
         service.on_connect(&peer);

@@ -21,7 +21,7 @@ use crate::daemon::signals::Signals;
 use crate::protocol::frame::Limits;
 use crate::registry::registrar::Registrar;
 use crate::service::classic::{ClassicService, ServiceError};
-use crate::service::SessionFactory;
+use crate::service::{PeerInfo, SessionFactory};
 
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -327,6 +327,7 @@ fn serve_stdio(context: &Context) -> Result<(), RunError> {
     stdio::ignore_hangups();
     let stdio = stdio::take().map_err(RunError::Stdio)?;
     let peer = stdio::peer_name(&stdio.reader);
+    let endpoints = stdio::endpoints(&stdio.reader);
     let closer = stdio.closer;
     let transport = Transport {
         // a pipe has no SO_RCVTIMEO: poll() gives the idle clock its tick
@@ -339,7 +340,12 @@ fn serve_stdio(context: &Context) -> Result<(), RunError> {
     };
     if let Some((conn, credentials)) = connect(transport, &peer, context) {
         guard_greeting(&conn, context.greeting_timeout, &context.log);
-        serve_connection(&conn, &peer, credentials.as_deref(), context);
+        let info = PeerInfo {
+            name: peer,
+            credentials,
+            endpoints,
+        };
+        serve_connection(&conn, &info, context);
     }
     Ok(())
 }

@@ -236,6 +236,15 @@ impl Stream {
         }
     }
 
+    /// `(ours, theirs)` for TCP, what rpyc's services find in
+    /// `conn._config["endpoints"]`.
+    pub fn endpoints(&self) -> Option<(SocketAddr, SocketAddr)> {
+        match self {
+            Stream::Tcp(stream) => Some((stream.local_addr().ok()?, stream.peer_addr().ok()?)),
+            Stream::Unix(_) => None,
+        }
+    }
+
     /// How log lines name the peer: `[127.0.0.1]:34044`.
     pub fn peer_name(&self) -> String {
         match self {

@@ -25,7 +25,7 @@ use crate::daemon::log::Logger;
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
 use crate::registry::registrar::Registrar;
-use crate::service::SessionFactory;
+use crate::service::{PeerInfo, SessionFactory};
 pub use listener::{Inherited, Listener, Stream};
 pub use strategy::Strategy;
 use transport::{Authenticator, Transport};
@@ -426,10 +426,16 @@ pub fn stream_transport(stream: Stream, config: &Config) -> std::io::Result<Tran
 /// this thread, from welcome to goodbye.
 pub fn serve_accepted(stream: Stream, context: &Context) -> std::io::Result<()> {
     let peer = stream.peer_name();
+    let endpoints = stream.endpoints();
     let transport = stream_transport(stream, &context.config)?;
     if let Some((conn, credentials)) = connect(transport, &peer, context) {
         guard_greeting(&conn, context.greeting_timeout, &context.log);
-        serve_connection(&conn, &peer, credentials.as_deref(), context);
+        let info = PeerInfo {
+            name: peer,
+            credentials,
+            endpoints,
+        };
+        serve_connection(&conn, &info, context);
     }
     Ok(())
 }
@@ -501,14 +507,10 @@ fn open(
 }
 
 /// Serves one connection from welcome to goodbye.
-pub fn serve_connection(
-    conn: &Arc<Connection>,
-    peer: &str,
-    credentials: Option<&str>,
-    context: &Context,
-) {
+pub fn serve_connection(conn: &Arc<Connection>, info: &PeerInfo, context: &Context) {
     let log = &context.log;
-    match context.service.open(conn) {
+    let peer = &info.name;
+    match context.service.open(conn, info) {
         Ok(session) => conn.set_session(session),
         Err(error) => {
             log.error(format_args!("cannot start a session for {peer}: {error}"));
@@ -516,7 +518,7 @@ pub fn serve_connection(
             return;
         }
     }
-    match credentials {
+    match &info.credentials {
         Some(credentials) => log.info(format_args!("welcome {peer} ({credentials})")),
         None => log.info(format_args!("welcome {peer}")),
     }

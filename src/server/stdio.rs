@@ -32,17 +32,34 @@ pub fn stderr_is_unsafe() -> bool {
     is_socket(io::stderr().as_fd()) && !crate::daemon::log::stderr_is_journal()
 }
 
-/// How log lines name the client: its address when stdin is a socket.
-pub fn peer_name(input: &std::fs::File) -> String {
-    use nix::sys::socket::{getpeername, SockaddrStorage};
-    match getpeername::<SockaddrStorage>(input.as_raw_fd()) {
-        Ok(addr) => match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
-            (Some(v4), _) => format!("[{}]:{}", v4.ip(), v4.port()),
-            (_, Some(v6)) => format!("[{}]:{}", v6.ip(), v6.port()),
-            _ => "stdio".into(),
-        },
-        Err(_) => "stdio".into(),
+fn inet(addr: &nix::sys::socket::SockaddrStorage) -> Option<std::net::SocketAddr> {
+    match (addr.as_sockaddr_in(), addr.as_sockaddr_in6()) {
+        (Some(v4), _) => Some(std::net::SocketAddr::V4((*v4).into())),
+        (_, Some(v6)) => Some(std::net::SocketAddr::V6((*v6).into())),
+        _ => None,
     }
+}
+
+/// How log lines name the client: its address when stdin is a TCP socket.
+pub fn peer_name(input: &File) -> String {
+    use nix::sys::socket::{getpeername, SockaddrStorage};
+    match getpeername::<SockaddrStorage>(input.as_raw_fd())
+        .ok()
+        .as_ref()
+        .and_then(inet)
+    {
+        Some(addr) => format!("[{}]:{}", addr.ip(), addr.port()),
+        None => "stdio".into(),
+    }
+}
+
+/// `(ours, theirs)` when stdin is a TCP socket (inetd, `Accept=yes`).
+pub fn endpoints(input: &File) -> Option<(std::net::SocketAddr, std::net::SocketAddr)> {
+    use nix::sys::socket::{getpeername, getsockname, SockaddrStorage};
+    let fd = input.as_raw_fd();
+    let ours = inet(&getsockname::<SockaddrStorage>(fd).ok()?)?;
+    let theirs = inet(&getpeername::<SockaddrStorage>(fd).ok()?)?;
+    Some((ours, theirs))
 }
 
 /// In stdio mode a process serves one connection: a SIGHUP meant for the

@@ -19,6 +19,7 @@ use super::{
 };
 use crate::daemon::log::Logger;
 use crate::daemon::signals;
+use crate::service::PeerInfo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -85,6 +86,7 @@ fn pool_worker(streams: &Mutex<Receiver<Stream>>, idle: &AtomicUsize, context: &
 /// Serves one connection in this thread, counted among the live ones.
 fn serve_tracked(stream: Stream, context: &Context) {
     let peer = stream.peer_name();
+    let endpoints = stream.endpoints();
     let Some((conn, credentials)) = open(stream, &peer, context) else {
         return;
     };
@@ -92,7 +94,12 @@ fn serve_tracked(stream: Stream, context: &Context) {
         id: context.connections.add(&conn),
         connections: &context.connections,
     };
-    serve_connection(&conn, &peer, credentials.as_deref(), context);
+    let info = PeerInfo {
+        name: peer,
+        credentials,
+        endpoints,
+    };
+    serve_connection(&conn, &info, context);
     drop(tracked);
 }
 
@@ -252,6 +259,7 @@ fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Context) -> ! 
         let _ = nix::unistd::close(*fd);
     }
     let peer = stream.peer_name();
+    let endpoints = stream.endpoints();
     if let Some((conn, credentials)) = open(stream, &peer, context) {
         guard_greeting(&conn, context.greeting_timeout, &context.log);
         // SIGTERM drains this connection, as the parent's does its own
@@ -271,7 +279,12 @@ fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Context) -> ! 
                     }
                 });
         }
-        serve_connection(&conn, &peer, credentials.as_deref(), context);
+        let info = PeerInfo {
+            name: peer,
+            credentials,
+            endpoints,
+        };
+        serve_connection(&conn, &info, context);
     }
     // SAFETY: _exit ends the process at once; nothing after it runs.
     unsafe { libc::_exit(0) }

@@ -10,16 +10,30 @@ mod convert;
 mod link;
 pub mod python;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::connection::{Connection, Session};
+
+/// Who is at the other end of a connection, as a service may want to know
+/// (rpyc gives its services `conn._config["endpoints"]` and
+/// `["credentials"]`).
+#[derive(Debug, Clone, Default)]
+pub struct PeerInfo {
+    /// How log lines name the peer: `[127.0.0.1]:34044`, `unix`, `stdio`.
+    pub name: String,
+    /// Who the peer proved to be (a TLS client certificate's subject).
+    pub credentials: Option<String>,
+    /// `(ours, theirs)` for a TCP connection.
+    pub endpoints: Option<(SocketAddr, SocketAddr)>,
+}
 
 /// What a server serves: a session for each connection, and a way to fork
 /// the process that keeps the service sound in the child.
 pub trait SessionFactory: Send + Sync {
     /// The session that answers `conn`'s requests; an error ends the
     /// connection and is logged.
-    fn open(&self, conn: &Arc<Connection>) -> Result<Arc<dyn Session>, String>;
+    fn open(&self, conn: &Arc<Connection>, peer: &PeerInfo) -> Result<Arc<dyn Session>, String>;
 
     /// Forks the process (forking mode). The caller is the process's only
     /// thread. A service with state that fork() would break (an embedded
@@ -32,7 +46,7 @@ pub trait SessionFactory: Send + Sync {
 }
 
 impl SessionFactory for classic::ClassicService {
-    fn open(&self, conn: &Arc<Connection>) -> Result<Arc<dyn Session>, String> {
+    fn open(&self, conn: &Arc<Connection>, _peer: &PeerInfo) -> Result<Arc<dyn Session>, String> {
         classic::ClassicService::open(self, conn)
             .map(|session| session as Arc<dyn Session>)
             .map_err(|error| error.to_string())

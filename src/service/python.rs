@@ -14,7 +14,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
 
 use super::classic::{ClassicService, ServiceError};
-use super::SessionFactory;
+use super::{PeerInfo, SessionFactory};
 use crate::connection::{Connection, Session};
 
 const SERVE_SOURCE: &str = include_str!("serve.py");
@@ -172,7 +172,7 @@ fn load_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 }
 
 impl SessionFactory for PythonService {
-    fn open(&self, conn: &Arc<Connection>) -> Result<Arc<dyn Session>, String> {
+    fn open(&self, conn: &Arc<Connection>, peer: &PeerInfo) -> Result<Arc<dyn Session>, String> {
         Python::attach(|py| {
             let session = self
                 .classic
@@ -185,9 +185,15 @@ impl SessionFactory for PythonService {
             // on_connect may already call the client (conn.root...): the
             // session must be answering requests before it runs
             conn.set_session(session.clone());
-            let connected = session
-                .remote(py)
-                .and_then(|remote| remote.call_method0("_connected"));
+            let endpoints = peer.endpoints.map(|(ours, theirs)| {
+                (
+                    (ours.ip().to_string(), ours.port()),
+                    (theirs.ip().to_string(), theirs.port()),
+                )
+            });
+            let connected = session.remote(py).and_then(|remote| {
+                remote.call_method1("_connected", (endpoints, peer.credentials.as_deref()))
+            });
             if let Err(error) = connected {
                 session.close();
                 return Err(format!("{}.on_connect failed: {error}", self.name));

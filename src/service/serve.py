@@ -125,7 +125,10 @@ class ServiceRemote(classic.Remote):
         self._local_root = service() if inspect.isclass(service) else service
         return self._local_root
 
-    def _connected(self):
+    def _connected(self, endpoints, credentials):
+        # as rpyc's servers fill them in before on_connect
+        self._config["endpoints"] = endpoints
+        self._config["credentials"] = credentials
         self._local_root.on_connect(self)
 
     def forget(self):

@@ -195,6 +195,10 @@ def test_tls_with_client_certificates(tmp_path):
             refused = rpyc.ssl_connect("127.0.0.1", served.port, ca_certs=pki.ca,
                                        keyfile=pki.mallory.key, certfile=pki.mallory.cert)
             refused.root.add(1, 2)
+        with rpyc.ssl_connect("127.0.0.1", served.port, ca_certs=pki.ca,
+                              keyfile=pki.alice.key, certfile=pki.alice.cert) as conn:
+            # the client certificate's subject, as the service sees it
+            assert "alice" in conn.root.credentials()
         assert served.alive()
         welcome = [line for line in served.log().splitlines() if "welcome" in line]
         assert welcome and "alice" in welcome[0], served.log()

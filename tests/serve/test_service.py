@@ -24,6 +24,15 @@ def test_calls_and_exposed_names(calc):
         assert [x * 2 for x in root.getlist()] == [2, 4, 6]
 
 
+def test_the_service_knows_the_endpoints(calc):
+    """conn._config["endpoints"]: (server's address, client's address)."""
+    with calc.connect() as conn:
+        ours = conn._channel.stream.sock.getsockname()
+        theirs = conn._channel.stream.sock.getpeername()
+        assert tuple(tuple(e) for e in conn.root.endpoints()) == (theirs, ours)
+        assert conn.root.credentials() is None
+
+
 def test_unexposed_names_are_refused(calc):
     with calc.connect() as conn:
         with pytest.raises(AttributeError):

@@ -53,6 +53,12 @@ class CalculatorService(rpyc.Service):
     def exposed_pid(self):
         return os.getpid()
 
+    def exposed_endpoints(self):
+        return self.conn._config["endpoints"]
+
+    def exposed_credentials(self):
+        return self.conn._config["credentials"]
+
     def exposed_remember(self, value):
         self.remembered = value
 
