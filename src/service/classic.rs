@@ -107,6 +107,7 @@ impl ClassicService {
 
     /// A session for a new connection: its own root and namespace.
     pub fn open(&self, conn: &Arc<Connection>) -> PyResult<Arc<ClassicSession>> {
+        keep_thread_state();
         Python::attach(|py| {
             let space = self.space.bind(py);
             let remote_class = space.getattr("Remote")?;
@@ -144,6 +145,60 @@ impl ClassicService {
         OPEN_SESSIONS.fetch_add(1, Ordering::Relaxed);
         Ok(session)
     }
+}
+
+/// A Python thread state kept for this thread until it ends (see
+/// [`keep_thread_state`]).
+struct KeptThreadState(*mut pyo3::ffi::PyThreadState);
+
+impl Drop for KeptThreadState {
+    fn drop(&mut self) {
+        // SAFETY: the thread state is this thread's, saved by
+        // keep_thread_state without the GIL; restoring it takes the GIL,
+        // and the release matching its PyGILState_Ensure deletes it.
+        unsafe {
+            if pyo3::ffi::Py_IsInitialized() != 0 {
+                pyo3::ffi::PyEval_RestoreThread(self.0);
+                pyo3::ffi::PyGILState_Release(pyo3::ffi::PyGILState_STATE::PyGILState_UNLOCKED);
+            }
+        }
+    }
+}
+
+thread_local! {
+    static THREAD_STATE: std::cell::RefCell<Option<KeptThreadState>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Gives this thread a Python thread state that lives as long as the
+/// thread. Without one, every `Python::attach` of a connection's thread
+/// (one or more per request) goes through `PyGILState_Ensure` on a thread
+/// without a thread state, which creates one and, on release, destroys it
+/// again: an allocation, a frame stack chunk mapped and unmapped (munmap,
+/// with its TLB shoot-down on every core), per request. With one kept,
+/// attaching only takes and gives back the GIL. Not for the main thread,
+/// whose thread-local destructors may run at exit while another thread
+/// holds the GIL; the main thread has a thread state of its own anyway.
+/// Must be called without the GIL.
+pub fn keep_thread_state() {
+    // SAFETY: getpid and gettid have no preconditions
+    let main_thread = unsafe { libc::getpid() == libc::gettid() };
+    if main_thread {
+        return;
+    }
+    THREAD_STATE.with(|kept| {
+        let mut kept = kept.borrow_mut();
+        if kept.is_none() {
+            // SAFETY: the interpreter is initialised (ClassicService::new)
+            // and this thread does not hold the GIL (caller's contract):
+            // Ensure creates the thread state and takes the GIL, and
+            // SaveThread gives the GIL back while keeping the state.
+            unsafe {
+                pyo3::ffi::PyGILState_Ensure();
+                *kept = Some(KeptThreadState(pyo3::ffi::PyEval_SaveThread()));
+            }
+        }
+    });
 }
 
 /// One connection's objects: what the client holds references to.
