@@ -23,3 +23,8 @@ pub const RPYC_VERSION: &str = "6.0.2";
 /// What rpycd reports to a client speaking rpyc 5's protocol (the newest
 /// 5.x release, whose wire format it speaks).
 pub const RPYC5_VERSION: &str = "5.3.1";
+
+// README.md's Rust code is compiled as a doctest, so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
