@@ -94,7 +94,6 @@ impl ServeArgs {
         let classic = ClassicArgs::command()
             .name("rpyc-serve")
             .bin_name("rpyc-serve")
-            .about("Serve a Python rpyc Service class to stock rpyc clients, as a system daemon")
             .mut_args(|arg| match arg.get_env().and_then(|env| env.to_str()) {
                 Some(env) if env.starts_with("RPYC_CLASSIC_") => {
                     let renamed = env.replacen("RPYC_CLASSIC_", "RPYC_SERVE_", 1);
@@ -108,7 +107,9 @@ impl ServeArgs {
             .mut_arg("host", |arg| {
                 arg.help("The address to bind to [default: 127.0.0.1, or ::1 with --ipv6]")
             });
+        // after augment_args, which would make ServiceArgs' doc the about
         ServiceArgs::augment_args(classic)
+            .about("Serve a Python rpyc Service class to stock rpyc clients, as a system daemon")
     }
 
     /// Parse a command line (program name first) and the `RPYC_SERVE_*`
@@ -196,6 +197,11 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         ServeArgs::command().debug_assert();
+        let about = ServeArgs::command().get_about().map(ToString::to_string);
+        assert_eq!(
+            about.as_deref(),
+            Some("Serve a Python rpyc Service class to stock rpyc clients, as a system daemon")
+        );
     }
 
     #[test]
