@@ -204,9 +204,8 @@ impl Workers {
         let log = &context.log;
         match self {
             Workers::Threaded(spare) => {
-                let Some(stream) = spare.hand_over(stream) else {
-                    return None;
-                };
+                // a waiting thread took it, or a new thread is needed
+                let stream = spare.hand_over(stream)?;
                 let thread_context = context.clone();
                 let waiting = spare.clone();
                 let spawned =
