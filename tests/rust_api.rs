@@ -385,3 +385,33 @@ fn the_rust_client_calls_pythons_threaded_server() {
     assert_eq!(client.held_by_server(), 0, "Python released the callback");
     client.close();
 }
+
+/// A service that tells a client where it sees it from.
+struct WhereService;
+
+impl rpycd::api::Object for WhereService {
+    fn describe(class: &mut rpycd::api::Class<Self>) {
+        class.method("client_port", |_, call| {
+            let port = call
+                .peer()
+                .info()
+                .endpoints
+                .map(|(_, theirs)| theirs.port());
+            Ok(i64::from(port.unwrap_or(0)))
+        });
+    }
+}
+
+impl rpycd::Service for WhereService {}
+
+#[test]
+fn both_sides_know_the_endpoints() {
+    let running = serve_counter(rpycd::Server::new(WhereService).threaded());
+    let client = rpycd::connect(addr_of(&running)).unwrap();
+    let (ours, theirs) = client.peer().info().endpoints.expect("a TCP connection");
+    assert_eq!(theirs, addr_of(&running));
+    let seen: i64 = client.root().unwrap().callattr("client_port", ()).unwrap();
+    assert_eq!(seen, i64::from(ours.port()));
+    client.close();
+    running.stop().expect("stops");
+}

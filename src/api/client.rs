@@ -16,6 +16,7 @@ use super::error::Error;
 use super::remote::{Peer, RemoteObject};
 use super::service::{open_session, Service, VoidService};
 use crate::connection::{Config, Connection};
+use crate::service::PeerInfo;
 
 /// How long [`connect`] tries each address the name resolves to.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -49,7 +50,12 @@ pub fn connect_with<S: Service>(addr: impl ToSocketAddrs, service: S) -> Result<
                     .set_read_timeout(Config::default().read_timeout())
                     .map_err(Error::Connect)?;
                 let closer = stream.try_clone().map_err(Error::Connect)?;
-                return Ok(Client::over(
+                let info = PeerInfo {
+                    name: format!("[{}]:{}", addr.ip(), addr.port()),
+                    credentials: None,
+                    endpoints: stream.local_addr().ok().map(|ours| (ours, addr)),
+                };
+                return Ok(Client::over_with(
                     Box::new(reader),
                     Box::new(stream),
                     Box::new(move |how: Shutdown| {
@@ -57,6 +63,7 @@ pub fn connect_with<S: Service>(addr: impl ToSocketAddrs, service: S) -> Result<
                         let _ = closer.shutdown(how);
                     }),
                     service,
+                    info,
                 ));
             }
             Err(error) => last = Some(error),
@@ -103,8 +110,18 @@ impl Client {
         shutdown: crate::connection::Shutdown,
         service: S,
     ) -> Client {
+        Client::over_with(reader, writer, shutdown, service, PeerInfo::default())
+    }
+
+    fn over_with<S: Service>(
+        reader: Box<dyn std::io::Read + Send>,
+        writer: Box<dyn std::io::Write + Send>,
+        shutdown: crate::connection::Shutdown,
+        service: S,
+        info: PeerInfo,
+    ) -> Client {
         let conn = Connection::new(reader, writer, shutdown, Config::default());
-        let (session, peer) = open_session(&conn, Arc::new(service), true);
+        let (session, peer) = open_session(&conn, Arc::new(service), true, info);
         conn.set_session(session);
         Client { peer }
     }

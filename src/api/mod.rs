@@ -70,6 +70,7 @@ mod server;
 mod service;
 mod session;
 
+pub use crate::service::PeerInfo;
 pub use client::{connect, connect_unix, connect_with, Client, CONNECT_TIMEOUT};
 pub use error::{Error, Exception};
 pub use obj::{Args, Bytes, FromObj, FromParams, IntoArgs, IntoObj, Local, Obj, ITERATION_LIMIT};

@@ -9,6 +9,7 @@ use super::session::ObjectSession;
 use crate::connection::Connection;
 use crate::protocol::brine::Value;
 use crate::protocol::message::{Boxed, Handler, IdPack};
+use crate::service::PeerInfo;
 
 /// One connection, from either end: the client's handle on its server, or
 /// a service's handle on the client that called it ([`Call::peer`](super::Call::peer)).
@@ -24,6 +25,7 @@ pub(crate) struct PeerInner {
     /// A client's connection ends when the last handle on it goes (the
     /// client and every proxy it made); a server's when the client leaves.
     pub(crate) close_on_drop: bool,
+    pub(crate) info: PeerInfo,
 }
 
 impl Drop for PeerInner {
@@ -45,6 +47,13 @@ pub(crate) fn say_goodbye(conn: &Connection) {
 }
 
 impl Peer {
+    /// Who the peer is: its address (`endpoints`, ours then theirs, for
+    /// TCP) and, behind TLS with client certificates, its subject — what
+    /// rpyc's services read from `conn._config`.
+    pub fn info(&self) -> &PeerInfo {
+        &self.inner.info
+    }
+
     /// The peer's service: `conn.root` of rpyc.
     pub fn root(&self) -> Result<RemoteObject, Error> {
         self.request(Handler::GetRoot, Obj::Tuple(vec![]))?

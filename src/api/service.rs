@@ -219,9 +219,9 @@ impl<S: Service> ServiceFactory<S> {
 }
 
 impl<S: Service> SessionFactory for ServiceFactory<S> {
-    fn open(&self, conn: &Arc<Connection>, _peer: &PeerInfo) -> Result<Arc<dyn Session>, String> {
+    fn open(&self, conn: &Arc<Connection>, info: &PeerInfo) -> Result<Arc<dyn Session>, String> {
         let service = self.instance();
-        let (session, peer) = open_session(conn, service.clone(), false);
+        let (session, peer) = open_session(conn, service.clone(), false, info.clone());
         service.on_connect(&peer);
         session.on_close(move || service.on_disconnect());
         Ok(session)
@@ -233,8 +233,9 @@ pub(crate) fn open_session<S: Service>(
     conn: &Arc<Connection>,
     service: Arc<S>,
     client: bool,
+    info: PeerInfo,
 ) -> (Arc<ObjectSession>, Peer) {
-    ObjectSession::open(conn, ServiceRoot::exported(service), client)
+    ObjectSession::open(conn, ServiceRoot::exported(service), client, info)
 }
 
 /// The service of a client that offers nothing (rpyc's `VoidService`).

@@ -12,6 +12,7 @@ use super::remote::{Peer, PeerInner, RemoteObject};
 use crate::connection::{Connection, KeepAlive, Reply, Session};
 use crate::protocol::brine::Value;
 use crate::protocol::message::{Boxed, Dialect, Handler, IdPack};
+use crate::service::PeerInfo;
 
 /// How the session reaches its [`Peer`]: a server's session owns it until
 /// the connection ends; a client's only points at it, so the connection
@@ -53,6 +54,7 @@ impl ObjectSession {
         conn: &Arc<Connection>,
         root: Arc<dyn Exported>,
         client: bool,
+        info: PeerInfo,
     ) -> (Arc<ObjectSession>, Peer) {
         let session = Arc::new(ObjectSession {
             root,
@@ -64,6 +66,7 @@ impl ObjectSession {
             conn: conn.clone(),
             session: session.clone(),
             close_on_drop: client,
+            info,
         });
         *lock(&session.peer) = if client {
             PeerLink::Weak(Arc::downgrade(&inner))
