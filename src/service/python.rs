@@ -173,6 +173,9 @@ fn load_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
 
 impl SessionFactory for PythonService {
     fn open(&self, conn: &Arc<Connection>, peer: &PeerInfo) -> Result<Arc<dyn Session>, String> {
+        // as the classic service does: one thread state for the thread's
+        // life, not one made and destroyed per request
+        super::classic::keep_thread_state();
         Python::attach(|py| {
             let session = self
                 .classic
