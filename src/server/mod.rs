@@ -542,5 +542,6 @@ pub fn serve_connection(conn: &Arc<Connection>, info: &PeerInfo, context: &Conte
         }
         Err(error) => log.warning(format_args!("{peer}: {error}")),
     }
+    context.service.connection_done();
     log.info(format_args!("goodbye {peer}"));
 }

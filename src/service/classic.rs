@@ -170,8 +170,47 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
 }
 
+/// At the end of a connection, lets go of the thread state
+/// [`keep_thread_state`] kept if the client's code left anything in it, so
+/// that a thread serving another connection next (threaded mode's spare
+/// threads, the pool's workers) starts it with a fresh one: no
+/// `threading.local` data, context variable, trace or profile function
+/// passes from one client to the next, as with rpyc's ThreadedServer,
+/// whose every connection has a new thread. A state left as it was made
+/// is kept (making one costs a mapping and its unmapping). Must be called
+/// without the GIL, in the thread that kept the state.
+pub fn finish_thread_state() {
+    let kept = THREAD_STATE.with(|kept| kept.borrow().is_some());
+    if kept && Python::attach(|py| thread_state_was_used(py).unwrap_or(true)) {
+        let kept = THREAD_STATE.with(|kept| kept.borrow_mut().take());
+        drop(kept);
+    }
+}
+
+/// Whether this thread's Python state holds anything of its own: its
+/// thread dict (where `threading.local` and asyncio keep their data), a
+/// context variable set, a trace or profile function.
+fn thread_state_was_used(py: Python<'_>) -> PyResult<bool> {
+    // SAFETY: called with the GIL; the dict is borrowed from the thread
+    // state, which outlives this call
+    let thread_dict_used = unsafe {
+        let dict = pyo3::ffi::PyThreadState_GetDict();
+        !dict.is_null() && pyo3::ffi::PyDict_Size(dict) > 0
+    };
+    if thread_dict_used {
+        return Ok(true);
+    }
+    let sys = py.import("sys")?;
+    if !sys.call_method0("gettrace")?.is_none() || !sys.call_method0("getprofile")?.is_none() {
+        return Ok(true);
+    }
+    let context = py.import("contextvars")?.call_method0("copy_context")?;
+    Ok(context.len()? > 0)
+}
+
 /// Gives this thread a Python thread state that lives as long as the
-/// thread. Without one, every `Python::attach` of a connection's thread
+/// thread, unless a connection's code used it ([`finish_thread_state`]).
+/// Without one, every `Python::attach` of a connection's thread
 /// (one or more per request) goes through `PyGILState_Ensure` on a thread
 /// without a thread state, which creates one and, on release, destroys it
 /// again: an allocation, a frame stack chunk mapped and unmapped (munmap,

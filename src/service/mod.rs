@@ -38,6 +38,10 @@ pub trait SessionFactory: Send + Sync {
     /// Forks the process (forking mode). The caller is the process's only
     /// thread. A service with state that fork() would break (an embedded
     /// interpreter) overrides this.
+    /// The connection this thread served is over (its session is closed);
+    /// the thread may serve another next. Called without the GIL.
+    fn connection_done(&self) {}
+
     fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
         // SAFETY: the caller guarantees it is the only thread, so the child
         // inherits no lock held by a thread that does not exist there.
@@ -50,6 +54,10 @@ impl SessionFactory for classic::ClassicService {
         classic::ClassicService::open(self, conn)
             .map(|session| session as Arc<dyn Session>)
             .map_err(|error| error.to_string())
+    }
+
+    fn connection_done(&self) {
+        classic::finish_thread_state();
     }
 
     fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {

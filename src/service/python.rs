@@ -205,6 +205,10 @@ impl SessionFactory for PythonService {
         })
     }
 
+    fn connection_done(&self) {
+        super::classic::finish_thread_state();
+    }
+
     fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
         self.classic.fork()
     }

@@ -83,6 +83,35 @@ def test_concurrent_clients_state_is_per_connection(server):
     assert errors == []
 
 
+def test_thread_local_data_does_not_pass_to_the_next_client(server):
+    """A threading.local set by one client's code is not what the next
+    client's code finds: rpyc's ThreadedServer starts a thread per
+    connection, and a server that reuses threads must not hand over their
+    Python thread-local data."""
+    setup = ("import threading, builtins, contextvars, sys\n"
+             "if not hasattr(builtins, 'RPYCD_TEST_TL'):\n"
+             "    builtins.RPYCD_TEST_TL = threading.local()\n"
+             "    builtins.RPYCD_TEST_VAR = contextvars.ContextVar('rpycd_test')\n")
+    uses = [
+        # what each client leaves in its thread, and how the next would see it
+        ("RPYCD_TEST_TL.owner = {client}", "getattr(RPYCD_TEST_TL, 'owner', None)"),
+        ("RPYCD_TEST_VAR.set({client})", "RPYCD_TEST_VAR.get(None)"),
+        ("sys.setprofile(lambda *args: None)", "sys.getprofile()"),
+        ("", "None"),  # a client that leaves nothing
+    ]
+    for client in range(8):
+        leave, look = uses[client % len(uses)]
+        c = server.connect()
+        try:
+            c.execute(setup)
+            for _, other in uses:
+                assert c.eval(other) is None, (client, other)
+            c.execute(leave.format(client=client))
+        finally:
+            c.close()
+        time.sleep(0.1)  # the next connection may go to the same thread
+
+
 def spawn_client(server, body):
     """Run a client in its own process; it prints READY once connected."""
     code = textwrap.dedent(
