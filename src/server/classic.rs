@@ -8,10 +8,7 @@ use thiserror::Error;
 use super::listener::{resolve, Inherited, Listener};
 use super::tls::{TlsAuthenticator, TlsError, TlsFiles};
 use super::transport::{Authenticator, Transport};
-use super::{
-    connect, guard_greeting, serve_accepted, serve_connection, stdio, Context, Options, Runner,
-    Stop, Strategy,
-};
+use super::{serve_accepted, serve_transport, stdio, Context, Options, Runner, Stop, Strategy};
 use crate::cli::classic::{ClassicArgs, Mode};
 use crate::cli::exit;
 use crate::connection::Config;
@@ -21,7 +18,7 @@ use crate::daemon::signals::Signals;
 use crate::protocol::frame::Limits;
 use crate::registry::registrar::Registrar;
 use crate::service::classic::{ClassicService, ServiceError};
-use crate::service::{PeerInfo, SessionFactory};
+use crate::service::SessionFactory;
 
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -338,14 +335,6 @@ fn serve_stdio(context: &Context) -> Result<(), RunError> {
         writer: Box::new(stdio.writer),
         shutdown: Box::new(move |how| stdio::shutdown(&closer, how)),
     };
-    if let Some((conn, credentials)) = connect(transport, &peer, context) {
-        guard_greeting(&conn, context.greeting_timeout, &context.log);
-        let info = PeerInfo {
-            name: peer,
-            credentials,
-            endpoints,
-        };
-        serve_connection(&conn, &info, context);
-    }
+    serve_transport(transport, peer, endpoints, context);
     Ok(())
 }

@@ -428,16 +428,22 @@ pub fn serve_accepted(stream: Stream, context: &Context) -> std::io::Result<()> 
     let peer = stream.peer_name();
     let endpoints = stream.endpoints();
     let transport = stream_transport(stream, &context.config)?;
-    if let Some((conn, credentials)) = connect(transport, &peer, context) {
+    serve_transport(transport, peer, endpoints, context);
+    Ok(())
+}
+
+/// Serves a connection made outside the server's loop (`Accept=yes`,
+/// stdio) in this thread, from welcome to goodbye.
+pub fn serve_transport(
+    transport: Transport,
+    peer: String,
+    endpoints: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    context: &Context,
+) {
+    if let Some((conn, info)) = connect(transport, peer, endpoints, context) {
         guard_greeting(&conn, context.greeting_timeout, &context.log);
-        let info = PeerInfo {
-            name: peer,
-            credentials,
-            endpoints,
-        };
         serve_connection(&conn, &info, context);
     }
-    Ok(())
 }
 
 /// For a connection served outside the server's loop (a forked child,
@@ -462,12 +468,14 @@ pub fn guard_greeting(conn: &Arc<Connection>, timeout: Duration, log: &Logger) {
 }
 
 /// Authenticates a transport if the server asks for it and makes the
-/// connection; a refusal is logged and ends here.
+/// connection, with what the service may know of the peer; a refusal is
+/// logged and ends here.
 pub fn connect(
     transport: Transport,
-    peer: &str,
+    peer: String,
+    endpoints: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
     context: &Context,
-) -> Option<(Arc<Connection>, Option<String>)> {
+) -> Option<(Arc<Connection>, PeerInfo)> {
     let (transport, credentials) = match &context.auth {
         None => (transport, None),
         Some(auth) => match auth.authenticate(transport) {
@@ -486,17 +494,20 @@ pub fn connect(
         transport.shutdown,
         context.config.clone(),
     );
-    Some((conn, credentials))
+    let info = PeerInfo {
+        name: peer,
+        credentials,
+        endpoints,
+    };
+    Some((conn, info))
 }
 
 /// `connect` over an accepted stream.
-fn open(
-    stream: Stream,
-    peer: &str,
-    context: &Context,
-) -> Option<(Arc<Connection>, Option<String>)> {
+fn open(stream: Stream, context: &Context) -> Option<(Arc<Connection>, PeerInfo)> {
+    let peer = stream.peer_name();
+    let endpoints = stream.endpoints();
     match stream_transport(stream, &context.config) {
-        Ok(transport) => connect(transport, peer, context),
+        Ok(transport) => connect(transport, peer, endpoints, context),
         Err(error) => {
             context
                 .log

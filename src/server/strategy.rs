@@ -20,7 +20,6 @@ use super::{
 use crate::connection::Connection;
 use crate::daemon::log::Logger;
 use crate::daemon::signals;
-use crate::service::PeerInfo;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -163,19 +162,12 @@ fn pool_worker(streams: &Mutex<Receiver<Stream>>, idle: &AtomicUsize, context: &
 
 /// Serves one connection in this thread, counted among the live ones.
 fn serve_tracked(stream: Stream, context: &Context) {
-    let peer = stream.peer_name();
-    let endpoints = stream.endpoints();
-    let Some((conn, credentials)) = open(stream, &peer, context) else {
+    let Some((conn, info)) = open(stream, context) else {
         return;
     };
     let tracked = Tracked {
         id: context.connections.add(&conn),
         connections: &context.connections,
-    };
-    let info = PeerInfo {
-        name: peer,
-        credentials,
-        endpoints,
     };
     serve_connection(&conn, &info, context);
     drop(tracked);
@@ -390,9 +382,7 @@ fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Context) -> ! 
     for fd in parent_fds {
         let _ = nix::unistd::close(*fd);
     }
-    let peer = stream.peer_name();
-    let endpoints = stream.endpoints();
-    if let Some((conn, credentials)) = open(stream, &peer, context) {
+    if let Some((conn, info)) = open(stream, context) {
         // one thread watches both the greeting deadline and SIGTERM (which
         // drains this connection, as the parent's does its own): a thread
         // started is a good part of what a forked connection costs
@@ -410,11 +400,6 @@ fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Context) -> ! 
         if !watching {
             guard_greeting(&conn, context.greeting_timeout, &context.log);
         }
-        let info = PeerInfo {
-            name: peer,
-            credentials,
-            endpoints,
-        };
         serve_connection(&conn, &info, context);
     }
     // SAFETY: _exit ends the process at once; nothing after it runs.
