@@ -60,7 +60,10 @@ def test_20000_connect_close_cycles_leave_fds_and_memory_flat(daemons, tmp_path)
     assert run["errors"] == 0, run["first_error"]
     assert run["ops"] == 20000
     wait_until(lambda: sessions(port) == 0, "the 20000 sessions closed")
-    assert fds(pid) <= fds_before + 2
+    # a session ends before its thread lets go of the socket (and the
+    # probe's own connection closes after its answer): give them a moment
+    wait_until(lambda: fds(pid) <= fds_before + 2,
+               f"fds back near {fds_before} (now {fds(pid)})")
     assert rss_kib(pid) <= rss_before * 1.10, (rss_before, rss_kib(pid))
     record("20 000 connect/close cycles (threaded)",
            "4 clients × 5000 × (connect, GETROOT, release, close), after 2000 for warm-up",
