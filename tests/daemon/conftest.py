@@ -44,6 +44,34 @@ def free_port(family=socket.AF_INET, host="127.0.0.1"):
         return s.getsockname()[1]
 
 
+def free_udp_and_tcp_port(host="127.0.0.1"):
+    """A port free for both UDP and TCP on the loopback address (a
+    registry's, either way)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            udp.bind((host, 0))
+            port = udp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+                try:
+                    tcp.bind((host, port))
+                except OSError:
+                    continue
+                return port
+
+
+def held(port):
+    """(open sessions, objects held) in a classic server (threaded: one
+    process), seen from a new client that does not count itself."""
+    import rpyc
+    probe = rpyc.classic.connect("127.0.0.1", port)
+    try:
+        sessions, objects = probe.modules.rpycd_classic.stats()
+        own = probe.modules.rpycd_classic.stats()[1]
+        return sessions - 1, objects - own
+    finally:
+        probe.close()
+
+
 def wait_until(predicate, what, deadline=DEADLINE):
     end = time.monotonic() + deadline
     while time.monotonic() < end:

@@ -12,19 +12,8 @@ import time
 import pytest
 import rpyc
 
-from conftest import classic_daemon, wait_until
+from conftest import classic_daemon, held, wait_until
 from reliability import record
-
-
-def held(port):
-    """(open sessions, objects held) in the server, seen from a new client."""
-    probe = rpyc.classic.connect("127.0.0.1", port)
-    try:
-        sessions, objects = probe.modules.rpycd_classic.stats()
-        own = probe.modules.rpycd_classic.stats()[1]
-        return sessions - 1, objects - own
-    finally:
-        probe.close()
 
 
 def test_sigterm_during_50_in_flight_calls_answers_every_one(daemons, tmp_path):

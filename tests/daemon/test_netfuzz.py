@@ -13,7 +13,6 @@ namespace with the same mounts, or the test is skipped, saying why."""
 
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -24,6 +23,7 @@ from rpyc.utils.registry import TCPRegistryClient, UDPRegistryClient
 
 import netfuzz
 from conftest import DEADLINE, accepts, binary, wait_until
+from conftest import free_udp_and_tcp_port as free_port
 from reliability import record
 
 SECONDS = float(os.environ.get("RPYCD_NETFUZZ_SECONDS", "30"))
@@ -124,19 +124,6 @@ def run_fuzz(target, port, daemon, tmp_path):
     no_panic(daemon)
     assert figures["cases"] > 0
     return figures
-
-
-def free_port(kind=socket.SOCK_STREAM):
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
 
 
 def test_netfuzz_classic(daemons, tmp_path, sandbox):

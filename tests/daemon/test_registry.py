@@ -16,23 +16,9 @@ from rpyc.core import brine
 from rpyc.utils.factory import ForbiddenError
 from rpyc.utils.registry import TCPRegistryClient, UDPRegistryClient
 
-from conftest import binary, server_env, wait_until
+from conftest import binary, free_udp_and_tcp_port as free_port, server_env, wait_until
 
 HOST = "127.0.0.1"
-
-
-def free_port():
-    """A port free for both UDP and TCP on the loopback address."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((HOST, 0))
-            port = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((HOST, port))
-                except OSError:
-                    continue
-                return port
 
 
 def registry(daemons, tmp_path, mode="UDP", *args, env=None, log=None):

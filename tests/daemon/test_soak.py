@@ -169,7 +169,7 @@ if __name__ == "__main__":
 
 import pytest  # noqa: E402
 
-from conftest import classic_daemon, wait_until  # noqa: E402
+from conftest import classic_daemon, held, wait_until  # noqa: E402
 from reliability import mib, record  # noqa: E402
 from test_load import family, fds, pss_kib, rss_kib  # noqa: E402
 
@@ -198,17 +198,6 @@ def per_test_timeout():
     faulthandler.dump_traceback_later(SOAK_SECONDS + 240, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
-
-
-def held(port):
-    """(open sessions, objects held) in a threaded server, from a new client."""
-    probe = rpyc.classic.connect("127.0.0.1", port)
-    try:
-        sessions, objects = probe.modules.rpycd_classic.stats()
-        own = probe.modules.rpycd_classic.stats()[1]
-        return sessions - 1, objects - own
-    finally:
-        probe.close()
 
 
 def open_fds(pid):
