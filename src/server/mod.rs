@@ -4,6 +4,7 @@
 //! the only thread of the process in forking mode, so fork() stays safe.
 
 pub mod classic;
+mod forking;
 pub mod listener;
 pub mod serve;
 pub mod stdio;
