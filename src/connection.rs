@@ -116,6 +116,21 @@ impl Default for Config {
     }
 }
 
+/// How a serve loop returned with the connection still open or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// The peer closed the connection, or it was closed.
+    Ended,
+    /// The peer has been quiet (see [`Connection::serve_until_quiet`]).
+    Quiet,
+}
+
+/// What a read brought.
+enum Incoming<M = Message> {
+    Message(M),
+    Quiet,
+}
+
 struct Inbound {
     reader: Box<dyn Read + Send>,
     decoder: Decoder,
@@ -223,10 +238,27 @@ impl Connection {
     /// Serves the peer until it closes the connection (`Ok`) or the stream
     /// fails; either way the session's objects are released on return.
     pub fn serve_all(self: &Arc<Self>) -> Result<(), ConnError> {
+        self.serve_until_quiet(None).map(|_| ())
+    }
+
+    /// Serves the peer as [`Connection::serve_all`] does, but with
+    /// `quiet: Some(time)` returns [`Served::Quiet`] once the peer has sent
+    /// nothing for that long while nothing was in progress and nothing is
+    /// buffered: the connection stays open, and whoever resumes serving it
+    /// when its stream is readable again loses nothing. The transport's
+    /// reads must time out at `time` (or sooner) for this to take effect.
+    pub fn serve_until_quiet(
+        self: &Arc<Self>,
+        quiet: Option<std::time::Duration>,
+    ) -> Result<Served, ConnError> {
         let result = loop {
-            match self.serve_next() {
-                Ok(()) => continue,
-                Err(ConnError::Eof | ConnError::Closed) => break Ok(()),
+            match self.serve_next(quiet) {
+                Ok(Incoming::Quiet) => {
+                    lock(&self.inbound).decoder.release_if_empty();
+                    return Ok(Served::Quiet);
+                }
+                Ok(Incoming::Message(())) => continue,
+                Err(ConnError::Eof | ConnError::Closed) => break Ok(Served::Ended),
                 Err(error) => break Err(error),
             }
         };
@@ -234,16 +266,23 @@ impl Connection {
         result
     }
 
-    /// Reads and handles one message.
-    fn serve_next(self: &Arc<Self>) -> Result<(), ConnError> {
+    /// Reads and handles one message, unless the peer was quiet.
+    fn serve_next(
+        self: &Arc<Self>,
+        quiet: Option<std::time::Duration>,
+    ) -> Result<Incoming<()>, ConnError> {
         let message = {
             let mut inbound = lock(&self.inbound);
-            let message = self.read_message(&mut inbound, None);
+            let message = self.read_message(&mut inbound, None, quiet);
             drop(inbound);
             self.notify();
             message
         };
-        self.dispatch(message)
+        match message {
+            Ok(Incoming::Quiet) => Ok(Incoming::Quiet),
+            Ok(Incoming::Message(message)) => self.dispatch(Ok(message)).map(Incoming::Message),
+            Err(error) => self.dispatch(Err(error)).map(Incoming::Message),
+        }
     }
 
     /// Sends a request and waits for its reply, serving whatever the peer
@@ -284,11 +323,12 @@ impl Connection {
             match self.inbound.try_lock() {
                 Ok(mut inbound) => {
                     drop(waiting);
-                    let message = self.read_message(&mut inbound, deadline);
+                    let message = self.read_message(&mut inbound, deadline, None);
                     drop(inbound);
                     self.notify();
                     match message {
-                        Ok(message) => self.dispatch(Ok(message))?,
+                        Ok(Incoming::Message(message)) => self.dispatch(Ok(message))?,
+                        Ok(Incoming::Quiet) => {}
                         // looked at on the next turn, with the reply that
                         // may have been parked meanwhile
                         Err(ConnError::Timeout(_)) => {}
@@ -331,12 +371,15 @@ impl Connection {
     /// Reads the next message. A reader waiting for a reply of its own
     /// passes the reply's `deadline`: past it, the first read timeout
     /// returns `ConnError::Timeout` (the stream stays in step: what was
-    /// read of a frame stays buffered).
+    /// read of a frame stays buffered). With `quiet`, a read timeout after
+    /// that long without bytes, with nothing in progress or buffered,
+    /// returns `Incoming::Quiet`.
     fn read_message(
         &self,
         inbound: &mut Inbound,
         deadline: Option<Instant>,
-    ) -> Result<Message, ConnError> {
+        quiet: Option<std::time::Duration>,
+    ) -> Result<Incoming<Message>, ConnError> {
         if self.is_closed() {
             return Err(ConnError::Closed);
         }
@@ -350,7 +393,7 @@ impl Connection {
                 self.last_message_ms.store(since_open, Ordering::Release);
                 let dialect = self.dialect_of(&payload)?;
                 return match Message::decode_for(&payload, dialect, self.config.brine_depth) {
-                    Ok(message) => Ok(message),
+                    Ok(message) => Ok(Incoming::Message(message)),
                     Err(MessageError::BadRequest { seq, reason }) => {
                         // rpyc answers these with an exception and carries on
                         self.send(&Message::Exception {
@@ -397,6 +440,14 @@ impl Connection {
                         .is_some_and(|idle| now.duration_since(quiet_since) >= idle);
                     if quiet_enough && self.is_idle() {
                         return Err(ConnError::Idle);
+                    }
+                    let quiet_for_long = quiet.is_some_and(|quiet| {
+                        now.duration_since(quiet_since) >= quiet
+                            && inbound.decoder.buffered() == 0
+                            && !self.is_closed()
+                    });
+                    if quiet_for_long && self.is_idle() {
+                        return Ok(Incoming::Quiet);
                     }
                 }
                 Err(error) => return Err(error.into()),

@@ -335,6 +335,16 @@ impl Decoder {
         }
     }
 
+    /// Gives the buffer back if nothing is buffered: a connection about to
+    /// sit idle for long keeps no read buffer meanwhile.
+    pub fn release_if_empty(&mut self) {
+        if self.start == self.end {
+            self.buffer = Vec::new();
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
     /// Drops consumed bytes once they outweigh the live ones, so the buffer
     /// neither grows forever nor is shifted on every frame. A buffer grown
     /// large for a bulk transfer is given back once it is empty again.

@@ -6,9 +6,11 @@
 pub mod classic;
 mod forking;
 pub mod listener;
+mod parking;
 pub mod serve;
 pub mod stdio;
 mod strategy;
+mod threaded;
 pub mod tls;
 pub mod transport;
 mod x509;
@@ -21,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::connection::{Config, Connection};
+use crate::connection::{Config, Connection, Served};
 use crate::daemon::log::Logger;
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
@@ -326,7 +328,7 @@ impl Connections {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn add(&self, conn: &Arc<Connection>) -> u64 {
+    pub(super) fn add(&self, conn: &Arc<Connection>) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut live = self.lock();
         live.insert(id, conn.clone());
@@ -334,7 +336,7 @@ impl Connections {
         id
     }
 
-    fn remove(&self, id: u64) {
+    pub(super) fn remove(&self, id: u64) {
         let mut live = self.lock();
         live.remove(&id);
         self.notifier.status(&connections_status(live.len()));
@@ -411,8 +413,13 @@ impl Connections {
 /// timeout or the sync-request timeout, whichever is shorter (the idle
 /// clock's tick, and when a reader waiting for a reply gives up).
 pub fn stream_transport(stream: Stream, config: &Config) -> std::io::Result<Transport> {
+    ticking_transport(stream, config.read_timeout())
+}
+
+/// The transport of an accepted stream whose reads time out at `tick`.
+fn ticking_transport(stream: Stream, tick: Option<Duration>) -> std::io::Result<Transport> {
     let reader = stream.try_clone()?;
-    reader.set_read_timeout(config.read_timeout())?;
+    reader.set_read_timeout(tick)?;
     let closer = stream.try_clone()?;
     Ok(Transport {
         reader: Box::new(reader),
@@ -505,9 +512,20 @@ pub fn connect(
 
 /// `connect` over an accepted stream.
 fn open(stream: Stream, context: &Context) -> Option<(Arc<Connection>, PeerInfo)> {
+    open_ticking(stream, context, context.config.read_timeout())
+}
+
+/// `connect` over an accepted stream whose reads time out at `tick` (at
+/// most `Config::read_timeout`: the idle clock and sync-request deadlines
+/// tick with it).
+fn open_ticking(
+    stream: Stream,
+    context: &Context,
+    tick: Option<Duration>,
+) -> Option<(Arc<Connection>, PeerInfo)> {
     let peer = stream.peer_name();
     let endpoints = stream.endpoints();
-    match stream_transport(stream, &context.config) {
+    match ticking_transport(stream, tick) {
         Ok(transport) => connect(transport, peer, endpoints, context),
         Err(error) => {
             context
@@ -520,6 +538,14 @@ fn open(stream: Stream, context: &Context) -> Option<(Arc<Connection>, PeerInfo)
 
 /// Serves one connection from welcome to goodbye.
 pub fn serve_connection(conn: &Arc<Connection>, info: &PeerInfo, context: &Context) {
+    if start_session(conn, info, context) {
+        serve_session(conn, info, context, None);
+    }
+}
+
+/// Gives a connection its session and welcomes the peer; whether it may
+/// be served (a session that cannot start closes the connection).
+fn start_session(conn: &Arc<Connection>, info: &PeerInfo, context: &Context) -> bool {
     let log = &context.log;
     let peer = &info.name;
     match context.service.open(conn, info) {
@@ -527,14 +553,38 @@ pub fn serve_connection(conn: &Arc<Connection>, info: &PeerInfo, context: &Conte
         Err(error) => {
             log.error(format_args!("cannot start a session for {peer}: {error}"));
             conn.close();
-            return;
+            return false;
         }
     }
     match &info.credentials {
         Some(credentials) => log.info(format_args!("welcome {peer} ({credentials})")),
         None => log.info(format_args!("welcome {peer}")),
     }
-    match conn.serve_all() {
+    true
+}
+
+/// Serves a started session until goodbye, or with `quiet: Some(time)`
+/// until the peer has been quiet that long and the session may go on in
+/// another thread (`Served::Quiet`: the connection is still open).
+fn serve_session(
+    conn: &Arc<Connection>,
+    info: &PeerInfo,
+    context: &Context,
+    mut quiet: Option<Duration>,
+) -> Served {
+    let log = &context.log;
+    let peer = &info.name;
+    let outcome = loop {
+        match conn.serve_until_quiet(quiet) {
+            Ok(Served::Quiet) if context.service.may_move() => return Served::Quiet,
+            // the client's code keeps state in this thread: the session
+            // stays with it to the end
+            Ok(Served::Quiet) => quiet = None,
+            Ok(Served::Ended) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    match outcome {
         Ok(()) => {}
         Err(crate::connection::ConnError::Idle) => {
             log.info(format_args!(
@@ -556,4 +606,5 @@ pub fn serve_connection(conn: &Arc<Connection>, info: &PeerInfo, context: &Conte
     }
     context.service.connection_done();
     log.info(format_args!("goodbye {peer}"));
+    Served::Ended
 }

@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
 use super::forking::serve_in_child;
+use super::threaded::Threaded;
 use super::{open, serve_connection, Connections, Context, Stop, Stream};
 use crate::daemon::log::Logger;
 
@@ -27,7 +28,7 @@ pub enum Strategy {
 }
 
 pub(super) enum Workers {
-    Threaded(Spare),
+    Threaded(Threaded),
     Pool {
         idle: Arc<AtomicUsize>,
         size: usize,
@@ -44,7 +45,7 @@ pub(super) enum Workers {
 impl Strategy {
     pub(super) fn start(&self, context: &Context) -> std::io::Result<Workers> {
         Ok(match *self {
-            Strategy::Threaded => Workers::Threaded(Spare::new()),
+            Strategy::Threaded => Workers::Threaded(Threaded::start(context)?),
             Strategy::OneShot => Workers::OneShot,
             Strategy::Forking => Workers::Forking {
                 children: HashSet::new(),
@@ -65,83 +66,6 @@ impl Strategy {
                 Workers::Pool { idle, size, queue }
             }
         })
-    }
-}
-
-/// Threaded mode's threads whose connection ended, waiting a while for
-/// another before they end: a new connection then costs no thread start
-/// and exit (stack mapping and unmapping, with a TLB shoot-down on every
-/// core, and the thread's Python thread state, made and destroyed).
-#[derive(Clone)]
-pub(super) struct Spare {
-    /// Threads waiting (or about to wait) for a stream, minus streams
-    /// handed over and not yet taken.
-    idle: Arc<AtomicUsize>,
-    queue: Sender<Stream>,
-    streams: Arc<Mutex<Receiver<Stream>>>,
-}
-
-/// How long a threaded-mode thread waits for another connection.
-const SPARE_WAIT: Duration = Duration::from_secs(5);
-
-impl Spare {
-    fn new() -> Spare {
-        let (queue, streams) = channel();
-        Spare {
-            idle: Arc::default(),
-            queue,
-            streams: Arc::new(Mutex::new(streams)),
-        }
-    }
-
-    /// Gives the stream to a waiting thread if there is one; if not,
-    /// hands it back for a new thread.
-    fn hand_over(&self, stream: Stream) -> Option<Stream> {
-        let reserved = self
-            .idle
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok();
-        if !reserved {
-            return Some(stream);
-        }
-        match self.queue.send(stream) {
-            Ok(()) => None,
-            Err(returned) => {
-                self.idle.fetch_add(1, Ordering::AcqRel);
-                Some(returned.0)
-            }
-        }
-    }
-
-    /// A thread whose connection ended: serves the connections handed to
-    /// it until none comes for `SPARE_WAIT`.
-    fn serve_more(&self, context: &Context) {
-        loop {
-            self.idle.fetch_add(1, Ordering::AcqRel);
-            let stream = loop {
-                let next = self
-                    .streams
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .recv_timeout(SPARE_WAIT);
-                match next {
-                    Ok(stream) => break stream,
-                    Err(RecvTimeoutError::Timeout) => {
-                        // leave only if no stream was handed over meanwhile
-                        // counting on this thread (one is on its way if so)
-                        let left = self
-                            .idle
-                            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-                            .is_ok();
-                        if left {
-                            return;
-                        }
-                    }
-                    Err(RecvTimeoutError::Disconnected) => return,
-                }
-            };
-            serve_tracked(stream, context);
-        }
     }
 }
 
@@ -193,23 +117,8 @@ impl Workers {
     pub(super) fn serve(&mut self, stream: Stream, context: &Context) -> Option<Stop> {
         let log = &context.log;
         match self {
-            Workers::Threaded(spare) => {
-                // a waiting thread took it, or a new thread is needed
-                let stream = spare.hand_over(stream)?;
-                let thread_context = context.clone();
-                let waiting = spare.clone();
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("connection".into())
-                        .spawn(move || {
-                            serve_tracked(stream, &thread_context);
-                            waiting.serve_more(&thread_context);
-                        });
-                if let Err(error) = spawned {
-                    log.error(format_args!(
-                        "cannot start a thread for a connection: {error}"
-                    ));
-                }
+            Workers::Threaded(threads) => {
+                threads.serve(stream);
                 None
             }
             Workers::Pool { idle, size, queue } => {

@@ -187,6 +187,14 @@ pub fn finish_thread_state() {
     }
 }
 
+/// Whether this thread's Python state holds nothing of a connection's own
+/// (see [`thread_state_was_used`]), so the connection may be served by
+/// another thread from now on without its code noticing. Must be called
+/// without the GIL.
+pub fn thread_state_is_clean() -> bool {
+    Python::attach(|py| !thread_state_was_used(py).unwrap_or(true))
+}
+
 /// Whether this thread's Python state holds anything of its own: its
 /// thread dict (where `threading.local` and asyncio keep their data), a
 /// context variable set, a trace or profile function.

@@ -35,13 +35,21 @@ pub trait SessionFactory: Send + Sync {
     /// connection and is logged.
     fn open(&self, conn: &Arc<Connection>, peer: &PeerInfo) -> Result<Arc<dyn Session>, String>;
 
-    /// Forks the process (forking mode). The caller is the process's only
-    /// thread. A service with state that fork() would break (an embedded
-    /// interpreter) overrides this.
     /// The connection this thread served is over (its session is closed);
     /// the thread may serve another next. Called without the GIL.
     fn connection_done(&self) {}
 
+    /// Whether the connection this thread serves may be served by another
+    /// thread from now on (a threaded server lets a quiet connection's
+    /// thread go): not if the client's code keeps state in this thread.
+    /// Called without the GIL, in the serving thread.
+    fn may_move(&self) -> bool {
+        true
+    }
+
+    /// Forks the process (forking mode). The caller is the process's only
+    /// thread. A service with state that fork() would break (an embedded
+    /// interpreter) overrides this.
     fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
         // SAFETY: the caller guarantees it is the only thread, so the child
         // inherits no lock held by a thread that does not exist there.
@@ -58,6 +66,10 @@ impl SessionFactory for classic::ClassicService {
 
     fn connection_done(&self) {
         classic::finish_thread_state();
+    }
+
+    fn may_move(&self) -> bool {
+        classic::thread_state_is_clean()
     }
 
     fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {

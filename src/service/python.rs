@@ -209,6 +209,10 @@ impl SessionFactory for PythonService {
         super::classic::finish_thread_state();
     }
 
+    fn may_move(&self) -> bool {
+        super::classic::thread_state_is_clean()
+    }
+
     fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
         self.classic.fork()
     }
