@@ -7,6 +7,8 @@ use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use nix::sys::socket::{
     bind, getsockopt, listen, setsockopt, socket, sockopt, AddressFamily, Backlog, SockFlag,
@@ -28,8 +30,16 @@ pub enum Inherited {
 
 /// An accepted connection.
 pub enum Stream {
-    Tcp(TcpStream),
+    /// With whether anything was written since the last read, shared by
+    /// the stream's clones (see `quick_ack`).
+    Tcp(TcpStream, Arc<AtomicBool>),
     Unix(UnixStream),
+}
+
+impl Stream {
+    fn tcp(stream: TcpStream) -> Stream {
+        Stream::Tcp(stream, Arc::default())
+    }
 }
 
 /// The first address `host` resolves to in the requested family, as
@@ -115,7 +125,7 @@ impl Listener {
                 return Ok(Some(Inherited::Connection(if unix {
                     Stream::Unix(UnixStream::from(fd))
                 } else {
-                    Stream::Tcp(TcpStream::from(fd))
+                    Stream::tcp(TcpStream::from(fd))
                 })));
             }
             listeners.push(if unix {
@@ -176,7 +186,7 @@ impl Listener {
                 // requests are small and latency-bound, as rpyc's are
                 let _ = stream.set_nodelay(true);
                 Ok((
-                    Stream::Tcp(stream),
+                    Stream::tcp(stream),
                     format!("{}:{}", peer.ip(), peer.port()),
                 ))
             }
@@ -217,21 +227,21 @@ impl AsFd for Listener {
 impl Stream {
     pub fn try_clone(&self) -> io::Result<Stream> {
         Ok(match self {
-            Stream::Tcp(stream) => Stream::Tcp(stream.try_clone()?),
+            Stream::Tcp(stream, wrote) => Stream::Tcp(stream.try_clone()?, wrote.clone()),
             Stream::Unix(stream) => Stream::Unix(stream.try_clone()?),
         })
     }
 
     pub fn set_read_timeout(&self, timeout: Option<std::time::Duration>) -> io::Result<()> {
         match self {
-            Stream::Tcp(stream) => stream.set_read_timeout(timeout),
+            Stream::Tcp(stream, _) => stream.set_read_timeout(timeout),
             Stream::Unix(stream) => stream.set_read_timeout(timeout),
         }
     }
 
     pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
         match self {
-            Stream::Tcp(stream) => stream.shutdown(how),
+            Stream::Tcp(stream, _) => stream.shutdown(how),
             Stream::Unix(stream) => stream.shutdown(how),
         }
     }
@@ -240,7 +250,7 @@ impl Stream {
     /// `conn._config["endpoints"]`.
     pub fn endpoints(&self) -> Option<(SocketAddr, SocketAddr)> {
         match self {
-            Stream::Tcp(stream) => Some((stream.local_addr().ok()?, stream.peer_addr().ok()?)),
+            Stream::Tcp(stream, _) => Some((stream.local_addr().ok()?, stream.peer_addr().ok()?)),
             Stream::Unix(_) => None,
         }
     }
@@ -248,7 +258,7 @@ impl Stream {
     /// How log lines name the peer: `[127.0.0.1]:34044`.
     pub fn peer_name(&self) -> String {
         match self {
-            Stream::Tcp(stream) => match stream.peer_addr() {
+            Stream::Tcp(stream, _) => match stream.peer_addr() {
                 Ok(addr) => format!("[{}]:{}", addr.ip(), addr.port()),
                 Err(_) => "[?]".into(),
             },
@@ -260,7 +270,7 @@ impl Stream {
 impl AsFd for Stream {
     fn as_fd(&self) -> BorrowedFd<'_> {
         match self {
-            Stream::Tcp(stream) => stream.as_fd(),
+            Stream::Tcp(stream, _) => stream.as_fd(),
             Stream::Unix(stream) => stream.as_fd(),
         }
     }
@@ -269,10 +279,11 @@ impl AsFd for Stream {
 impl Read for Stream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(stream) => {
-                let got = stream.read(buf)?;
-                quick_ack(stream);
-                Ok(got)
+            Stream::Tcp(stream, wrote) => {
+                if !wrote.swap(false, Ordering::Relaxed) {
+                    quick_ack(stream);
+                }
+                stream.read(buf)
             }
             Stream::Unix(stream) => stream.read(buf),
         }
@@ -281,10 +292,13 @@ impl Read for Stream {
 
 /// Acknowledges what was read at once rather than after the delayed-ACK
 /// timer (40 ms). rpyc's clients do not set TCP_NODELAY, so a client that
-/// answers one of our requests (a DEL, a callback) and then sends its next
-/// request holds that request back until our ACK: with a delayed ACK, each
-/// callback round cost 40 ms. Linux clears the flag as it acts on it, so
-/// it is set again after every read.
+/// sends something we do not answer (a DEL, a callback's result) and then
+/// its next request holds that request back until our ACK: with a delayed
+/// ACK, each callback round cost 40 ms. Linux clears the flag as it acts
+/// on it, so it is set again before a read that follows a read with
+/// nothing written between (setting it sends an ACK that is due): after
+/// a request that was answered, the answer carried the ACK, and a server
+/// busy with pings and calls saves a system call per request.
 fn quick_ack(stream: &TcpStream) {
     let on: libc::c_int = 1;
     // SAFETY: a plain setsockopt on a socket we own, with a valid int.
@@ -302,7 +316,10 @@ fn quick_ack(stream: &TcpStream) {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         match self {
-            Stream::Tcp(stream) => stream.write(buf),
+            Stream::Tcp(stream, wrote) => {
+                wrote.store(true, Ordering::Relaxed);
+                stream.write(buf)
+            }
             Stream::Unix(stream) => stream.write(buf),
         }
     }
