@@ -146,6 +146,10 @@ struct Waiting {
     replies: HashMap<i64, Option<Reply>>,
     /// Why the connection ended, once it has; every waiter then gives up.
     ended: Option<String>,
+    /// Threads asleep on `Connection::changed`: waking a condvar is a
+    /// system call even with nobody asleep, and the serve loop would
+    /// otherwise make one per request.
+    sleepers: usize,
 }
 
 /// Shuts the underlying transport down (one direction or both), so a
@@ -338,13 +342,23 @@ impl Connection {
                         }
                     }
                 }
-                Err(TryLockError::WouldBlock) => match deadline {
-                    Some(deadline) => {
-                        let left = deadline.saturating_duration_since(Instant::now());
-                        drop(self.changed.wait_timeout(waiting, left));
-                    }
-                    None => drop(self.changed.wait(waiting)),
-                },
+                Err(TryLockError::WouldBlock) => {
+                    waiting.sleepers += 1;
+                    let mut waiting = match deadline {
+                        Some(deadline) => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            self.changed
+                                .wait_timeout(waiting, left)
+                                .map(|(guard, _)| guard)
+                                .unwrap_or_else(|poisoned| poisoned.into_inner().0)
+                        }
+                        None => self
+                            .changed
+                            .wait(waiting)
+                            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+                    };
+                    waiting.sleepers -= 1;
+                }
                 Err(TryLockError::Poisoned(_)) => return Err(ConnError::Closed),
             }
         }
@@ -620,13 +634,21 @@ impl Connection {
         if let Some(slot) = waiting.replies.get_mut(&seq) {
             *slot = Some(reply);
         }
-        drop(waiting);
-        self.changed.notify_all();
+        self.wake_sleepers(waiting);
     }
 
+    /// Tells the threads waiting for a reply or for the inbound side to
+    /// look again (taking `waiting` orders this after their last look).
     fn notify(&self) {
-        drop(lock(&self.waiting));
-        self.changed.notify_all();
+        self.wake_sleepers(lock(&self.waiting));
+    }
+
+    fn wake_sleepers(&self, waiting: MutexGuard<'_, Waiting>) {
+        let anyone = waiting.sleepers > 0;
+        drop(waiting);
+        if anyone {
+            self.changed.notify_all();
+        }
     }
 
     /// Encodes, frames and writes one message.
