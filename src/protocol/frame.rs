@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{Decompress, FlushDecompress, Status};
 use thiserror::Error;
 
 pub const HEADER_LEN: usize = 5;
@@ -152,21 +152,7 @@ fn worth_deflating(payload: &[u8]) -> bool {
 }
 
 fn deflate_into(payload: &[u8], out: &mut Vec<u8>) {
-    let mut deflater = Compress::new(Compression::new(COMPRESSION_LEVEL), true);
-    // zlib's worst case is a few bytes per 16 KiB block over the input size
-    out.reserve(payload.len() + payload.len() / 1000 + 64);
-    loop {
-        let consumed = deflater.total_in() as usize;
-        let status = deflater.compress_vec(&payload[consumed..], out, FlushCompress::Finish);
-        match status {
-            Ok(Status::StreamEnd) => return,
-            // Out of room, or no progress possible without it: grow and go on.
-            Ok(Status::Ok | Status::BufError) => out.reserve(out.capacity().max(64 * 1024)),
-            // Compressing from memory into memory has no failure mode but
-            // running out of space, which the reserve above handles.
-            Err(_) => out.reserve(64 * 1024),
-        }
-    }
+    super::deflate::zlib_into(payload, COMPRESSION_LEVEL, out);
 }
 
 /// Inflates a compressed body, refusing to produce more than `limit` bytes.

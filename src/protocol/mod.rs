@@ -5,6 +5,7 @@
 //! [`brine`] is the value serializer both of them use.
 
 pub mod brine;
+mod deflate;
 pub mod frame;
 pub mod message;
 
