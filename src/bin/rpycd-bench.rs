@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use rpycd::bench::ceiling::PingServer;
+use rpycd::bench::ceiling::{PingServer, UdpResponder};
 use rpycd::bench::compare::{self, Options};
 use rpycd::bench::load::{self, Op, Spec};
+use rpycd::bench::registry::{self, UdpOp};
 use rpycd::bench::servers::Programs;
 
 /// Where this crate's sources are: bench/ and .venv are found from here.
@@ -66,6 +67,9 @@ enum Command {
     Ceiling {
         #[arg(long, default_value_t = 60.0)]
         seconds: f64,
+        /// The zero-cost UDP registry responder instead (answers a QUERY)
+        #[arg(long)]
+        udp: bool,
     },
 }
 
@@ -74,6 +78,11 @@ enum LoadOp {
     Ping,
     Call,
     Connect,
+    /// UDP registry QUERY (the service is registered first); one
+    /// "connection" is one UDP client
+    UdpQuery,
+    /// UDP registry REGISTER
+    UdpRegister,
 }
 
 fn seconds(value: f64) -> Result<Duration, String> {
@@ -124,22 +133,51 @@ fn run(cli: Cli) -> Result<(), String> {
             seconds: secs,
             max_ops,
         } => {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let udp = match op {
+                LoadOp::UdpQuery => Some(UdpOp::Query),
+                LoadOp::UdpRegister => Some(UdpOp::Register),
+                _ => None,
+            };
+            if let Some(udp) = udp {
+                if udp == UdpOp::Query {
+                    // the zero-cost responder acknowledges nothing, and
+                    // answers the query all the same
+                    if let Err(error) = registry::register_once(addr) {
+                        eprintln!("rpycd-bench: querying without a registration: {error}");
+                    }
+                }
+                let outcome = registry::udp_load(addr, udp, connections, seconds(secs)?, max_ops)
+                    .map_err(|e| e.to_string())?;
+                println!("{}", outcome.to_json());
+                return Ok(());
+            }
             let spec = Spec {
                 op: match op {
-                    LoadOp::Ping => Op::Ping,
                     LoadOp::Call => Op::Call,
                     LoadOp::Connect => Op::Connect,
+                    _ => Op::Ping,
                 },
                 connections,
                 duration: seconds(secs)?,
                 max_ops,
             };
-            let addr = SocketAddr::from(([127, 0, 0, 1], port));
             let outcome = load::run(addr, spec).map_err(|e| e.to_string())?;
             println!("{}", outcome.to_json());
             Ok(())
         }
-        Command::Ceiling { seconds: secs } => {
+        Command::Ceiling { seconds: secs, udp } => {
+            if udp {
+                // what the registry answers a QUERY of the one service
+                let answer = rpycd::registry::protocol::endpoints_reply(
+                    &[("127.0.0.1".into(), 18812)],
+                    rpycd::registry::protocol::MAX_MESSAGE,
+                );
+                let responder = UdpResponder::start(answer).map_err(|e| e.to_string())?;
+                println!("zero-cost UDP responder on {}", responder.addr());
+                std::thread::sleep(seconds(secs)?);
+                return Ok(());
+            }
             let server = PingServer::start().map_err(|e| e.to_string())?;
             println!("zero-cost ping server on {}", server.addr());
             std::thread::sleep(seconds(secs)?);
