@@ -529,7 +529,10 @@ class Remote:
 
     def __init__(self, link):
         self._link = link
-        self._proxies = weakref.WeakValueDictionary()
+        # made on the first proxy: most sessions never get a client object,
+        # and an empty WeakValueDictionary is about 740 bytes of an idle
+        # connection's few kilobytes
+        self._proxies = None
         self._classes = {}
         # as rpyc's Connection: the traceback of the last request that raised
         self._last_traceback = None
@@ -559,7 +562,10 @@ class Remote:
     def proxy(self, pack):
         """A proxy for the client object ``pack`` names; the client counted
         one more reference to it as it sent it."""
-        proxy = self._proxies.get(pack)
+        proxies = self._proxies
+        if proxies is None:
+            proxies = self._proxies = weakref.WeakValueDictionary()
+        proxy = proxies.get(pack)
         if proxy is not None:
             proxy.____refcount__ += 1
             return proxy
@@ -573,12 +579,13 @@ class Remote:
             if pack[2] == 0:
                 self._classes[pack] = cls
         proxy = cls(self, pack)
-        self._proxies[pack] = proxy
+        proxies[pack] = proxy
         return proxy
 
     def forget(self):
         """The connection is over: stop handing out proxies."""
-        self._proxies.clear()
+        if self._proxies is not None:
+            self._proxies.clear()
         self._classes.clear()
         self._last_traceback = None
 
