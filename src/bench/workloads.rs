@@ -223,7 +223,10 @@ fn idle_memory(programs: &Programs, side: Side, kind: Kind, count: usize) -> Res
     while clients.len() < count {
         open(&mut clients)?;
     }
-    thread::sleep(Duration::from_millis(1000));
+    // idle for a while: ours parks a connection quiet for 250 ms and gives
+    // back the memory of the threads that served the burst a second after
+    // they end (Python's server changes nothing with time)
+    thread::sleep(Duration::from_millis(2500));
     let all = server.memory()?;
     for client in clients {
         client.close();

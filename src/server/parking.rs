@@ -93,7 +93,13 @@ struct Shared {
     deadlines: Mutex<BinaryHeap<Reverse<(Instant, u64)>>>,
     next_token: AtomicU64,
     idle_timeout: Option<Duration>,
+    /// When to give freed memory back to the system, once threads ended.
+    trim_due: Mutex<Option<Instant>>,
 }
+
+/// How long after threads end the memory they freed is given back: long
+/// enough for the rest of a burst's threads to end too.
+const TRIM_AFTER: Duration = Duration::from_secs(1);
 
 /// The token of the wake-up eventfd in the epoll set; connections' tokens
 /// count up from zero and never reach it.
@@ -119,6 +125,7 @@ impl Parking {
             deadlines: Mutex::default(),
             next_token: AtomicU64::new(0),
             idle_timeout,
+            trim_due: Mutex::default(),
         });
         let resume = resumer(Lot {
             shared: shared.clone(),
@@ -161,6 +168,20 @@ pub(super) struct Lot {
 }
 
 impl Lot {
+    /// A serving thread ends: once its burst's threads have, the memory
+    /// they freed (read buffers, Python thread states, the allocator's
+    /// per-thread arenas) goes back to the system, which glibc's malloc
+    /// does not do by itself for memory in the middle of its heaps. After
+    /// a thousand connections went quiet, the daemon shrinks back.
+    pub(super) fn thread_ended(&self) {
+        let mut due = lock(&self.shared.trim_due);
+        if due.is_none() {
+            *due = Some(Instant::now() + TRIM_AFTER);
+            drop(due);
+            let _ = self.shared.wake.write(1);
+        }
+    }
+
     /// Parks `parked`, whose peer has been quiet for [`QUIET`]; gives it
     /// back if it cannot be watched (the caller then serves it on itself).
     pub(super) fn park(&self, parked: Parked) -> Option<Parked> {
@@ -212,7 +233,12 @@ impl Shared {
     fn watch(&self, resume: &Resume, log: &Logger) {
         let mut events = vec![EpollEvent::empty(); 64];
         while !self.stopping.load(Ordering::Acquire) {
-            let timeout = self.next_deadline().map_or(EpollTimeout::NONE, |due| {
+            let trim_due = *lock(&self.trim_due);
+            let next = match (self.next_deadline(), trim_due) {
+                (Some(deadline), Some(trim)) => Some(deadline.min(trim)),
+                (deadline, trim) => deadline.or(trim),
+            };
+            let timeout = next.map_or(EpollTimeout::NONE, |due| {
                 let left = due.saturating_duration_since(Instant::now());
                 // rounded up, so a deadline is not missed by a millisecond
                 EpollTimeout::try_from(left + Duration::from_millis(1)).unwrap_or(EpollTimeout::MAX)
@@ -241,6 +267,7 @@ impl Shared {
             for parked in self.take_idle() {
                 resume(parked);
             }
+            self.trim_if_due();
         }
     }
 
@@ -275,6 +302,19 @@ impl Shared {
             }
         }
         due
+    }
+
+    fn trim_if_due(&self) {
+        let mut due = lock(&self.trim_due);
+        if due.is_some_and(|due| due <= Instant::now()) {
+            *due = None;
+            drop(due);
+            // SAFETY: malloc_trim has no preconditions; it takes the
+            // allocator's locks itself
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -105,6 +105,9 @@ impl Threads {
         while let Some(work) = self.spare.next() {
             self.serve(work);
         }
+        if let Some(lot) = &self.lot {
+            lot.thread_ended();
+        }
     }
 
     /// Serves a connection until it ends, or until its peer is quiet and
