@@ -155,8 +155,9 @@ fn classic_sections() -> (Vec<Paragraph>, Vec<Section>) {
         text([roman(
             "rpyc-classic is the classic server of RPyC: stock Python RPyC clients \
              (rpyc.classic.connect, rpyc.ssl_connect, rpyc.discover) use it to run Python \
-             on this machine. It serves connections with a thread each, from a thread pool, \
-             in a process each (forked from a warm parent), one connection only (oneshot), \
+             on this machine. It serves connections with a thread each (a connection quiet \
+             for 250 ms gives its thread back until its client sends again), from a thread \
+             pool, in a process each (forked from a warm parent), one connection only (oneshot), \
              or over its standard input and output (stdio), as inetd and systemd's \
              Accept=yes sockets start it.",
         )]),

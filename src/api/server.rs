@@ -95,7 +95,8 @@ pub struct Server {
 
 impl Server {
     /// Serves `service`, shared by every connection (rpyc's
-    /// `ThreadedServer(MyService())`), with a thread per connection.
+    /// `ThreadedServer(MyService())`), with a thread per busy connection
+    /// (see [`Server::threaded`]).
     pub fn new<S: Service>(service: S) -> Server {
         Server::hosting::<S>(Arc::new(ServiceFactory::shared(Arc::new(service))))
     }
@@ -135,7 +136,11 @@ impl Server {
         }
     }
 
-    /// A thread per connection (the default; rpyc's `ThreadedServer`).
+    /// A thread per connection (the default; rpyc's `ThreadedServer`),
+    /// while it is busy: a connection whose client has been quiet for
+    /// 250 ms gives its thread back and waits in one poll set until the
+    /// client sends again, then a thread serves it on. Services keep no
+    /// state in a thread (a `thread_local!`) across requests.
     pub fn threaded(mut self) -> Server {
         self.strategy = Strategy::Threaded;
         self

@@ -32,7 +32,9 @@ pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 /// How connections are served (`-m`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
-    /// A thread per connection.
+    /// A thread per connection while it is busy; a connection whose
+    /// client has been quiet for 250 ms waits without one, in one poll
+    /// set, until the client sends again.
     Threaded,
     /// A process per connection, forked from a warm single-threaded parent.
     Forking,

@@ -1,4 +1,5 @@
-//! How an accepted connection is served: a thread each (threaded), one of
+//! How an accepted connection is served: a thread each while it is busy
+//! (threaded, see [`threaded`](super::threaded)), one of
 //! a fixed set of threads (thread pool; when all are busy the connection is
 //! dropped, as the seed describes), a process each (forking), or in the
 //! server's own thread once (oneshot).
