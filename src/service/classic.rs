@@ -24,6 +24,11 @@ use crate::protocol::message::{Boxed, ExceptionInfo, Handler, IdPack, RemoteExce
 const OBJECT_SPACE_SOURCE: &str = include_str!("classic.py");
 const OBJECT_SPACE_MODULE: &str = "rpycd_classic";
 
+/// Sessions a forking parent rehearses before its first fork: enough for
+/// CPython 3.11 to quicken and specialise the code a session runs (it
+/// quickens a code object after 8 calls).
+const REHEARSALS: usize = 16;
+
 #[derive(Debug, Error)]
 pub enum ServiceError {
     #[error("cannot start the embedded Python: {0}")]
@@ -83,14 +88,10 @@ impl ClassicService {
     /// and `PyOS_AfterFork_Child`/`_Parent`. The caller must be the only
     /// thread of its process.
     pub fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
-        Python::attach(|py| {
-            // what the object space imports lazily, imported once here
-            // rather than in every child that needs it
-            if !self.warmed.swap(true, Ordering::Relaxed) {
-                if let Err(error) = self.space.bind(py).call_method0("warm") {
-                    error.print(py);
-                }
-            }
+        if !self.warmed.swap(true, Ordering::Relaxed) {
+            self.warm();
+        }
+        Python::attach(|_py| {
             // SAFETY: called with the GIL held, as these hooks require; the
             // caller guarantees no other thread exists that fork() would lose.
             unsafe {
@@ -103,6 +104,45 @@ impl ClassicService {
                 forked
             }
         })
+    }
+
+    /// Readies the parent for its first fork. Every page a child writes
+    /// is a page copied for that child alone, so what a connection would
+    /// do first in each child is done once here, where the children share
+    /// it: the lazy imports and proxy classes, the `Link` type (pyo3 makes
+    /// it on first use), and a few rehearsed sessions, which fill CPython's
+    /// method cache and specialise the bytecode a session runs. Then the
+    /// collector is frozen, so a child's collections never walk (and
+    /// write to) the objects it shares with the parent.
+    fn warm(&self) {
+        Python::attach(|py| {
+            let _ = py.get_type::<Link>();
+            if let Err(error) = self.space.bind(py).call_method0("warm") {
+                error.print(py);
+            }
+        });
+        for _ in 0..REHEARSALS {
+            let conn = Connection::new(
+                Box::new(std::io::empty()),
+                Box::new(std::io::sink()),
+                Box::new(|_| {}),
+                crate::connection::Config::default(),
+            );
+            if let Ok(session) = self.open(&conn) {
+                conn.set_session(session.clone());
+                let _ = session.handle(
+                    &conn,
+                    Handler::GetRoot,
+                    Boxed::Value(crate::protocol::brine::Value::Tuple(Vec::new())),
+                );
+            }
+            conn.close();
+        }
+        Python::attach(|py| {
+            if let Err(error) = self.space.bind(py).call_method0("freeze") {
+                error.print(py);
+            }
+        });
     }
 
     /// A session for a new connection: its own root and namespace.
