@@ -1,62 +1,184 @@
-//! A forked child's life (forking mode): one connection, its greeting
-//! deadline and SIGTERM drain watched by one thread, then `_exit`.
+//! A forked child's life (forking mode): one connection, served by the
+//! child's only thread, then `_exit`.
+//!
+//! The greeting deadline and the SIGTERM drain are watched by the reads
+//! themselves: every read of the connection first polls the socket and a
+//! signalfd for SIGTERM, until the deadline or the next drain check. A
+//! thread for them (as before) cost each connection a clone, a stack, a
+//! malloc arena and a second thread's exit, a good part of what a forked
+//! connection costs in time and memory.
 
-use std::os::fd::RawFd;
-use std::sync::Arc;
+use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
 
-use super::{guard_greeting, open, serve_connection, Context, Stream, DRAIN_QUIET};
+use super::transport::ReadFd;
+use super::{
+    connect, guard_greeting, serve_connection, stream_transport, Context, PeerInfo, Stream,
+    DRAIN_QUIET,
+};
 use crate::connection::Connection;
 use crate::daemon::log::Logger;
 use crate::daemon::signals;
 
-/// A forked child's watcher: closes the connection if its peer sends no
-/// whole first message within `greeting` (as `guard_greeting` does), and
-/// drains it on SIGTERM (blocked in every thread, so it waits here).
-fn watch_child(conn: &Arc<Connection>, terms: &SigSet, greeting: Duration, log: &Logger) {
-    if let Some(due) = conn.greeting_deadline(greeting) {
-        if !wait_signal(terms, due) {
-            if conn.greeting_deadline(greeting).is_some() {
-                log.warning(format_args!(
-                    "closing a connection that sent no whole message within {greeting:?}"
-                ));
-                conn.close();
-                return;
-            }
-            if terms.wait().is_err() {
-                return;
-            }
+/// How often a draining child looks whether its connection has been quiet
+/// long enough to end (as the parent's drain does for its own).
+const DRAIN_POLL: Duration = Duration::from_millis(50);
+
+/// The child's reader: reads the socket once it is readable, and meanwhile
+/// closes a connection whose peer sends no whole first message in time
+/// and takes SIGTERM (blocked, so it waits in the signalfd) as the start
+/// of a drain.
+struct Watched {
+    inner: Box<dyn ReadFd>,
+    terms: SignalFd,
+    /// Set once the connection exists (it is made with this reader).
+    conn: Arc<OnceLock<Weak<Connection>>>,
+    greeting: Duration,
+    /// The socket's own read timeout (`SO_RCVTIMEO`), which the poll
+    /// stands in for: when it passes, the read fails as the socket would.
+    read_timeout: Option<Duration>,
+    draining: bool,
+    log: Logger,
+}
+
+enum Ready {
+    Socket,
+    Signal,
+    Timeout,
+}
+
+impl Watched {
+    fn poll(&self, timeout: Option<Duration>) -> std::io::Result<Ready> {
+        let mut fds = [
+            libc::pollfd {
+                fd: self.inner.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.terms.as_fd().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            },
+        ];
+        // rounded up: a poll that wakes a little early would spin
+        let millis = timeout.map_or(-1, |t| {
+            i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        });
+        // SAFETY: fds is a valid array of two pollfd for the call.
+        let got = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
+        if got < 0 {
+            return Err(std::io::Error::last_os_error());
         }
-    } else if terms.wait().is_err() {
-        return;
-    }
-    conn.drain();
-    // the parent kills what is left after its timeout
-    while !conn.is_closed() && !conn.end_if_quiet(DRAIN_QUIET) {
-        std::thread::sleep(Duration::from_millis(50));
+        if fds[1].revents != 0 {
+            return Ok(Ready::Signal);
+        }
+        if fds[0].revents != 0 {
+            return Ok(Ready::Socket);
+        }
+        Ok(Ready::Timeout)
     }
 }
 
-/// Waits for a signal of `set` until `deadline`: whether one came.
-fn wait_signal(set: &SigSet, deadline: Instant) -> bool {
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let timeout = libc::timespec {
-            tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
-            tv_nsec: libc::c_long::from(left.subsec_nanos() as i32),
+impl Read for Watched {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let Some(conn) = self.conn.get().and_then(Weak::upgrade) else {
+            // authentication (TLS) reads before the connection exists, with
+            // its own deadline
+            return self.inner.read(buf);
         };
-        // SAFETY: the set and timespec are valid for the call; no siginfo
-        // is asked for.
-        let got = unsafe { libc::sigtimedwait(set.as_ref(), std::ptr::null_mut(), &timeout) };
-        if got >= 0 {
-            return true;
-        }
-        if nix::errno::Errno::last() != nix::errno::Errno::EINTR {
-            return false;
+        let give_up = self
+            .read_timeout
+            .and_then(|t| Instant::now().checked_add(t));
+        loop {
+            if self.draining && conn.end_if_quiet(DRAIN_QUIET) {
+                // its read side is shut: the read ends the connection
+                return self.inner.read(buf);
+            }
+            let greeting_due = conn.greeting_deadline(self.greeting);
+            let mut wake = [greeting_due, give_up].into_iter().flatten().min();
+            if self.draining {
+                let tick = Instant::now() + DRAIN_POLL;
+                wake = Some(wake.map_or(tick, |wake| wake.min(tick)));
+            }
+            let timeout = wake.map(|wake| wake.saturating_duration_since(Instant::now()));
+            match self.poll(timeout) {
+                Ok(Ready::Socket) => return self.inner.read(buf),
+                Ok(Ready::Signal) => {
+                    let _ = self.terms.read_signal();
+                    conn.drain();
+                    self.draining = true;
+                }
+                Ok(Ready::Timeout) => {
+                    let now = Instant::now();
+                    if greeting_due.is_some_and(|due| due <= now)
+                        && conn.greeting_deadline(self.greeting).is_some()
+                    {
+                        self.log.warning(format_args!(
+                            "closing a connection that sent no whole message within {:?}",
+                            self.greeting
+                        ));
+                        conn.close();
+                        return Ok(0);
+                    }
+                    if give_up.is_some_and(|give_up| give_up <= now) {
+                        return Err(std::io::ErrorKind::WouldBlock.into());
+                    }
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
         }
     }
+}
+
+impl AsFd for Watched {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.as_fd()
+    }
+}
+
+/// `server::open` for a child: the connection over a watched reader, or
+/// with a thread guarding its greeting if SIGTERM cannot be watched.
+fn open_watched(
+    stream: Stream,
+    terms: Option<SignalFd>,
+    context: &Context,
+) -> Option<(Arc<Connection>, PeerInfo)> {
+    let peer = stream.peer_name();
+    let endpoints = stream.endpoints();
+    let mut transport = match stream_transport(stream, &context.config) {
+        Ok(transport) => transport,
+        Err(error) => {
+            context
+                .log
+                .error(format_args!("cannot use the connection of {peer}: {error}"));
+            return None;
+        }
+    };
+    let Some(terms) = terms else {
+        let (conn, info) = connect(transport, peer, endpoints, context)?;
+        guard_greeting(&conn, context.greeting_timeout, &context.log);
+        return Some((conn, info));
+    };
+    let slot = Arc::new(OnceLock::new());
+    transport.reader = Box::new(Watched {
+        inner: transport.reader,
+        terms,
+        conn: slot.clone(),
+        greeting: context.greeting_timeout,
+        read_timeout: context.config.read_timeout(),
+        draining: false,
+        log: context.log.clone(),
+    });
+    let (conn, info) = connect(transport, peer, endpoints, context)?;
+    let _ = slot.set(Arc::downgrade(&conn));
+    Some((conn, info))
 }
 
 /// The child's life: one connection, then `_exit` (Python's ForkingServer
@@ -66,24 +188,25 @@ pub(super) fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Con
     for fd in parent_fds {
         let _ = nix::unistd::close(*fd);
     }
-    if let Some((conn, info)) = open(stream, context) {
-        // one thread watches both the greeting deadline and SIGTERM (which
-        // drains this connection, as the parent's does its own): a thread
-        // started is a good part of what a forked connection costs
-        let mut terms = SigSet::empty();
-        terms.add(Signal::SIGTERM);
-        let watching = terms.thread_block().is_ok() && {
-            let watched = conn.clone();
-            let log = context.log.clone();
-            let greeting = context.greeting_timeout;
-            std::thread::Builder::new()
-                .name("watcher".into())
-                .spawn(move || watch_child(&watched, &terms, greeting, &log))
-                .is_ok()
-        };
-        if !watching {
-            guard_greeting(&conn, context.greeting_timeout, &context.log);
+    // SIGTERM drains this connection, as the parent's does its own: it is
+    // blocked, so it waits in the signalfd that the reads poll
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGTERM);
+    let terms = set
+        .thread_block()
+        .and_then(|()| SignalFd::with_flags(&set, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC));
+    let terms = match terms {
+        Ok(terms) => Some(terms),
+        Err(error) => {
+            // then SIGTERM ends the child at once, as its default does
+            let _ = set.thread_unblock();
+            context
+                .log
+                .warning(format_args!("cannot watch for SIGTERM in a child: {error}"));
+            None
         }
+    };
+    if let Some((conn, info)) = open_watched(stream, terms, context) {
         serve_connection(&conn, &info, context);
     }
     // SAFETY: _exit ends the process at once; nothing after it runs.
