@@ -23,6 +23,7 @@ use crate::protocol::frame::{self, Decoder, FrameError, Limits};
 use crate::protocol::message::{
     BadRequest, Boxed, Dialect, ExceptionInfo, Handler, Message, MessageError, RemoteException,
 };
+use crate::sync::lock;
 
 /// What a request comes back with: a value, or the exception it raised.
 pub type Reply = Result<Boxed, RemoteException>;
@@ -769,14 +770,6 @@ fn is_timeout(error: &io::Error) -> bool {
         error.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
     )
-}
-
-/// Locks a mutex, recovering it if a panicking thread poisoned it: the
-/// state behind these locks stays consistent between statements.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod protocol;
 pub mod registry;
 pub mod server;
 pub mod service;
+mod sync;
 
 pub use api::{connect, Server, Service};
 

@@ -3,7 +3,7 @@
 //! handlers, as rpyc's `Connection` has them.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 
 use super::error::Error;
 use super::obj::{Args, FromObj, Local, Obj};
@@ -13,6 +13,7 @@ use crate::connection::{Connection, KeepAlive, Reply, Session};
 use crate::protocol::brine::Value;
 use crate::protocol::message::{Boxed, Dialect, Handler, IdPack};
 use crate::service::PeerInfo;
+use crate::sync::lock;
 
 /// How the session reaches its [`Peer`]: a server's session owns it until
 /// the connection ends; a client's only points at it, so the connection
@@ -35,12 +36,6 @@ pub(crate) struct ObjectSession {
     /// sent it (the peer's DEL gives counts back). `None` once closed.
     table: Mutex<Option<Table>>,
     on_close: Mutex<Option<Hook>>,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn closed() -> Error {

@@ -135,7 +135,7 @@ type Slot = Mutex<Option<TcpStream>>;
 
 fn lock_slot(slot: &Slot) -> std::sync::MutexGuard<'_, Option<TcpStream>> {
     // a loop that panicked leaves a usable slot behind
-    slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    crate::sync::lock(slot)
 }
 
 /// Connects and shows the watchdog the new socket.

@@ -13,8 +13,9 @@ mod syslog;
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 
+use crate::sync::lock;
 use logfile::LogFile;
 
 /// Whether fd 2 is systemd's journal (`JOURNAL_STREAM`): a socket, but
@@ -235,9 +236,6 @@ impl Logger {
 
 // Nothing panics while holding these locks; should something ever do so, the
 // sink is still usable and logging must carry on regardless.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
 
 #[cfg(test)]
 mod tests {

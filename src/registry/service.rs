@@ -4,7 +4,7 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::protocol::{endpoints_reply, names_reply, ok_reply, Request, RequestError, MAX_MESSAGE};
@@ -12,6 +12,7 @@ use super::table::{Endpoint, Limits, Removed, Table};
 use super::throttle::Throttle;
 use crate::daemon::log::Logger;
 use crate::daemon::notify::Notifier;
+use crate::sync::lock;
 
 /// At most one warning per source address in this long.
 pub const WARNING_WINDOW: Duration = Duration::from_secs(5);
@@ -202,6 +203,3 @@ pub fn peer_text(peer: SocketAddr) -> String {
 
 // Nothing panics while holding these locks; if something ever did, the data
 // is still consistent enough to keep answering.
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}

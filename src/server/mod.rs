@@ -29,6 +29,7 @@ use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
 use crate::registry::registrar::Registrar;
 use crate::service::{PeerInfo, SessionFactory};
+use crate::sync::lock;
 pub use listener::{Inherited, Listener, Stream};
 pub use strategy::Strategy;
 use transport::{Authenticator, Transport};
@@ -323,9 +324,7 @@ impl Default for Connections {
 
 impl Connections {
     fn lock(&self) -> MutexGuard<'_, HashMap<u64, Arc<Connection>>> {
-        self.live
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.live)
     }
 
     pub(super) fn add(&self, conn: &Arc<Connection>) -> u64 {

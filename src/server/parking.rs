@@ -12,7 +12,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::os::fd::{BorrowedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
@@ -22,6 +22,7 @@ use super::Connections;
 use crate::connection::Connection;
 use crate::daemon::log::Logger;
 use crate::service::PeerInfo;
+use crate::sync::lock;
 
 /// How long a connection's peer must be quiet before its thread lets it
 /// go: long enough that a client's requests a few milliseconds apart (a
@@ -320,10 +321,4 @@ impl Shared {
     fn next_deadline(&self) -> Option<Instant> {
         lock(&self.deadlines).peek().map(|Reverse((when, _))| *when)
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

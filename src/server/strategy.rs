@@ -19,6 +19,7 @@ use super::forking::serve_in_child;
 use super::threaded::Threaded;
 use super::{open, serve_connection, Connections, Context, Stop, Stream};
 use crate::daemon::log::Logger;
+use crate::sync::lock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Strategy {
@@ -72,10 +73,7 @@ impl Strategy {
 
 fn pool_worker(streams: &Mutex<Receiver<Stream>>, idle: &AtomicUsize, context: &Context) {
     loop {
-        let next = streams
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .recv();
+        let next = lock(streams).recv();
         let Ok(stream) = next else { return };
         serve_tracked(stream, context);
         idle.fetch_add(1, Ordering::AcqRel);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::parking::{Lot, Parked, Parking, QUIET};
 use super::{open_ticking, serve_session, start_session, Context, Stream};
 use crate::connection::Served;
+use crate::sync::lock;
 
 /// What a thread is given to serve.
 enum Work {
@@ -216,11 +217,7 @@ impl Spare {
             return None;
         }
         loop {
-            let next = self
-                .work
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner())
-                .recv_timeout(SPARE_WAIT);
+            let next = lock(&self.work).recv_timeout(SPARE_WAIT);
             match next {
                 Ok(work) => return Some(work),
                 Err(RecvTimeoutError::Timeout) => {

@@ -29,6 +29,7 @@ use thiserror::Error;
 
 use super::transport::{Authenticated, Authenticator, ReadFd, Refusal, Transport};
 use super::x509;
+use crate::sync::lock;
 
 /// How long a client may take to complete its handshake, unless told.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -280,12 +281,6 @@ struct Session {
 struct Shared {
     session: Mutex<Session>,
     writer: Mutex<Box<dyn Write + Send>>,
-}
-
-fn lock<T: ?Sized>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl Shared {

@@ -20,6 +20,7 @@ use super::convert::{to_python, to_value};
 use super::link::Link;
 use crate::connection::{Connection, KeepAlive, Reply, Session};
 use crate::protocol::message::{Boxed, ExceptionInfo, Handler, IdPack, RemoteException};
+use crate::sync::lock;
 
 const OBJECT_SPACE_SOURCE: &str = include_str!("classic.py");
 const OBJECT_SPACE_MODULE: &str = "rpycd_classic";
@@ -308,9 +309,7 @@ struct State {
 
 impl ClassicSession {
     fn lock_state(&self) -> MutexGuard<'_, Option<State>> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        lock(&self.state)
     }
 
     pub fn connection(&self) -> Option<Arc<Connection>> {
