@@ -9,17 +9,17 @@
 //! connection costs in time and memory.
 
 use std::io::Read;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 
 use super::transport::ReadFd;
 use super::{
-    connect, guard_greeting, serve_connection, stream_transport, Context, PeerInfo, Stream,
-    DRAIN_QUIET,
+    guard_greeting, open, open_wrapped, serve_connection, Context, PeerInfo, Stream, DRAIN_QUIET,
 };
 use crate::connection::Connection;
 use crate::daemon::log::Logger;
@@ -55,30 +55,19 @@ enum Ready {
 impl Watched {
     fn poll(&self, timeout: Option<Duration>) -> std::io::Result<Ready> {
         let mut fds = [
-            libc::pollfd {
-                fd: self.inner.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: self.terms.as_fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
+            PollFd::new(self.inner.as_fd(), PollFlags::POLLIN),
+            PollFd::new(self.terms.as_fd(), PollFlags::POLLIN),
         ];
         // rounded up: a poll that wakes a little early would spin
-        let millis = timeout.map_or(-1, |t| {
-            i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+        let timeout = timeout.map_or(PollTimeout::NONE, |t| {
+            PollTimeout::try_from(t.as_micros().div_ceil(1000)).unwrap_or(PollTimeout::MAX)
         });
-        // SAFETY: fds is a valid array of two pollfd for the call.
-        let got = unsafe { libc::poll(fds.as_mut_ptr(), 2, millis) };
-        if got < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        if fds[1].revents != 0 {
+        poll(&mut fds, timeout)?;
+        let ready = |fd: &PollFd<'_>| fd.revents().is_some_and(|events| !events.is_empty());
+        if ready(&fds[1]) {
             return Ok(Ready::Signal);
         }
-        if fds[0].revents != 0 {
+        if ready(&fds[0]) {
             return Ok(Ready::Socket);
         }
         Ok(Ready::Timeout)
@@ -150,33 +139,25 @@ fn open_watched(
     terms: Option<SignalFd>,
     context: &Context,
 ) -> Option<(Arc<Connection>, PeerInfo)> {
-    let peer = stream.peer_name();
-    let endpoints = stream.endpoints();
-    let mut transport = match stream_transport(stream, &context.config) {
-        Ok(transport) => transport,
-        Err(error) => {
-            context
-                .log
-                .error(format_args!("cannot use the connection of {peer}: {error}"));
-            return None;
-        }
-    };
     let Some(terms) = terms else {
-        let (conn, info) = connect(transport, peer, endpoints, context)?;
+        let (conn, info) = open(stream, context)?;
         guard_greeting(&conn, context.greeting_timeout, &context.log);
         return Some((conn, info));
     };
     let slot = Arc::new(OnceLock::new());
-    transport.reader = Box::new(Watched {
-        inner: transport.reader,
-        terms,
-        conn: slot.clone(),
-        greeting: context.greeting_timeout,
-        read_timeout: context.config.read_timeout(),
-        draining: false,
-        log: context.log.clone(),
-    });
-    let (conn, info) = connect(transport, peer, endpoints, context)?;
+    let read_timeout = context.config.read_timeout();
+    let (conn, info) = open_wrapped(stream, context, read_timeout, |mut transport| {
+        transport.reader = Box::new(Watched {
+            inner: transport.reader,
+            terms,
+            conn: slot.clone(),
+            greeting: context.greeting_timeout,
+            read_timeout,
+            draining: false,
+            log: context.log.clone(),
+        });
+        transport
+    })?;
     let _ = slot.set(Arc::downgrade(&conn));
     Some((conn, info))
 }

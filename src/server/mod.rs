@@ -522,10 +522,21 @@ fn open_ticking(
     context: &Context,
     tick: Option<Duration>,
 ) -> Option<(Arc<Connection>, PeerInfo)> {
+    open_wrapped(stream, context, tick, |transport| transport)
+}
+
+/// [`open_ticking`], with the transport passed through `wrap` before the
+/// connection is made over it (a forked child watches its reads).
+fn open_wrapped(
+    stream: Stream,
+    context: &Context,
+    tick: Option<Duration>,
+    wrap: impl FnOnce(Transport) -> Transport,
+) -> Option<(Arc<Connection>, PeerInfo)> {
     let peer = stream.peer_name();
     let endpoints = stream.endpoints();
     match ticking_transport(stream, tick) {
-        Ok(transport) => connect(transport, peer, endpoints, context),
+        Ok(transport) => connect(wrap(transport), peer, endpoints, context),
         Err(error) => {
             context
                 .log
