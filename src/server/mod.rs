@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::connection::{Config, Connection, Served};
+use crate::connection::{Config, ConnError, Connection, Served};
 use crate::daemon::log::Logger;
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
@@ -582,8 +582,6 @@ fn serve_session(
     context: &Context,
     mut quiet: Option<Duration>,
 ) -> Served {
-    let log = &context.log;
-    let peer = &info.name;
     let outcome = loop {
         match conn.serve_until_quiet(quiet) {
             Ok(Served::Quiet) if context.service.may_move() => return Served::Quiet,
@@ -594,9 +592,18 @@ fn serve_session(
             Err(error) => break Err(error),
         }
     };
+    end_session(info, context, outcome);
+    Served::Ended
+}
+
+/// Says goodbye to a session that ended with `outcome`, and tells the
+/// service this thread is done with it.
+fn end_session(info: &PeerInfo, context: &Context, outcome: Result<(), ConnError>) {
+    let log = &context.log;
+    let peer = &info.name;
     match outcome {
         Ok(()) => {}
-        Err(crate::connection::ConnError::Idle) => {
+        Err(ConnError::Idle) => {
             log.info(format_args!(
                 "closing {peer}: idle for longer than --idle-timeout"
             ));
@@ -604,7 +611,7 @@ fn serve_session(
         // a client that closes while replies to its last requests (the
         // DELs rpyc sends as it closes) are on their way: its own business,
         // as with rpyc's server, which says nothing of it
-        Err(crate::connection::ConnError::Io(error))
+        Err(ConnError::Io(error))
             if matches!(
                 error.kind(),
                 std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
@@ -616,5 +623,4 @@ fn serve_session(
     }
     context.service.connection_done();
     log.info(format_args!("goodbye {peer}"));
-    Served::Ended
 }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::parking::{Lot, Parked, Parking, QUIET};
-use super::{open_ticking, serve_session, start_session, Context, Stream};
-use crate::connection::Served;
+use super::{end_session, open_ticking, serve_session, start_session, Context, Stream};
+use crate::connection::{ConnError, Served};
 use crate::sync::lock;
 
 /// What a thread is given to serve.
@@ -135,11 +135,8 @@ impl Threads {
             Work::Resume(parked) => parked,
         };
         if parked.idle {
-            let peer = &parked.info.name;
-            context.log.info(format_args!(
-                "closing {peer}: idle for longer than --idle-timeout"
-            ));
-            context.log.info(format_args!("goodbye {peer}"));
+            // closed as it is dropped
+            end_session(&parked.info, context, Err(ConnError::Idle));
             return;
         }
         let quiet = self.lot.as_ref().map(|_| QUIET);
