@@ -18,8 +18,8 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::protocol::brine::{EncodeError, Value};
-use crate::protocol::frame::{self, Decoder, FrameError, Limits};
+use crate::protocol::brine::{self, EncodeError, Value};
+use crate::protocol::frame::{self, Decoder, Frame, FrameError, Limits};
 use crate::protocol::message::{
     BadRequest, Boxed, Dialect, ExceptionInfo, Handler, Message, MessageError, RemoteException,
 };
@@ -372,7 +372,10 @@ impl Connection {
             return Err(ConnError::Closed);
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let frame_bytes = self.frame_of(&Message::Request { seq, handler, args })?;
+        // the queue outlives the message: the frame goes in one piece
+        let frame_bytes = self
+            .frame_of(&Message::Request { seq, handler, args })?
+            .joined();
         lock(&self.send_queue).push(frame_bytes);
         if self.holding.load(Ordering::Acquire) > 0 {
             return Ok(());
@@ -401,13 +404,27 @@ impl Connection {
         // the idle clock: since the last bytes came in (or reading began)
         let mut quiet_since = Instant::now();
         loop {
-            if let Some(payload) = inbound.decoder.next_payload()? {
+            let depth = self.config.brine_depth;
+            let decoded = if let Some(frame::OwnedPayload {
+                buffer,
+                within: payload,
+            }) = inbound.decoder.next_owned_payload(brine::KEEP_BUFFER_MIN)?
+            {
+                // a bulk frame: its bytes value keeps the read buffer
+                let dialect = self.dialect_of(&buffer[payload.clone()])?;
+                Some(Message::decode_owned_for(buffer, payload, dialect, depth))
+            } else if let Some(payload) = inbound.decoder.next_payload()? {
+                let dialect = self.dialect_of(&payload)?;
+                Some(Message::decode_for(&payload, dialect, depth))
+            } else {
+                None
+            };
+            if let Some(decoded) = decoded {
                 self.greeted.store(true, Ordering::Release);
                 let since_open =
                     u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
                 self.last_message_ms.store(since_open, Ordering::Release);
-                let dialect = self.dialect_of(&payload)?;
-                return match Message::decode_for(&payload, dialect, self.config.brine_depth) {
+                return match decoded {
                     Ok(message) => Ok(Incoming::Message(message)),
                     Err(MessageError::BadRequest { seq, reason }) => {
                         // rpyc answers these with an exception and carries on
@@ -664,20 +681,20 @@ impl Connection {
                 let Message::Reply { seq, .. } = message else {
                     return Err(error.into());
                 };
-                self.frame_of(&Message::Exception {
+                let exception = Message::Exception {
                     seq: *seq,
                     exception: RemoteException::Raised(ExceptionInfo::builtin(
                         "ValueError",
                         &format!("cannot send the reply: {error}"),
                     )),
-                })?
+                };
+                Frame::whole(self.frame_of(&exception)?.joined())
             }
             Err(error) => return Err(error),
         };
         let mut outbound = lock(&self.outbound);
-        let written = outbound
-            .writer
-            .write_all(&frame_bytes)
+        let written = frame_bytes
+            .write_to(&mut outbound.writer)
             .and_then(|()| outbound.writer.flush());
         if let Err(error) = written {
             drop(outbound);
@@ -688,11 +705,17 @@ impl Connection {
     }
 
     /// A message as one frame: encoded straight after the header's room,
-    /// so a plain payload is never copied.
-    fn frame_of(&self, message: &Message) -> Result<Vec<u8>, ConnError> {
+    /// so a plain payload is never copied, and a bulk byte string is
+    /// written from where it is.
+    fn frame_of<'v>(&self, message: &'v Message) -> Result<Frame<'v>, ConnError> {
+        // (room for a bulk string that stays where it is is never touched)
         let mut buffer = frame::begin(message.size_hint());
-        message.encode_into(self.dialect(), &mut buffer)?;
-        Ok(frame::seal(buffer, self.config.compress)?)
+        let detached = message.encode_detached(self.dialect(), &mut buffer)?;
+        Ok(frame::seal_detached(
+            buffer,
+            detached,
+            self.config.compress,
+        )?)
     }
 
     fn flush_queue(&self, outbound: &mut Outbound) -> Result<(), ConnError> {

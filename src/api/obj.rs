@@ -338,14 +338,14 @@ impl FromObj for String {
 
 impl IntoObj for Bytes {
     fn into_obj(self) -> Obj {
-        Obj::Value(Value::Bytes(self.0))
+        Obj::Value(Value::Bytes(self.0.into()))
     }
 }
 
 impl FromObj for Bytes {
     fn from_obj(obj: Obj) -> Result<Bytes, Error> {
         match obj {
-            Obj::Value(Value::Bytes(bytes)) => Ok(Bytes(bytes)),
+            Obj::Value(Value::Bytes(bytes)) => Ok(Bytes(bytes.into_vec())),
             other => Err(mismatch("bytes", &other)),
         }
     }

@@ -382,7 +382,7 @@ fn local(obj: Obj) -> Result<Arc<dyn Exported>, Error> {
 fn attr_name(obj: Obj) -> Result<String, Error> {
     match obj {
         Obj::Value(Value::Str(name)) => Ok(name),
-        Obj::Value(Value::Bytes(bytes)) => String::from_utf8(bytes)
+        Obj::Value(Value::Bytes(bytes)) => String::from_utf8(bytes.into_vec())
             .map_err(|_| Error::builtin("UnicodeDecodeError", "the name is not UTF-8")),
         _ => Err(Error::type_error("name must be a string")),
     }

@@ -346,7 +346,7 @@ mod tests {
         vec![
             Value::str("abcdefghijklmnopqrstuvwxyz".repeat(20)),
             Value::str(""),
-            Value::Bytes(vec![0, 1, 2, 0xff]),
+            Value::Bytes(vec![0, 1, 2, 0xff].into()),
             Value::Int(-48),
             Value::Int(1 << 40),
             Value::None,
@@ -426,7 +426,7 @@ mod tests {
 
     #[test]
     fn slow_path_answers_a_compressed_ping() {
-        let data = Value::Bytes(vec![7; 10_000]);
+        let data = Value::Bytes(vec![7; 10_000].into());
         let payload = request(5, data.clone());
         let framed = frame::encode(&payload, true).expect("frames");
         assert_eq!(framed[4], 1, "a payload this size is compressed");

@@ -448,7 +448,7 @@ fn rust_data(random: bool, size: usize) -> Vec<u8> {
 }
 
 /// One bulk transfer with the Rust client: bytes per second.
-fn rust_bulk(addr: SocketAddr, random: bool, download: bool, size: usize) -> Result<Json> {
+pub fn rust_bulk(addr: SocketAddr, random: bool, download: bool, size: usize) -> Result<Json> {
     let client = Client::connect(addr, Duration::from_secs(10))?;
     let root = client.root()?;
     let expect_len = |boxed: Boxed| match boxed {
@@ -479,7 +479,7 @@ fn rust_bulk(addr: SocketAddr, random: bool, download: bool, size: usize) -> Res
                 "builtins.len is not an object".into(),
             ));
         };
-        let data = Boxed::Value(Value::Bytes(rust_data(random, size)));
+        let data = Boxed::Value(Value::Bytes(rust_data(random, size).into()));
         let started = Instant::now();
         let answer = client.call(&len, vec![data])?;
         let elapsed = started.elapsed();

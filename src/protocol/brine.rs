@@ -9,6 +9,8 @@ use std::fmt;
 
 use thiserror::Error;
 
+pub use super::bytebuf::ByteBuf;
+
 pub const TAG_NONE: u8 = 0x00;
 pub const TAG_EMPTY_STR: u8 = 0x01;
 pub const TAG_EMPTY_TUPLE: u8 = 0x02;
@@ -63,7 +65,7 @@ pub enum Value {
     Float(f64),
     Complex(f64, f64),
     Str(String),
-    Bytes(Vec<u8>),
+    Bytes(ByteBuf),
     Slice(Box<[Value; 3]>),
     Tuple(Vec<Value>),
     /// Elements in the order the sender's hash seed put them.
@@ -216,6 +218,11 @@ impl Value {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         encode_value(self, out, DEFAULT_MAX_DEPTH)
     }
+
+    /// Appends the brine form of the value to `sink`.
+    pub fn encode_to<'v>(&'v self, sink: &mut Sink<'_, 'v>) -> Result<(), EncodeError> {
+        encode_value_to(self, sink, DEFAULT_MAX_DEPTH)
+    }
 }
 
 impl PartialEq for Value {
@@ -305,7 +312,14 @@ pub fn encode_tuple_header(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeEr
 
 /// Writes a bytes value.
 pub fn encode_bytes(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
-    let len = bytes.len();
+    encode_bytes_header(bytes.len(), out)?;
+    out.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// Writes the tag and length of a bytes value of `len` bytes, whose data
+/// follows.
+fn encode_bytes_header(len: usize, out: &mut Vec<u8>) -> Result<(), EncodeError> {
     match len {
         0 => out.push(TAG_EMPTY_STR),
         1..=4 => out.push(TAG_STR1 + (len as u8 - 1)),
@@ -315,7 +329,6 @@ pub fn encode_bytes(bytes: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> 
             out.extend_from_slice(&length_u32("bytes", len)?.to_be_bytes());
         }
     }
-    out.extend_from_slice(bytes);
     Ok(())
 }
 
@@ -352,45 +365,110 @@ fn length_u32(what: &'static str, len: usize) -> Result<u32, EncodeError> {
     u32::try_from(len).map_err(|_| EncodeError::TooLong { what, len })
 }
 
+/// Byte strings at least this long may be left out of an encoding and
+/// written from where they are (see [`Detached`]).
+pub const DETACH_MIN: usize = 1 << 20;
+
+/// A byte string left out of an encoding: its data belongs at `at` in the
+/// encoded buffer, right after its length header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Detached<'v> {
+    pub at: usize,
+    pub bytes: &'v [u8],
+}
+
+/// Where an encoding goes: a buffer, and, when bulk byte strings are to be
+/// left out of it, the list of where they belong.
+pub struct Sink<'o, 'v> {
+    pub buf: &'o mut Vec<u8>,
+    detached: Option<&'o mut Vec<Detached<'v>>>,
+}
+
+impl<'o, 'v> Sink<'o, 'v> {
+    /// Everything into `buf`.
+    pub fn plain(buf: &'o mut Vec<u8>) -> Sink<'o, 'v> {
+        Sink {
+            buf,
+            detached: None,
+        }
+    }
+
+    /// Byte strings of [`DETACH_MIN`] bytes or more into `detached`, the
+    /// rest into `buf`.
+    pub fn detaching(buf: &'o mut Vec<u8>, detached: &'o mut Vec<Detached<'v>>) -> Sink<'o, 'v> {
+        Sink {
+            buf,
+            detached: Some(detached),
+        }
+    }
+
+    fn bytes(&mut self, bytes: &'v [u8]) -> Result<(), EncodeError> {
+        match &mut self.detached {
+            Some(detached) if bytes.len() >= DETACH_MIN => {
+                encode_bytes_header(bytes.len(), self.buf)?;
+                detached.push(Detached {
+                    at: self.buf.len(),
+                    bytes,
+                });
+                Ok(())
+            }
+            _ => encode_bytes(bytes, self.buf),
+        }
+    }
+}
+
 /// Appends `value` to `out`, refusing to nest deeper than `depth` levels.
 pub fn encode_value(value: &Value, out: &mut Vec<u8>, depth: usize) -> Result<(), EncodeError> {
+    encode_value_to(value, &mut Sink::plain(out), depth)
+}
+
+/// Appends `value` to `sink`, refusing to nest deeper than `depth` levels.
+pub fn encode_value_to<'v>(
+    value: &'v Value,
+    sink: &mut Sink<'_, 'v>,
+    depth: usize,
+) -> Result<(), EncodeError> {
     match value {
-        Value::None => out.push(TAG_NONE),
-        Value::Bool(true) => out.push(TAG_TRUE),
-        Value::Bool(false) => out.push(TAG_FALSE),
-        Value::NotImplemented => out.push(TAG_NOT_IMPLEMENTED),
-        Value::Ellipsis => out.push(TAG_ELLIPSIS),
-        Value::Int(small) => encode_int(*small, out),
-        Value::BigInt(big) => encode_decimal(big.as_decimal(), out)?,
+        Value::None => sink.buf.push(TAG_NONE),
+        Value::Bool(true) => sink.buf.push(TAG_TRUE),
+        Value::Bool(false) => sink.buf.push(TAG_FALSE),
+        Value::NotImplemented => sink.buf.push(TAG_NOT_IMPLEMENTED),
+        Value::Ellipsis => sink.buf.push(TAG_ELLIPSIS),
+        Value::Int(small) => encode_int(*small, sink.buf),
+        Value::BigInt(big) => encode_decimal(big.as_decimal(), sink.buf)?,
         Value::Float(x) => {
-            out.push(TAG_FLOAT);
-            out.extend_from_slice(&x.to_be_bytes());
+            sink.buf.push(TAG_FLOAT);
+            sink.buf.extend_from_slice(&x.to_be_bytes());
         }
         Value::Complex(re, im) => {
-            out.push(TAG_COMPLEX);
-            out.extend_from_slice(&re.to_be_bytes());
-            out.extend_from_slice(&im.to_be_bytes());
+            sink.buf.push(TAG_COMPLEX);
+            sink.buf.extend_from_slice(&re.to_be_bytes());
+            sink.buf.extend_from_slice(&im.to_be_bytes());
         }
-        Value::Str(text) => encode_str(text, out)?,
-        Value::Bytes(bytes) => encode_bytes(bytes, out)?,
+        Value::Str(text) => encode_str(text, sink.buf)?,
+        Value::Bytes(bytes) => sink.bytes(bytes)?,
         Value::Slice(parts) => {
-            out.push(TAG_SLICE);
-            encode_items(parts.as_slice(), out, depth)?;
+            sink.buf.push(TAG_SLICE);
+            encode_items(parts.as_slice(), sink, depth)?;
         }
-        Value::Tuple(items) => encode_items(items, out, depth)?,
+        Value::Tuple(items) => encode_items(items, sink, depth)?,
         Value::FrozenSet(items) => {
-            out.push(TAG_FSET);
-            encode_items(items, out, depth)?;
+            sink.buf.push(TAG_FSET);
+            encode_items(items, sink, depth)?;
         }
     }
     Ok(())
 }
 
-fn encode_items(items: &[Value], out: &mut Vec<u8>, depth: usize) -> Result<(), EncodeError> {
+fn encode_items<'v>(
+    items: &'v [Value],
+    sink: &mut Sink<'_, 'v>,
+    depth: usize,
+) -> Result<(), EncodeError> {
     let inner = depth.checked_sub(1).ok_or(EncodeError::TooDeep)?;
-    encode_tuple_header(items.len(), out)?;
+    encode_tuple_header(items.len(), sink.buf)?;
     for item in items {
-        encode_value(item, out, inner)?;
+        encode_value_to(item, sink, inner)?;
     }
     Ok(())
 }
@@ -405,10 +483,65 @@ pub fn decode(data: &[u8]) -> Result<Value, DecodeError> {
 
 /// Decodes exactly one value that must fill `data`.
 pub fn decode_with_depth(data: &[u8], max_depth: usize) -> Result<Value, DecodeError> {
+    decode_in(data, max_depth, false).map(|(value, _)| value)
+}
+
+/// A byte string at least this long, decoded by [`decode_owned`], keeps
+/// the buffer it came in.
+pub const KEEP_BUFFER_MIN: usize = 1 << 20;
+
+/// Decodes exactly one value that must fill `buffer[within]`, as
+/// [`decode_with_depth`]; the first byte string of [`KEEP_BUFFER_MIN`]
+/// bytes or more is not copied out of `buffer` but keeps it (its bytes
+/// moved to the front), which saves allocating, faulting in and filling a
+/// second buffer as large.
+pub fn decode_owned(
+    mut buffer: Vec<u8>,
+    within: std::ops::Range<usize>,
+    max_depth: usize,
+) -> Result<Value, DecodeError> {
+    let data = buffer.get(within.clone()).ok_or(DecodeError::Truncated {
+        offset: buffer.len(),
+    })?;
+    let (mut value, kept) = decode_in(data, max_depth, true)?;
+    if let Some(kept) = kept {
+        let start = within.start + kept.start;
+        buffer.copy_within(start..start + kept.len(), 0);
+        buffer.truncate(kept.len());
+        fill_pending(&mut value, buffer);
+    }
+    Ok(value)
+}
+
+/// Puts `bytes` into the value's one pending byte string.
+fn fill_pending(value: &mut Value, bytes: Vec<u8>) {
+    let mut stack = vec![value];
+    while let Some(value) = stack.pop() {
+        match value {
+            Value::Bytes(buf) if buf.is_pending() => {
+                buf.fill(bytes);
+                return;
+            }
+            Value::Tuple(items) | Value::FrozenSet(items) => stack.extend(items.iter_mut()),
+            Value::Slice(parts) => stack.extend(parts.iter_mut()),
+            _ => {}
+        }
+    }
+}
+
+/// The value, and where in `data` the byte string that keeps the buffer
+/// is, if `keep` allowed one.
+fn decode_in(
+    data: &[u8],
+    max_depth: usize,
+    keep: bool,
+) -> Result<(Value, Option<std::ops::Range<usize>>), DecodeError> {
     let mut reader = Reader {
         data,
         pos: 0,
         max_depth,
+        keep,
+        kept: None,
     };
     let value = reader.value()?;
     if reader.pos != data.len() {
@@ -417,13 +550,16 @@ pub fn decode_with_depth(data: &[u8], max_depth: usize) -> Result<Value, DecodeE
             offset: reader.pos,
         });
     }
-    Ok(value)
+    Ok((value, reader.kept))
 }
 
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
     max_depth: usize,
+    /// Whether a bulk byte string may be left pending, to keep the buffer.
+    keep: bool,
+    kept: Option<std::ops::Range<usize>>,
 }
 
 /// A container whose items are still being read. The decoder keeps these on
@@ -555,7 +691,11 @@ impl<'a> Reader<'a> {
 
     fn scalar(&mut self, tag: u8, offset: usize) -> Result<Value, DecodeError> {
         if let Some(bytes) = self.bytes_body(tag)? {
-            return Ok(Value::Bytes(bytes.to_vec()));
+            if self.keep && self.kept.is_none() && bytes.len() >= KEEP_BUFFER_MIN {
+                self.kept = Some(self.pos - bytes.len()..self.pos);
+                return Ok(Value::Bytes(ByteBuf::pending()));
+            }
+            return Ok(Value::Bytes(bytes.into()));
         }
         Ok(match tag {
             TAG_NONE => Value::None,
@@ -668,14 +808,14 @@ mod tests {
 
     #[test]
     fn length_forms_switch_at_python_boundaries() {
-        assert_eq!(round_trip(Value::Bytes(vec![])), [TAG_EMPTY_STR]);
-        assert_eq!(round_trip(Value::Bytes(vec![7; 4]))[0], TAG_STR4);
+        assert_eq!(round_trip(Value::Bytes(vec![].into())), [TAG_EMPTY_STR]);
+        assert_eq!(round_trip(Value::Bytes(vec![7; 4].into()))[0], TAG_STR4);
         assert_eq!(
-            round_trip(Value::Bytes(vec![7; 255]))[..2],
+            round_trip(Value::Bytes(vec![7; 255].into()))[..2],
             [TAG_STR_L1, 255]
         );
         assert_eq!(
-            round_trip(Value::Bytes(vec![7; 256]))[..5],
+            round_trip(Value::Bytes(vec![7; 256].into()))[..5],
             [TAG_STR_L4, 0, 0, 1, 0]
         );
         assert_eq!(round_trip(Value::Tuple(vec![])), [TAG_EMPTY_TUPLE]);

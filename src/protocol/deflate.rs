@@ -63,7 +63,10 @@ pub fn zlib_into(payload: &[u8], level: u32, out: &mut Vec<u8>) {
 
 /// How many pieces a payload of `len` bytes is deflated in.
 fn piece_count(len: usize) -> usize {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // asked once: std reads the cgroup's CPU quota files on every call,
+    // milliseconds that a bulk frame would pay each time
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     (len / MIN_PIECE).clamp(1, cores)
 }
 

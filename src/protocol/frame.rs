@@ -12,9 +12,12 @@
 //! bomb can make it allocate past what the limits allow.
 
 use std::borrow::Cow;
+use std::io::{self, IoSlice, Write};
 
 use flate2::{Decompress, FlushDecompress, Status};
 use thiserror::Error;
+
+use super::brine::Detached;
 
 pub const HEADER_LEN: usize = 5;
 pub const FLUSHER: u8 = b'\n';
@@ -96,7 +99,7 @@ pub fn encode_into(payload: &[u8], compress: bool, out: &mut Vec<u8>) -> Result<
 /// Room for a frame's header at the start of a buffer the payload is then
 /// written into, so that [`seal`] frames it without copying the payload.
 pub fn begin(capacity: usize) -> Vec<u8> {
-    let mut buffer = Vec::with_capacity(HEADER_LEN + capacity + 1);
+    let mut buffer = super::bulk::with_capacity(HEADER_LEN + capacity + 1);
     buffer.extend_from_slice(&[0; HEADER_LEN]);
     buffer
 }
@@ -124,6 +127,100 @@ pub fn seal(mut buffer: Vec<u8>, compress: bool) -> Result<Vec<u8>, FrameError> 
     buffer[..HEADER_LEN].copy_from_slice(&head);
     buffer.push(FLUSHER);
     Ok(buffer)
+}
+
+/// [`seal`] for a buffer whose bulk byte strings were left out of it (see
+/// [`crate::protocol::Message::encode_detached`]): they are written from
+/// where they are, unless the payload is worth deflating, which needs it
+/// in one piece.
+pub fn seal_detached<'v>(
+    mut buffer: Vec<u8>,
+    detached: Vec<Detached<'v>>,
+    compress: bool,
+) -> Result<Frame<'v>, FrameError> {
+    let Some(largest) = detached.iter().map(|d| d.bytes).max_by_key(|b| b.len()) else {
+        return Ok(Frame::whole(seal(buffer, compress)?));
+    };
+    if buffer.len() < HEADER_LEN {
+        buffer.resize(HEADER_LEN, 0);
+    }
+    let len = buffer.len() - HEADER_LEN + detached.iter().map(|d| d.bytes.len()).sum::<usize>();
+    // the bulk strings are nearly all of the payload: their sample decides
+    if compress && worth_deflating(largest) {
+        let whole = Frame {
+            head: buffer,
+            detached,
+        };
+        return Ok(Frame::whole(seal(whole.joined(), compress)?));
+    }
+    let head = header(len, false)?;
+    buffer[..HEADER_LEN].copy_from_slice(&head);
+    buffer.push(FLUSHER);
+    Ok(Frame {
+        head: buffer,
+        detached,
+    })
+}
+
+/// A frame ready to be written: a buffer, with byte strings of the payload
+/// that stay where they are written in between.
+#[derive(Debug)]
+pub struct Frame<'v> {
+    head: Vec<u8>,
+    /// In the order of their positions in `head`.
+    detached: Vec<Detached<'v>>,
+}
+
+impl Frame<'_> {
+    pub fn whole(bytes: Vec<u8>) -> Frame<'static> {
+        Frame {
+            head: bytes,
+            detached: Vec::new(),
+        }
+    }
+
+    /// The frame's bytes in order, as slices.
+    fn pieces(&self) -> Vec<&[u8]> {
+        let mut pieces = Vec::with_capacity(2 * self.detached.len() + 1);
+        let mut from = 0;
+        for detached in &self.detached {
+            pieces.push(&self.head[from..detached.at]);
+            pieces.push(detached.bytes);
+            from = detached.at;
+        }
+        pieces.push(&self.head[from..]);
+        pieces.retain(|piece| !piece.is_empty());
+        pieces
+    }
+
+    /// The frame in one buffer (for a queue that outlives the values).
+    pub fn joined(self) -> Vec<u8> {
+        if self.detached.is_empty() {
+            return self.head;
+        }
+        let len = self.head.len() + self.detached.iter().map(|d| d.bytes.len()).sum::<usize>();
+        let mut out = super::bulk::with_capacity(len);
+        for piece in self.pieces() {
+            out.extend_from_slice(piece);
+        }
+        out
+    }
+
+    /// Writes the whole frame, with one `writev` where the writer has it.
+    pub fn write_to(&self, writer: &mut dyn Write) -> io::Result<()> {
+        let pieces = self.pieces();
+        let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|piece| IoSlice::new(piece)).collect();
+        let mut remaining = &mut slices[..];
+        while !remaining.is_empty() {
+            match writer.write_vectored(remaining) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => IoSlice::advance_slices(&mut remaining, written),
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Payloads at most this long are deflated whole (and sent plain if that
@@ -201,6 +298,14 @@ pub fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
+/// A payload that came with the buffer it was read into.
+#[derive(Debug)]
+pub struct OwnedPayload {
+    pub buffer: Vec<u8>,
+    /// Where in `buffer` the payload is.
+    pub within: std::ops::Range<usize>,
+}
+
 /// Cuts a byte stream into payloads.
 #[derive(Debug, Default)]
 pub struct Decoder {
@@ -261,6 +366,18 @@ impl Decoder {
     fn reserve(&mut self, more: usize) {
         let needed = self.end + more;
         if self.buffer.len() < needed {
+            // (a frame over the limit is refused on its header alone)
+            let frame_end = frame_len(&self.buffer[self.start..self.end]).map_or(0, |len| {
+                self.start + HEADER_LEN + len.min(self.limits.max_frame_size) + 1
+            });
+            let whole = needed.max(frame_end);
+            if needed > self.buffer.capacity() && whole >= super::bulk::LARGE {
+                // a bulk frame: one buffer for all of it, on huge pages,
+                // rather than doublings on small ones
+                let mut bigger = super::bulk::with_capacity(whole);
+                bigger.extend_from_slice(&self.buffer[..self.end]);
+                self.buffer = bigger;
+            }
             self.buffer.resize(needed, 0);
         }
     }
@@ -284,6 +401,54 @@ impl Decoder {
     /// [`Decoder::next_frame`] without copying a plain payload out of the
     /// buffer: it is borrowed until the decoder is used again.
     pub fn next_payload(&mut self) -> Result<Option<Cow<'_, [u8]>>, FrameError> {
+        let Some((len, flag)) = self.whole_frame()? else {
+            return Ok(None);
+        };
+        let total = HEADER_LEN + len + 1;
+        let body = self.start + HEADER_LEN..self.start + total - 1;
+        if flag == 1 {
+            let payload = inflate(&self.buffer[body], self.limits.max_payload_size)?;
+            self.start += total;
+            Ok(Some(Cow::Owned(payload)))
+        } else if len > self.limits.max_payload_size {
+            Err(FrameError::PayloadTooLarge {
+                limit: self.limits.max_payload_size,
+            })
+        } else {
+            self.start += total;
+            Ok(Some(Cow::Borrowed(&self.buffer[body])))
+        }
+    }
+
+    /// The next payload if it is plain and at least `min` bytes long: the
+    /// buffer it is in, handed over whole with the payload's place in it,
+    /// so that the payload need not be copied out. Else `Ok(None)`, and
+    /// [`Decoder::next_payload`] gives whatever is next.
+    pub fn next_owned_payload(&mut self, min: usize) -> Result<Option<OwnedPayload>, FrameError> {
+        let Some((len, 0)) = self.whole_frame()? else {
+            return Ok(None);
+        };
+        if len < min || len > self.limits.max_payload_size {
+            return Ok(None);
+        }
+        let total = HEADER_LEN + len + 1;
+        let body = self.start + HEADER_LEN..self.start + total - 1;
+        let after = self.start + total..self.end;
+        let mut rest = Vec::new();
+        rest.extend_from_slice(&self.buffer[after.clone()]);
+        self.end = rest.len();
+        self.start = 0;
+        let mut buffer = std::mem::replace(&mut self.buffer, rest);
+        buffer.truncate(after.start);
+        Ok(Some(OwnedPayload {
+            buffer,
+            within: body,
+        }))
+    }
+
+    /// The body length and flag of the whole frame at the front of the
+    /// buffer, checked against the limits; `Ok(None)` until it is in.
+    fn whole_frame(&self) -> Result<Option<(usize, u8)>, FrameError> {
         let pending = &self.buffer[self.start..self.end];
         let Some(len) = frame_len(pending) else {
             return Ok(None);
@@ -306,19 +471,7 @@ impl Decoder {
         if trailer != FLUSHER {
             return Err(FrameError::BadTrailer { byte: trailer });
         }
-        let body = self.start + HEADER_LEN..self.start + total - 1;
-        if flag == 1 {
-            let payload = inflate(&self.buffer[body], self.limits.max_payload_size)?;
-            self.start += total;
-            Ok(Some(Cow::Owned(payload)))
-        } else if len > self.limits.max_payload_size {
-            Err(FrameError::PayloadTooLarge {
-                limit: self.limits.max_payload_size,
-            })
-        } else {
-            self.start += total;
-            Ok(Some(Cow::Borrowed(&self.buffer[body])))
-        }
+        Ok(Some((len, flag)))
     }
 
     /// Gives the buffer back if nothing is buffered: a connection about to

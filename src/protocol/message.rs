@@ -10,7 +10,7 @@
 
 use thiserror::Error;
 
-use super::brine::{self, DecodeError, EncodeError, Value};
+use super::brine::{self, DecodeError, Detached, EncodeError, Sink, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -169,15 +169,20 @@ impl Boxed {
     /// Appends the brine form without building the `(label, body)` tuples
     /// as values first, so a large value is copied once.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        brine::encode_tuple_header(2, out)?;
-        brine::encode_int(self.label() as i64, out);
+        self.encode_to(&mut Sink::plain(out))
+    }
+
+    /// [`Boxed::encode`] into a [`Sink`].
+    pub fn encode_to<'v>(&'v self, sink: &mut Sink<'_, 'v>) -> Result<(), EncodeError> {
+        brine::encode_tuple_header(2, sink.buf)?;
+        brine::encode_int(self.label() as i64, sink.buf);
         match self {
-            Boxed::Value(value) => value.encode(out),
+            Boxed::Value(value) => value.encode_to(sink),
             Boxed::Tuple(items) => {
-                brine::encode_tuple_header(items.len(), out)?;
-                items.iter().try_for_each(|item| item.encode(out))
+                brine::encode_tuple_header(items.len(), sink.buf)?;
+                items.iter().try_for_each(|item| item.encode_to(sink))
             }
-            Boxed::LocalRef(id) | Boxed::RemoteRef(id) => id.to_value().encode(out),
+            Boxed::LocalRef(id) | Boxed::RemoteRef(id) => id.to_value().encode(sink.buf),
         }
     }
 
@@ -406,6 +411,28 @@ impl Message {
     /// Appends the message's payload in `dialect` to `out`. On an error
     /// `out` may hold part of it.
     pub fn encode_into(&self, dialect: Dialect, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+        self.encode_to(dialect, &mut Sink::plain(out))
+    }
+
+    /// [`Message::encode_into`], leaving byte strings of
+    /// [`brine::DETACH_MIN`] bytes or more out of `out`: the result says
+    /// where they belong, so they can be written from where they are.
+    pub fn encode_detached<'v>(
+        &'v self,
+        dialect: Dialect,
+        out: &mut Vec<u8>,
+    ) -> Result<Vec<Detached<'v>>, EncodeError> {
+        let mut detached = Vec::new();
+        self.encode_to(dialect, &mut Sink::detaching(out, &mut detached))?;
+        Ok(detached)
+    }
+
+    fn encode_to<'v>(
+        &'v self,
+        dialect: Dialect,
+        sink: &mut Sink<'_, 'v>,
+    ) -> Result<(), EncodeError> {
+        let out = &mut *sink.buf;
         match dialect {
             Dialect::V6 => {
                 out.push(self.msg_type() as u8);
@@ -421,9 +448,9 @@ impl Message {
             Message::Request { handler, args, .. } => {
                 brine::encode_tuple_header(2, out)?;
                 brine::encode_int(i64::from(handler.code()), out);
-                args.encode(out)?;
+                args.encode_to(sink)?;
             }
-            Message::Reply { value, .. } => value.encode(out)?,
+            Message::Reply { value, .. } => value.encode_to(sink)?,
             Message::Exception { exception, .. } => exception.to_value().encode(out)?,
         }
         Ok(())
@@ -443,10 +470,39 @@ impl Message {
         dialect: Dialect,
         max_depth: usize,
     ) -> Result<Message, MessageError> {
+        let code = payload.first().copied().ok_or(MessageError::Empty)?;
+        let body = match dialect {
+            Dialect::V6 => &payload[1..],
+            Dialect::V5 => payload,
+        };
+        Message::from_brine(code, brine::decode_with_depth(body, max_depth)?, dialect)
+    }
+
+    /// [`Message::decode_for`] of the payload `buffer[within]`, handing the
+    /// buffer on to a bulk byte string in it (see [`brine::decode_owned`]).
+    pub fn decode_owned_for(
+        buffer: Vec<u8>,
+        within: std::ops::Range<usize>,
+        dialect: Dialect,
+        max_depth: usize,
+    ) -> Result<Message, MessageError> {
+        let code = buffer
+            .get(within.clone())
+            .and_then(|payload| payload.first().copied())
+            .ok_or(MessageError::Empty)?;
+        let body = match dialect {
+            Dialect::V6 => within.start + 1..within.end,
+            Dialect::V5 => within,
+        };
+        Message::from_brine(code, brine::decode_owned(buffer, body, max_depth)?, dialect)
+    }
+
+    /// The message of a payload whose first byte is `code` and whose brine
+    /// value (the rest in rpyc 6, the whole in rpyc 5) is `value`.
+    fn from_brine(code: u8, value: Value, dialect: Dialect) -> Result<Message, MessageError> {
         let (code, seq, args) = match dialect {
             Dialect::V6 => {
-                let (&code, body) = payload.split_first().ok_or(MessageError::Empty)?;
-                let [seq, args]: [Value; 2] = brine::decode_with_depth(body, max_depth)?
+                let [seq, args]: [Value; 2] = value
                     .into_tuple()
                     .ok_or(MessageError::NotSeqArgs)?
                     .try_into()
@@ -454,10 +510,7 @@ impl Message {
                 (code, seq, args)
             }
             Dialect::V5 => {
-                if payload.is_empty() {
-                    return Err(MessageError::Empty);
-                }
-                let [code, seq, args]: [Value; 3] = brine::decode_with_depth(payload, max_depth)?
+                let [code, seq, args]: [Value; 3] = value
                     .into_tuple()
                     .ok_or(MessageError::NotSeqArgs)?
                     .try_into()
@@ -513,11 +566,135 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::frame;
 
     fn round_trip(message: Message) -> Vec<u8> {
         let bytes = message.encode().expect("encodes");
         assert_eq!(Message::decode(&bytes).expect("decodes"), message);
         bytes
+    }
+
+    /// xorshift noise, which deflate cannot shrink.
+    fn noise(len: usize, mut state: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            out.extend_from_slice(&state.to_le_bytes());
+        }
+        out.truncate(len);
+        out
+    }
+
+    fn bulk_reply(first: Vec<u8>, second: Vec<u8>) -> Message {
+        Message::Reply {
+            seq: 7,
+            value: Boxed::Tuple(vec![
+                Boxed::Value(Value::Bytes(first.into())),
+                Boxed::Value(Value::Int(5)),
+                Boxed::Value(Value::Bytes(second.into())),
+            ]),
+        }
+    }
+
+    /// The frame as the connection writes it: bulk strings left where they
+    /// are, then written in between the encoded rest.
+    fn detached_wire(message: &Message, compress: bool) -> Vec<u8> {
+        let mut buffer = frame::begin(message.size_hint());
+        let detached = message
+            .encode_detached(Dialect::V6, &mut buffer)
+            .expect("encodes");
+        assert_eq!(detached.len(), 2, "both bulk strings stay where they are");
+        assert!(buffer.len() < 64, "{} bytes encoded", buffer.len());
+        let frame = frame::seal_detached(buffer, detached, compress).expect("frames");
+        let mut wire = Vec::new();
+        frame.write_to(&mut wire).expect("writes");
+        wire
+    }
+
+    #[test]
+    fn bulk_strings_written_from_their_values_make_the_same_frame() {
+        let message = bulk_reply(noise(3 << 20, 1), noise(brine::DETACH_MIN, 2));
+        let whole = message.encode().expect("encodes");
+        for compress in [false, true] {
+            assert_eq!(
+                detached_wire(&message, compress),
+                frame::encode(&whole, compress).expect("frames"),
+                "compress {compress}"
+            );
+        }
+        // a payload worth deflating is deflated whole, as before
+        let text = b"1,1,rpyc benchmark row 1f0f\n".repeat(80_000);
+        let message = bulk_reply(text.clone(), text);
+        let wire = detached_wire(&message, true);
+        assert_eq!(wire[4], 1, "compressed flag");
+        assert_eq!(
+            wire,
+            frame::encode(&message.encode().expect("encodes"), true).expect("frames")
+        );
+    }
+
+    #[test]
+    fn a_bulk_frame_is_decoded_in_the_buffer_it_was_read_into() {
+        let message = bulk_reply(noise(3 << 20, 3), noise(2 << 20, 4));
+        let next = frame::encode(
+            &Message::Reply {
+                seq: 8,
+                value: Boxed::Value(Value::None),
+            }
+            .encode()
+            .expect("encodes"),
+            false,
+        )
+        .expect("frames");
+        let mut decoder = frame::Decoder::new(frame::Limits::default());
+        decoder.feed(&detached_wire(&message, true));
+        decoder.feed(&next[..3]);
+        let frame::OwnedPayload {
+            buffer,
+            within: payload,
+        } = decoder
+            .next_owned_payload(brine::KEEP_BUFFER_MIN)
+            .expect("a whole frame")
+            .expect("a bulk frame");
+        let read_into = buffer.as_ptr();
+        let decoded =
+            Message::decode_owned_for(buffer, payload, Dialect::V6, brine::DEFAULT_MAX_DEPTH)
+                .expect("decodes");
+        assert_eq!(decoded, message);
+        let Message::Reply {
+            value: Boxed::Tuple(items),
+            ..
+        } = &decoded
+        else {
+            panic!("not the reply's tuple: {decoded:?}");
+        };
+        let [Boxed::Value(Value::Bytes(first)), _, Boxed::Value(Value::Bytes(second))] = &items[..]
+        else {
+            panic!("not two bulk strings");
+        };
+        assert_eq!(
+            first.as_ptr(),
+            read_into,
+            "the first bulk string kept the read buffer"
+        );
+        assert_ne!(second.as_ptr(), read_into);
+        // the next frame's first bytes stayed behind, and it comes whole
+        assert!(decoder
+            .next_owned_payload(brine::KEEP_BUFFER_MIN)
+            .expect("no error")
+            .is_none());
+        decoder.feed(&next[3..]);
+        assert!(decoder
+            .next_owned_payload(brine::KEEP_BUFFER_MIN)
+            .expect("no error")
+            .is_none());
+        let payload = decoder
+            .next_payload()
+            .expect("no error")
+            .expect("the next frame");
+        assert_eq!(Message::decode(&payload).expect("decodes").seq(), 8);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 //! [`brine`] is the value serializer both of them use.
 
 pub mod brine;
+pub mod bulk;
+mod bytebuf;
 mod deflate;
 pub mod frame;
 pub mod message;

@@ -324,6 +324,16 @@ impl Write for Stream {
         }
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(stream, wrote) => {
+                wrote.store(true, Ordering::Relaxed);
+                stream.write_vectored(bufs)
+            }
+            Stream::Unix(stream) => stream.write_vectored(bufs),
+        }
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }

@@ -10,7 +10,10 @@ use pyo3::types::{
     PyBool, PyBytes, PyComplex, PyFloat, PyFrozenSet, PyInt, PySlice, PyString, PyTuple,
 };
 
-use crate::protocol::brine::Value;
+use std::sync::Arc;
+
+use crate::protocol::brine::{self, ByteBuf, Value};
+use crate::protocol::bulk;
 
 /// The brine value of `obj`, or `None` if it is not dumpable and must be
 /// passed by reference. `Err` only when a dumpable value cannot be encoded
@@ -38,9 +41,13 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
         return Ok(Some(Value::Str(obj.extract::<String>()?)));
     }
     if obj.is_exact_instance_of::<PyBytes>() {
-        return Ok(Some(Value::Bytes(
-            obj.cast::<PyBytes>()?.as_bytes().to_vec(),
-        )));
+        let bytes = obj.cast::<PyBytes>()?;
+        if bytes.as_bytes().len() >= brine::DETACH_MIN {
+            return Ok(Some(Value::Bytes(ByteBuf::shared(Arc::new(
+                PythonBytes::new(bytes),
+            )))));
+        }
+        return Ok(Some(Value::Bytes(bytes.as_bytes().into())));
     }
     if obj.is_exact_instance_of::<PyFloat>() {
         return Ok(Some(Value::Float(obj.extract::<f64>()?)));
@@ -78,6 +85,40 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
     Ok(None)
 }
 
+/// A Python bytes object's buffer, shared rather than copied: a bulk value
+/// is written to the socket straight from it.
+struct PythonBytes {
+    /// Keeps the object, and so its buffer, alive.
+    _object: Py<PyBytes>,
+    data: *const u8,
+    len: usize,
+}
+
+impl PythonBytes {
+    fn new(bytes: &Bound<'_, PyBytes>) -> PythonBytes {
+        let data = bytes.as_bytes();
+        PythonBytes {
+            data: data.as_ptr(),
+            len: data.len(),
+            _object: bytes.clone().unbind(),
+        }
+    }
+}
+
+impl AsRef<[u8]> for PythonBytes {
+    fn as_ref(&self) -> &[u8] {
+        // SAFETY: a bytes object's buffer never moves or changes, and
+        // `_object` keeps it alive for as long as this value lives; reading
+        // it needs no GIL
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+// SAFETY: the raw pointer is only read (see `as_ref`); `Py<PyBytes>` is
+// itself Send and Sync, and pyo3 defers a drop without the GIL
+unsafe impl Send for PythonBytes {}
+unsafe impl Sync for PythonBytes {}
+
 fn items_to_values<'py>(
     items: impl Iterator<Item = Bound<'py, PyAny>>,
 ) -> PyResult<Option<Vec<Value>>> {
@@ -103,7 +144,7 @@ pub fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyA
         Value::Float(x) => PyFloat::new(py, *x).into_any(),
         Value::Complex(re, im) => PyComplex::from_doubles(py, *re, *im).into_any(),
         Value::Str(text) => PyString::new(py, text).into_any(),
-        Value::Bytes(bytes) => PyBytes::new(py, bytes).into_any(),
+        Value::Bytes(bytes) => bytes_of(py, bytes)?.into_any(),
         Value::Slice(parts) => {
             let [start, stop, step] = &**parts;
             py.get_type::<PySlice>().call1((
@@ -121,6 +162,30 @@ pub fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyA
             PyFrozenSet::new(py, &elements)?.into_any()
         }
     })
+}
+
+/// A Python bytes object holding a copy of `bytes`; a bulk one on huge
+/// pages (see [`bulk`]), advised before the copy first touches its memory.
+fn bytes_of<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
+    if bytes.len() < bulk::LARGE {
+        return Ok(PyBytes::new(py, bytes));
+    }
+    let len = pyo3::ffi::Py_ssize_t::try_from(bytes.len())
+        .map_err(|_| PyValueError::new_err("bytes too long for Python"))?;
+    // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes an uninitialised
+    // bytes object of n bytes, which is filled below before any Python
+    // code can see it; the result is checked for NULL by from_owned_ptr_or_err
+    unsafe {
+        let object = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len);
+        let object = Bound::from_owned_ptr_or_err(py, object)?;
+        let data = pyo3::ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>();
+        if data.is_null() {
+            return Err(PyErr::fetch(py));
+        }
+        bulk::advise_huge(data, bytes.len());
+        std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
+        Ok(object.cast_into_unchecked::<PyBytes>())
+    }
 }
 
 fn tuple_of<'py>(py: Python<'py>, items: &[Value]) -> PyResult<Bound<'py, PyTuple>> {

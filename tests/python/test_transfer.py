@@ -206,3 +206,26 @@ def test_redirected_stdio(conn, capsys):
     conn.execute("print('not for the client')")
     captured = capsys.readouterr()
     assert "not for the client" not in captured.out
+
+
+@pytest.mark.parametrize("kind", ["random", "text"])
+def test_bulk_bytes_values_both_ways(conn, kind):
+    # Byte strings of 1 MiB and more are written from the Python object and
+    # kept in the buffer they are read into; 32 MiB and more ask for huge
+    # pages. Downloads are 40 MB; uploads stay small, since rpyc 6.0.2's
+    # client writes a frame in quadratic time.
+    if kind == "random":
+        source = "__import__('os').urandom(40_000_000)"
+    else:
+        source = "b''.join(b'%d,%d,row\\n' % (i, i * i) for i in range(2_500_000))[:40_000_000]"
+    conn.execute(f"bulk_value = {source}")
+    try:
+        remote_digest = conn.eval("__import__('hashlib').sha256(bulk_value).hexdigest()")
+        local = conn.eval("bulk_value")
+        assert type(local) is bytes and len(local) == 40_000_000
+        assert hashlib.sha256(local).hexdigest() == remote_digest
+        upload = local[: 3 << 20]
+        seen = conn.eval("lambda b: (type(b).__name__, len(b), __import__('hashlib').sha256(b).hexdigest())")(upload)
+        assert tuple(seen) == ("bytes", len(upload), hashlib.sha256(upload).hexdigest())
+    finally:
+        conn.execute("del bulk_value")

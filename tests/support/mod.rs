@@ -79,7 +79,7 @@ pub fn value(json: &Json) -> Value {
             Value::Complex(re, im)
         }
         "str" => Value::str(text(arg(1))),
-        "bytes" => Value::Bytes(hex(arg(1))),
+        "bytes" => Value::Bytes(hex(arg(1)).into()),
         "slice" => Value::Slice(Box::new([value(arg(1)), value(arg(2)), value(arg(3))])),
         "tuple" => Value::Tuple(items(arg(1)).iter().map(value).collect()),
         "frozenset" => Value::FrozenSet(items(arg(1)).iter().map(value).collect()),
