@@ -13,6 +13,7 @@ use rpycd::bench::compare::{self, Options};
 use rpycd::bench::load::{self, Op, Spec};
 use rpycd::bench::registry::{self, UdpOp};
 use rpycd::bench::servers::Programs;
+use rpycd::bench::workloads;
 
 /// Where this crate's sources are: bench/ and .venv are found from here.
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
@@ -62,6 +63,21 @@ enum Command {
         /// At most this many operations per connection
         #[arg(long, default_value_t = 1_000_000)]
         max_ops: u64,
+    },
+    /// One bulk transfer with the Rust client against one classic server
+    Bulk {
+        /// The server's port on 127.0.0.1
+        #[arg(long)]
+        port: u16,
+        /// Bytes to move
+        #[arg(long, default_value_t = 100_000_000)]
+        size: usize,
+        /// Text rows (deflate shrinks them) instead of random bytes
+        #[arg(long)]
+        text: bool,
+        /// Send the bytes to the server instead of fetching them
+        #[arg(long)]
+        upload: bool,
     },
     /// Run the zero-cost ping server on an ephemeral loopback port for a while
     Ceiling {
@@ -164,6 +180,18 @@ fn run(cli: Cli) -> Result<(), String> {
             };
             let outcome = load::run(addr, spec).map_err(|e| e.to_string())?;
             println!("{}", outcome.to_json());
+            Ok(())
+        }
+        Command::Bulk {
+            port,
+            size,
+            text,
+            upload,
+        } => {
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let outcome =
+                workloads::rust_bulk(addr, !text, !upload, size).map_err(|e| e.to_string())?;
+            println!("{outcome}");
             Ok(())
         }
         Command::Ceiling { seconds: secs, udp } => {
