@@ -69,9 +69,18 @@ impl Request {
             None => return Err(RequestError::BadMagic(format!("{magic:?}"))),
         }
         let command = command.as_str().ok_or(RequestError::NotTriple)?;
-        let args = args.into_tuple().ok_or(RequestError::NotTriple)?;
+        let mut args = args.into_tuple().ok_or(RequestError::NotTriple)?;
         // rpyc looks the handler up as cmd_<command.lower()>
-        match (command.to_ascii_lowercase().as_str(), args.as_slice()) {
+        let known = ["register", "unregister", "query", "list"]
+            .into_iter()
+            .find(|known| command.eq_ignore_ascii_case(known));
+        if let (Some("query"), [Value::Str(_)]) = (known, args.as_mut_slice()) {
+            // the registry's busiest request: the name is moved, not copied
+            if let Some(Value::Str(name)) = args.pop() {
+                return Ok(Request::Query { name });
+            }
+        }
+        match (known.unwrap_or(""), args.as_slice()) {
             ("register", [aliases, port]) => Ok(Request::Register {
                 aliases: aliases
                     .as_tuple()
@@ -85,12 +94,6 @@ impl Request {
             ("unregister", [port]) => Ok(Request::Unregister {
                 port: port_of(port).ok_or(RequestError::BadArgs("UNREGISTER"))?,
             }),
-            ("query", [name]) => Ok(Request::Query {
-                name: name
-                    .as_str()
-                    .ok_or(RequestError::BadArgs("QUERY"))?
-                    .to_owned(),
-            }),
             ("list", [filter]) => match filter.as_tuple() {
                 Some([Value::None]) => Ok(Request::List { filter_host: None }),
                 Some([Value::Str(host)]) => Ok(Request::List {
@@ -98,6 +101,8 @@ impl Request {
                 }),
                 _ => Err(RequestError::BadArgs("LIST")),
             },
+            // a str name was taken above
+            ("query", [_]) => Err(RequestError::BadArgs("QUERY")),
             ("register" | "unregister" | "query" | "list", _) => {
                 Err(RequestError::BadArgs("that command"))
             }
@@ -151,12 +156,15 @@ pub fn is_ok_reply(data: &[u8]) -> bool {
 
 /// The answer to QUERY: as many endpoints as fit in `limit` bytes.
 pub fn endpoints_reply(endpoints: &[(String, u16)], limit: usize) -> Vec<u8> {
-    fit_tuple(
+    // encoded straight from the table's strings: this answers every query
+    fit_encoded(
         endpoints.iter().map(|(host, port)| {
-            Value::Tuple(vec![
-                Value::str(host.as_str()),
-                Value::Int(i64::from(*port)),
-            ])
+            move |out: &mut Vec<u8>| {
+                brine::encode_tuple_header(2, out)?;
+                brine::encode_str(host, out)?;
+                brine::encode_int(i64::from(*port), out);
+                Ok(())
+            }
         }),
         limit,
     )
@@ -173,14 +181,25 @@ pub fn names_reply(names: Option<&[String]>, limit: usize) -> Vec<u8> {
 /// A tuple of the leading items whose encoding fits in `limit` bytes: a
 /// client reading `limit` bytes must get a whole value, not a cut one.
 fn fit_tuple(items: impl Iterator<Item = Value>, limit: usize) -> Vec<u8> {
+    fit_encoded(
+        items.map(|item| move |out: &mut Vec<u8>| item.encode(out)),
+        limit,
+    )
+}
+
+/// [`fit_tuple`] of items given as their encoders.
+fn fit_encoded<E>(items: impl Iterator<Item = E>, limit: usize) -> Vec<u8>
+where
+    E: FnOnce(&mut Vec<u8>) -> Result<(), EncodeError>,
+{
     let mut body = Vec::new();
     let mut count = 0;
-    for item in items {
-        let Ok(encoded) = item.to_bytes() else { break };
-        if tuple_header_len(count + 1) + body.len() + encoded.len() > limit {
+    for encode in items {
+        let before = body.len();
+        if encode(&mut body).is_err() || tuple_header_len(count + 1) + body.len() > limit {
+            body.truncate(before);
             break;
         }
-        body.extend_from_slice(&encoded);
         count += 1;
     }
     let mut out = Vec::with_capacity(tuple_header_len(count) + body.len());
@@ -282,6 +301,60 @@ mod tests {
             Request::decode(&bad_port.to_bytes().unwrap()),
             Err(RequestError::BadArgs(_))
         ));
+    }
+
+    #[test]
+    fn commands_are_matched_without_case_and_queries_need_a_name() {
+        let query = |command: &str, args: Vec<Value>| {
+            Value::Tuple(vec![
+                Value::str(MAGIC),
+                Value::str(command),
+                Value::Tuple(args),
+            ])
+            .to_bytes()
+            .expect("encodes")
+        };
+        for command in ["QUERY", "query", "Query"] {
+            assert_eq!(
+                Request::decode(&query(command, vec![Value::str("slave")])),
+                Ok(Request::Query {
+                    name: "slave".into()
+                })
+            );
+        }
+        assert_eq!(
+            Request::decode(&query("QUERY", vec![Value::Int(1)])),
+            Err(RequestError::BadArgs("QUERY"))
+        );
+        assert_eq!(
+            Request::decode(&query("QUERY", vec![])),
+            Err(RequestError::BadArgs("that command"))
+        );
+        assert_eq!(
+            Request::decode(&query("QUERYX", vec![Value::str("a")])),
+            Err(RequestError::UnknownCommand("QUERYX".into()))
+        );
+    }
+
+    #[test]
+    fn an_endpoints_reply_is_the_brine_tuple_of_host_port_pairs() {
+        let endpoints = [("10.0.0.1".to_string(), 18812), ("::1".to_string(), 1)];
+        let expected = Value::Tuple(
+            endpoints
+                .iter()
+                .map(|(host, port)| {
+                    Value::Tuple(vec![
+                        Value::str(host.as_str()),
+                        Value::Int(i64::from(*port)),
+                    ])
+                })
+                .collect(),
+        );
+        assert_eq!(
+            endpoints_reply(&endpoints, MAX_MESSAGE),
+            expected.to_bytes().expect("encodes")
+        );
+        assert_eq!(endpoints_reply(&[], MAX_MESSAGE), [brine::TAG_EMPTY_TUPLE]);
     }
 
     #[test]

@@ -54,12 +54,12 @@ impl Registry {
     /// The reply to send back to `peer`, if any. `list_limit` is what the
     /// transport's client reads of a LIST reply.
     pub fn answer(&self, request: Request, peer: SocketAddr, list_limit: usize) -> Option<Vec<u8>> {
-        let host = peer.ip().to_string();
+        let host = || peer.ip().to_string();
         let now = Instant::now();
         let mut table = lock(&self.table);
         let reply = match request {
             Request::Register { aliases, port } => {
-                let endpoint = (host, port);
+                let endpoint = (host(), port);
                 match table.register(&endpoint, &aliases, now) {
                     Ok(registration) => {
                         self.log_removed(&registration.pruned, "pruning stale");
@@ -87,7 +87,7 @@ impl Registry {
                 }
             }
             Request::Unregister { port } => {
-                let endpoint = (host, port);
+                let endpoint = (host(), port);
                 let removed = table.unregister(&endpoint);
                 if !removed.is_empty() {
                     self.log.info(format_args!(

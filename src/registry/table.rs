@@ -156,8 +156,16 @@ impl Table {
     /// QUERY: the live endpoints of `name`, least recently registered first
     /// (rpyc's order), and the stale ones it dropped on the way, as rpyc does.
     pub fn query(&mut self, name: &str, now: Instant) -> (Vec<Endpoint>, Vec<Removed>) {
-        let name = name.to_uppercase();
-        let Some(service) = self.services.get_mut(&name) else {
+        // names are kept upper-cased; most queries already are
+        let upper_already = name
+            .chars()
+            .all(|c| c.to_uppercase().eq(std::iter::once(c)));
+        let name: std::borrow::Cow<'_, str> = if upper_already {
+            name.into()
+        } else {
+            name.to_uppercase().into()
+        };
+        let Some(service) = self.services.get_mut(name.as_ref()) else {
             return (Vec::new(), Vec::new());
         };
         let timeout = self.timeout;
@@ -176,14 +184,14 @@ impl Table {
             .map(|(endpoint, _)| endpoint.clone())
             .collect();
         if service.endpoints.is_empty() {
-            self.services.remove(&name);
+            self.services.remove(name.as_ref());
         }
         let removed = stale
             .into_iter()
             .map(|endpoint| {
                 self.forget(&endpoint.0, 1);
                 Removed {
-                    name: name.clone(),
+                    name: name.to_string(),
                     endpoint,
                 }
             })
