@@ -208,6 +208,10 @@ impl Frame<'_> {
 
     /// Writes the whole frame, with one `writev` where the writer has it.
     pub fn write_to(&self, writer: &mut dyn Write) -> io::Result<()> {
+        if self.detached.is_empty() {
+            // nearly every frame: one buffer, no slices to gather
+            return writer.write_all(&self.head);
+        }
         let pieces = self.pieces();
         let mut slices: Vec<IoSlice<'_>> = pieces.iter().map(|piece| IoSlice::new(piece)).collect();
         let mut remaining = &mut slices[..];
