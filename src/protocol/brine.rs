@@ -492,11 +492,10 @@ pub const KEEP_BUFFER_MIN: usize = 1 << 20;
 
 /// Decodes exactly one value that must fill `buffer[within]`, as
 /// [`decode_with_depth`]; the first byte string of [`KEEP_BUFFER_MIN`]
-/// bytes or more is not copied out of `buffer` but keeps it (its bytes
-/// moved to the front), which saves allocating, faulting in and filling a
-/// second buffer as large.
+/// bytes or more is not copied out of `buffer` but keeps it, which saves
+/// allocating, faulting in and filling a second buffer as large.
 pub fn decode_owned(
-    mut buffer: Vec<u8>,
+    buffer: Vec<u8>,
     within: std::ops::Range<usize>,
     max_depth: usize,
 ) -> Result<Value, DecodeError> {
@@ -506,20 +505,18 @@ pub fn decode_owned(
     let (mut value, kept) = decode_in(data, max_depth, true)?;
     if let Some(kept) = kept {
         let start = within.start + kept.start;
-        buffer.copy_within(start..start + kept.len(), 0);
-        buffer.truncate(kept.len());
-        fill_pending(&mut value, buffer);
+        fill_pending(&mut value, buffer, start..start + kept.len());
     }
     Ok(value)
 }
 
-/// Puts `bytes` into the value's one pending byte string.
-fn fill_pending(value: &mut Value, bytes: Vec<u8>) {
+/// Makes the value's one pending byte string `buffer[range]`.
+fn fill_pending(value: &mut Value, buffer: Vec<u8>, range: std::ops::Range<usize>) {
     let mut stack = vec![value];
     while let Some(value) = stack.pop() {
         match value {
             Value::Bytes(buf) if buf.is_pending() => {
-                buf.fill(bytes);
+                buf.fill(buffer, range);
                 return;
             }
             Value::Tuple(items) | Value::FrozenSet(items) => stack.extend(items.iter_mut()),

@@ -29,6 +29,15 @@ pub fn with_capacity(capacity: usize) -> Vec<u8> {
     buffer
 }
 
+/// `len` zero bytes, backed by huge pages where the kernel has them when
+/// [`LARGE`]. Costs no pass over the memory: the allocator asks the kernel
+/// for fresh (zero) pages and does not clear them again.
+pub fn zeroed(len: usize) -> Vec<u8> {
+    let buffer = vec![0; len];
+    advise_huge(buffer.as_ptr(), len);
+    buffer
+}
+
 /// A copy of `bytes` in a buffer from [`with_capacity`].
 pub fn copy_of(bytes: &[u8]) -> Vec<u8> {
     let mut buffer = with_capacity(bytes.len());

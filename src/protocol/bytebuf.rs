@@ -8,7 +8,7 @@
 
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::ops::Deref;
+use std::ops::{Deref, Range};
 use std::sync::Arc;
 
 /// Bytes that something else owns and keeps unchanged for as long as this
@@ -21,6 +21,9 @@ pub struct ByteBuf(Repr);
 #[derive(Clone)]
 enum Repr {
     Owned(Vec<u8>),
+    /// Bytes inside a larger buffer they kept (the frame they came in),
+    /// which they are not moved to the front of until someone wants a Vec.
+    Part(Vec<u8>, Range<usize>),
     Shared(SharedBytes),
     /// Stands in, during a decode, for bytes that are moved in from the
     /// frame buffer once the decode no longer borrows it; never seen
@@ -36,6 +39,7 @@ impl ByteBuf {
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {
             Repr::Owned(bytes) => bytes,
+            Repr::Part(buffer, range) => buffer.get(range.clone()).unwrap_or_default(),
             Repr::Shared(bytes) => (**bytes).as_ref(),
             Repr::Pending => &[],
         }
@@ -45,6 +49,14 @@ impl ByteBuf {
     pub fn into_vec(self) -> Vec<u8> {
         match self.0 {
             Repr::Owned(bytes) => bytes,
+            Repr::Part(mut buffer, range) => {
+                if range.end > buffer.len() {
+                    return Vec::new();
+                }
+                buffer.copy_within(range.clone(), 0);
+                buffer.truncate(range.len());
+                buffer
+            }
             Repr::Shared(bytes) => super::bulk::copy_of((*bytes).as_ref()),
             Repr::Pending => Vec::new(),
         }
@@ -58,8 +70,9 @@ impl ByteBuf {
         matches!(self.0, Repr::Pending)
     }
 
-    pub(crate) fn fill(&mut self, bytes: Vec<u8>) {
-        self.0 = Repr::Owned(bytes);
+    /// Makes a pending value `buffer[range]`.
+    pub(crate) fn fill(&mut self, buffer: Vec<u8>, range: Range<usize>) {
+        self.0 = Repr::Part(buffer, range);
     }
 }
 
@@ -154,8 +167,9 @@ mod tests {
         let mut buf = ByteBuf::pending();
         assert!(buf.is_pending());
         assert!(buf.is_empty());
-        buf.fill(vec![1, 2, 3]);
+        buf.fill(vec![9, 1, 2, 3, 9], 1..4);
         assert!(!buf.is_pending());
         assert_eq!(buf, vec![1, 2, 3]);
+        assert_eq!(buf.into_vec(), vec![1, 2, 3]);
     }
 }

@@ -374,12 +374,14 @@ impl Decoder {
             let frame_end = frame_len(&self.buffer[self.start..self.end]).map_or(0, |len| {
                 self.start + HEADER_LEN + len.min(self.limits.max_frame_size) + 1
             });
-            let whole = needed.max(frame_end);
-            if needed > self.buffer.capacity() && whole >= super::bulk::LARGE {
+            let capacity = self.buffer.capacity();
+            if needed > capacity && frame_end > capacity && frame_end >= super::bulk::LARGE {
                 // a bulk frame: one buffer for all of it, on huge pages,
-                // rather than doublings on small ones
-                let mut bigger = super::bulk::with_capacity(whole);
-                bigger.extend_from_slice(&self.buffer[..self.end]);
+                // rather than doublings on small ones; with room for the
+                // little more than the frame's rest that a reader asks for
+                // at its end
+                let mut bigger = super::bulk::zeroed(needed.max(frame_end) + KEEP_BUFFER);
+                bigger[..self.end].copy_from_slice(&self.buffer[..self.end]);
                 self.buffer = bigger;
             }
             self.buffer.resize(needed, 0);
@@ -630,6 +632,41 @@ mod tests {
         }
         assert_eq!(got, payloads);
         assert_eq!(decoder.buffered(), 0);
+    }
+
+    /// As the connection reads: small reads until the header is in, then
+    /// pieces of at most 1 MiB, and at least 1 KiB even at the frame's end.
+    #[test]
+    fn a_bulk_frame_is_read_into_one_buffer_that_never_moves() {
+        // the last read asks for 1 KiB when 500 bytes are left
+        let len = crate::protocol::bulk::LARGE + 1518;
+        let mut wire = header(len, false).unwrap().to_vec();
+        wire.extend((0..len).map(|i| (i % 251) as u8));
+        wire.push(FLUSHER);
+        let mut decoder = Decoder::new(Limits::default());
+        let mut fed = 0;
+        let mut bases = std::collections::BTreeSet::new();
+        while fed < wire.len() {
+            let room = decoder.wanted().clamp(1024, 1 << 20);
+            let got = decoder
+                .feed_with(room, |buf: &mut [u8]| {
+                    let take = buf.len().min(wire.len() - fed);
+                    buf[..take].copy_from_slice(&wire[fed..fed + take]);
+                    Ok::<usize, ()>(take)
+                })
+                .unwrap();
+            if fed > 0 {
+                bases.insert(decoder.buffer.as_ptr() as usize);
+            }
+            fed += got;
+        }
+        assert_eq!(bases.len(), 1, "the buffer moved while the frame came in");
+        let owned = decoder.next_owned_payload(1).unwrap().expect("the frame");
+        assert_eq!(owned.within.len(), len);
+        assert!(owned.buffer[owned.within]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 251) as u8));
     }
 
     #[test]
