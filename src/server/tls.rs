@@ -204,6 +204,8 @@ impl Authenticator for TlsAuthenticator {
                     raw: reader,
                     shared: shared.clone(),
                     ciphertext: vec![0; 32 * 1024],
+                    fed: 0,
+                    got: 0,
                 }),
                 writer: Box::new(TlsWriter { shared }),
                 shutdown: Box::new(move |how| {
@@ -295,20 +297,36 @@ impl Shared {
         mut writer: MutexGuard<'_, Box<dyn Write + Send>>,
         plaintext: &[u8],
     ) -> io::Result<()> {
-        let records = {
-            let mut session = lock(&self.session);
-            let Session { tls, pending } = &mut *session;
-            let mut records = std::mem::take(pending);
-            if !plaintext.is_empty() {
-                tls.writer().write_all(plaintext)?;
+        // rustls takes plaintext only up to its buffer limit (64 KiB of
+        // records not yet written): a larger frame goes in turns of
+        // encrypting what it takes and writing that out
+        let mut rest = plaintext;
+        loop {
+            let records = {
+                let mut session = lock(&self.session);
+                let Session { tls, pending } = &mut *session;
+                let mut records = std::mem::take(pending);
+                while !rest.is_empty() {
+                    let taken = tls.writer().write(rest)?;
+                    if taken == 0 {
+                        break;
+                    }
+                    rest = &rest[taken..];
+                }
+                while tls.wants_write() {
+                    tls.write_tls(&mut records)?;
+                }
+                records
+            };
+            if records.is_empty() && !rest.is_empty() {
+                // nothing taken and nothing to write: it would never end
+                return Err(io::ErrorKind::WriteZero.into());
             }
-            while tls.wants_write() {
-                tls.write_tls(&mut records)?;
+            writer.write_all(&records)?;
+            if rest.is_empty() {
+                return writer.flush();
             }
-            records
-        };
-        writer.write_all(&records)?;
-        writer.flush()
+        }
     }
 
     fn close_notify(&self) {
@@ -334,6 +352,10 @@ struct TlsReader {
     raw: Box<dyn ReadFd>,
     shared: Arc<Shared>,
     ciphertext: Vec<u8>,
+    /// `ciphertext[fed..got]` was read but not yet given to rustls, which
+    /// takes more only once its plaintext has been read out.
+    fed: usize,
+    got: usize,
 }
 
 impl Read for TlsReader {
@@ -356,20 +378,31 @@ impl Read for TlsReader {
                     self.shared.send_with(writer, &[])?;
                 }
             }
-            let got = self.raw.read(&mut self.ciphertext)?;
-            if got == 0 {
-                return Ok(0);
+            if self.fed == self.got {
+                let got = self.raw.read(&mut self.ciphertext)?;
+                if got == 0 {
+                    return Ok(0);
+                }
+                (self.fed, self.got) = (0, got);
             }
+            // rustls holds at most 16 KiB of plaintext not yet read out: feed
+            // it only while it wants more, and read the plaintext out first
             let mut session = lock(&self.shared.session);
-            let mut rest = &self.ciphertext[..got];
-            while !rest.is_empty() {
-                let Session { tls, pending } = &mut *session;
-                tls.read_tls(&mut rest)?;
+            let Session { tls, pending } = &mut *session;
+            // (when it wants none, it has plaintext, a close_notify, or
+            // handshake records to send: the next turn deals with those)
+            while self.fed < self.got && tls.wants_read() {
+                let mut rest = &self.ciphertext[self.fed..self.got];
+                let taken = tls.read_tls(&mut rest)?;
+                self.fed += taken;
                 let state = tls.process_new_packets();
                 while tls.wants_write() {
                     tls.write_tls(pending)?;
                 }
                 state.map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                if taken == 0 {
+                    break;
+                }
             }
         }
     }

@@ -27,6 +27,7 @@ So "refused" is: `EOFError` or an `OSError` (`ssl.SSLError`, `ConnectionResetErr
 `BrokenPipeError`), but never a timeout, and no classic call succeeds.
 """
 
+import hashlib
 import os
 import random
 import re
@@ -674,3 +675,19 @@ def test_bare_names_are_read_from_the_credentials_directory(daemons, tmp_path, p
     assert_classic_session_works(conn)
     assert (conn._channel.stream.sock.getpeercert(binary_form=True)
             == der_of_first_cert(pki.servers["rsa"].cert))
+
+
+def test_bulk_bytes_over_tls(tls_server, pki):
+    # a bytes value of 1 MiB or more is written from the Python object with
+    # a vectored write, which the TLS writer takes piece by piece
+    server = tls_server()
+    conn = ssl_connect(server.port, pki)
+    conn.execute("bulk_value = __import__('os').urandom(40_000_000)")
+    digest = conn.eval("__import__('hashlib').sha256(bulk_value).hexdigest()")
+    local = conn.eval("bulk_value")
+    assert type(local) is bytes and len(local) == 40_000_000
+    assert hashlib.sha256(local).hexdigest() == digest
+    upload = local[: 3 << 20]
+    seen = conn.eval("lambda b: (len(b), __import__('hashlib').sha256(b).hexdigest())")(upload)
+    assert tuple(seen) == (len(upload), hashlib.sha256(upload).hexdigest())
+    conn.close()
