@@ -20,11 +20,11 @@ struct Server {
 }
 
 impl Server {
-    fn start() -> Server {
-        let dir = std::env::temp_dir().join(format!("rpycd-bulk-{}", std::process::id()));
+    fn start(mode: &str) -> Server {
+        let dir = std::env::temp_dir().join(format!("rpycd-bulk-{mode}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("makes a socket directory");
         let child = Command::new(CLASSIC)
-            .args(["-q", "--unix-socket"])
+            .args(["-q", "--mode", mode, "--unix-socket"])
             .arg(dir.join("classic.sock"))
             .stdin(Stdio::null())
             .spawn()
@@ -83,7 +83,24 @@ fn remote_lambda(root: &RemoteObject, source: &str) -> RemoteObject {
 
 #[test]
 fn bulk_bytes_go_to_the_server_and_back_intact() {
-    let server = Server::start();
+    let all_sizes = [
+        ("1 MiB of noise", noise(1 << 20, 1)),
+        ("3 MiB of noise", noise(3 << 20, 2)),
+        ("34 MB of noise", noise(34_000_000, 3)),
+        ("34 MB of text", text(34_000_000)),
+    ];
+    round_trips("threaded", &all_sizes);
+}
+
+#[test]
+fn bulk_bytes_in_forking_and_threadpool_modes() {
+    let one = [("34 MB of noise", noise(34_000_000, 6))];
+    round_trips("forking", &one);
+    round_trips("threadpool", &one);
+}
+
+fn round_trips(mode: &str, values: &[(&str, Vec<u8>)]) {
+    let server = Server::start(mode);
     let client = server.connect();
     let root = client.root().expect("root");
     let echo = remote_lambda(&root, "lambda b: b");
@@ -91,18 +108,13 @@ fn bulk_bytes_go_to_the_server_and_back_intact() {
         &root,
         "lambda b: '%s %d %s' % (type(b).__name__, len(b), __import__('hashlib').sha256(b).hexdigest()[:16])",
     );
-    for (name, data) in [
-        ("1 MiB of noise", noise(1 << 20, 1)),
-        ("3 MiB of noise", noise(3 << 20, 2)),
-        ("34 MB of noise", noise(34_000_000, 3)),
-        ("34 MB of text", text(34_000_000)),
-    ] {
+    for (name, data) in values {
         let back: Bytes = echo.call((Bytes(data.clone()),)).expect(name);
-        assert!(back.0 == data, "{name}: the echo differs");
+        assert!(back.0 == *data, "{mode}, {name}: the echo differs");
         let seen: String = describe.call((Bytes(data.clone()),)).expect(name);
         assert!(
             seen.starts_with(&format!("bytes {} ", data.len())),
-            "{name}: the server saw {seen}"
+            "{mode}, {name}: the server saw {seen}"
         );
     }
     // two bulk strings in one message: the first keeps the read buffer,
@@ -117,5 +129,5 @@ fn bulk_bytes_go_to_the_server_and_back_intact() {
         Obj::Value(Value::Int(5)),
         Obj::Value(Value::Bytes(a.into())),
     ];
-    assert!(swapped == expected, "the swapped tuple differs");
+    assert!(swapped == expected, "{mode}: the swapped tuple differs");
 }
