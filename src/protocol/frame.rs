@@ -520,7 +520,7 @@ fn frame_len(pending: &[u8]) -> Option<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn decode_all(bytes: &[u8], limits: Limits) -> Result<Vec<Vec<u8>>, FrameError> {
@@ -544,7 +544,8 @@ mod tests {
     }
 
     /// Bytes that deflate cannot shrink (xorshift noise).
-    fn noise(len: usize) -> Vec<u8> {
+    /// xorshift noise, which deflate cannot shrink.
+    pub(crate) fn noise(len: usize) -> Vec<u8> {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         (0..len)
             .map(|_| {

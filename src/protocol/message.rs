@@ -567,24 +567,12 @@ impl Message {
 mod tests {
     use super::*;
     use crate::protocol::frame;
+    use crate::protocol::frame::tests::noise;
 
     fn round_trip(message: Message) -> Vec<u8> {
         let bytes = message.encode().expect("encodes");
         assert_eq!(Message::decode(&bytes).expect("decodes"), message);
         bytes
-    }
-
-    /// xorshift noise, which deflate cannot shrink.
-    fn noise(len: usize, mut state: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity(len + 8);
-        while out.len() < len {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            out.extend_from_slice(&state.to_le_bytes());
-        }
-        out.truncate(len);
-        out
     }
 
     fn bulk_reply(first: Vec<u8>, second: Vec<u8>) -> Message {
@@ -615,7 +603,7 @@ mod tests {
 
     #[test]
     fn bulk_strings_written_from_their_values_make_the_same_frame() {
-        let message = bulk_reply(noise(3 << 20, 1), noise(brine::DETACH_MIN, 2));
+        let message = bulk_reply(noise(3 << 20), noise(brine::DETACH_MIN));
         let whole = message.encode().expect("encodes");
         for compress in [false, true] {
             assert_eq!(
@@ -637,7 +625,7 @@ mod tests {
 
     #[test]
     fn a_bulk_frame_is_decoded_in_the_buffer_it_was_read_into() {
-        let message = bulk_reply(noise(3 << 20, 3), noise(2 << 20, 4));
+        let message = bulk_reply(noise(3 << 20), noise(2 << 20));
         let next = frame::encode(
             &Message::Reply {
                 seq: 8,
