@@ -95,7 +95,11 @@ class Generator:
         self.bomb = zlib.compress(b"\x00" * (16 << 20), 9)  # 16 MiB of zeros in ~16 KiB
 
     # ------------------------------------------------------------ brine values
-    def value(self, depth=0):
+    def value(self, depth=0, repeated=1):
+        """`repeated`: how many times the enclosing tuples repeat this value;
+        a repeat count is capped so a value holds at most ~2 000 leaves
+        (four nested repeats of up to 299 once made a brine dump of
+        billions of items, and the harness ran out of memory)."""
         r = self.rnd
         kind = r.randrange(14 if depth < 4 else 10)
         if kind == 0:
@@ -119,11 +123,13 @@ class Generator:
         if kind == 9:
             return slice(r.randrange(-5, 5), None, r.choice([None, 1, -1, 0]))
         if kind in (10, 11):
-            return tuple(self.value(depth + 1) for _ in range(r.randrange(6)))
+            count = r.randrange(6)
+            return tuple(self.value(depth + 1, repeated * max(count, 1)) for _ in range(count))
         if kind == 12:
-            items = (self.value(4) for _ in range(r.randrange(4)))
+            items = (self.value(4, repeated) for _ in range(r.randrange(4)))
             return frozenset(v for v in items if not isinstance(v, slice))  # unhashable
-        return (self.value(depth + 1),) * r.randrange(1, 300)
+        times = r.randrange(1, max(2, min(300, 2_000 // repeated)))
+        return (self.value(depth + 1, repeated * times),) * times
 
     def dump(self, value):
         try:
