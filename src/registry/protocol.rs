@@ -74,13 +74,7 @@ impl Request {
         let known = ["register", "unregister", "query", "list"]
             .into_iter()
             .find(|known| command.eq_ignore_ascii_case(known));
-        if let (Some("query"), [Value::Str(_)]) = (known, args.as_mut_slice()) {
-            // the registry's busiest request: the name is moved, not copied
-            if let Some(Value::Str(name)) = args.pop() {
-                return Ok(Request::Query { name });
-            }
-        }
-        match (known.unwrap_or(""), args.as_slice()) {
+        match (known.unwrap_or(""), args.as_mut_slice()) {
             ("register", [aliases, port]) => Ok(Request::Register {
                 aliases: aliases
                     .as_tuple()
@@ -94,6 +88,11 @@ impl Request {
             ("unregister", [port]) => Ok(Request::Unregister {
                 port: port_of(port).ok_or(RequestError::BadArgs("UNREGISTER"))?,
             }),
+            // the registry's busiest request: the name is moved, not copied
+            ("query", [Value::Str(name)]) => Ok(Request::Query {
+                name: std::mem::take(name),
+            }),
+            ("query", [_]) => Err(RequestError::BadArgs("QUERY")),
             ("list", [filter]) => match filter.as_tuple() {
                 Some([Value::None]) => Ok(Request::List { filter_host: None }),
                 Some([Value::Str(host)]) => Ok(Request::List {
@@ -101,8 +100,6 @@ impl Request {
                 }),
                 _ => Err(RequestError::BadArgs("LIST")),
             },
-            // a str name was taken above
-            ("query", [_]) => Err(RequestError::BadArgs("QUERY")),
             ("register" | "unregister" | "query" | "list", _) => {
                 Err(RequestError::BadArgs("that command"))
             }
