@@ -408,7 +408,7 @@ impl Connection {
             let decoded = if let Some(frame::OwnedPayload {
                 buffer,
                 within: payload,
-            }) = inbound.decoder.next_owned_payload(brine::KEEP_BUFFER_MIN)?
+            }) = inbound.decoder.next_owned_payload(brine::BULK_MIN)?
             {
                 // a bulk frame: its bytes value keeps the read buffer
                 let dialect = self.dialect_of(&buffer[payload.clone()])?;

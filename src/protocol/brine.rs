@@ -365,9 +365,10 @@ fn length_u32(what: &'static str, len: usize) -> Result<u32, EncodeError> {
     u32::try_from(len).map_err(|_| EncodeError::TooLong { what, len })
 }
 
-/// Byte strings at least this long may be left out of an encoding and
-/// written from where they are (see [`Detached`]).
-pub const DETACH_MIN: usize = 1 << 20;
+/// Byte strings at least this long are bulk: an encoding may leave them
+/// out, to be written from where they are (see [`Detached`]), and one
+/// decoded by [`decode_owned`] keeps the buffer it came in.
+pub const BULK_MIN: usize = 1 << 20;
 
 /// A byte string left out of an encoding: its data belongs at `at` in the
 /// encoded buffer, right after its length header.
@@ -393,7 +394,7 @@ impl<'o, 'v> Sink<'o, 'v> {
         }
     }
 
-    /// Byte strings of [`DETACH_MIN`] bytes or more into `detached`, the
+    /// Byte strings of [`BULK_MIN`] bytes or more into `detached`, the
     /// rest into `buf`.
     pub fn detaching(buf: &'o mut Vec<u8>, detached: &'o mut Vec<Detached<'v>>) -> Sink<'o, 'v> {
         Sink {
@@ -404,7 +405,7 @@ impl<'o, 'v> Sink<'o, 'v> {
 
     fn bytes(&mut self, bytes: &'v [u8]) -> Result<(), EncodeError> {
         match &mut self.detached {
-            Some(detached) if bytes.len() >= DETACH_MIN => {
+            Some(detached) if bytes.len() >= BULK_MIN => {
                 encode_bytes_header(bytes.len(), self.buf)?;
                 detached.push(Detached {
                     at: self.buf.len(),
@@ -486,12 +487,8 @@ pub fn decode_with_depth(data: &[u8], max_depth: usize) -> Result<Value, DecodeE
     decode_in(data, max_depth, false).map(|(value, _)| value)
 }
 
-/// A byte string at least this long, decoded by [`decode_owned`], keeps
-/// the buffer it came in.
-pub const KEEP_BUFFER_MIN: usize = 1 << 20;
-
 /// Decodes exactly one value that must fill `buffer[within]`, as
-/// [`decode_with_depth`]; the first byte string of [`KEEP_BUFFER_MIN`]
+/// [`decode_with_depth`]; the first byte string of [`BULK_MIN`]
 /// bytes or more is not copied out of `buffer` but keeps it, which saves
 /// allocating, faulting in and filling a second buffer as large.
 pub fn decode_owned(
@@ -688,7 +685,7 @@ impl<'a> Reader<'a> {
 
     fn scalar(&mut self, tag: u8, offset: usize) -> Result<Value, DecodeError> {
         if let Some(bytes) = self.bytes_body(tag)? {
-            if self.keep && self.kept.is_none() && bytes.len() >= KEEP_BUFFER_MIN {
+            if self.keep && self.kept.is_none() && bytes.len() >= BULK_MIN {
                 self.kept = Some(self.pos - bytes.len()..self.pos);
                 return Ok(Value::Bytes(ByteBuf::pending()));
             }

@@ -544,7 +544,6 @@ pub(crate) mod tests {
     }
 
     /// Bytes that deflate cannot shrink (xorshift noise).
-    /// xorshift noise, which deflate cannot shrink.
     pub(crate) fn noise(len: usize) -> Vec<u8> {
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
         (0..len)

@@ -415,7 +415,7 @@ impl Message {
     }
 
     /// [`Message::encode_into`], leaving byte strings of
-    /// [`brine::DETACH_MIN`] bytes or more out of `out`: the result says
+    /// [`brine::BULK_MIN`] bytes or more out of `out`: the result says
     /// where they belong, so they can be written from where they are.
     pub fn encode_detached<'v>(
         &'v self,
@@ -603,7 +603,7 @@ mod tests {
 
     #[test]
     fn bulk_strings_written_from_their_values_make_the_same_frame() {
-        let message = bulk_reply(noise(3 << 20), noise(brine::DETACH_MIN));
+        let message = bulk_reply(noise(3 << 20), noise(brine::BULK_MIN));
         let whole = message.encode().expect("encodes");
         for compress in [false, true] {
             assert_eq!(
@@ -643,7 +643,7 @@ mod tests {
             buffer,
             within: payload,
         } = decoder
-            .next_owned_payload(brine::KEEP_BUFFER_MIN)
+            .next_owned_payload(brine::BULK_MIN)
             .expect("a whole frame")
             .expect("a bulk frame");
         let (read_into, read_len) = (buffer.as_ptr(), buffer.len());
@@ -673,12 +673,12 @@ mod tests {
         assert!(!in_read_buffer(second), "the second is a copy");
         // the next frame's first bytes stayed behind, and it comes whole
         assert!(decoder
-            .next_owned_payload(brine::KEEP_BUFFER_MIN)
+            .next_owned_payload(brine::BULK_MIN)
             .expect("no error")
             .is_none());
         decoder.feed(&next[3..]);
         assert!(decoder
-            .next_owned_payload(brine::KEEP_BUFFER_MIN)
+            .next_owned_payload(brine::BULK_MIN)
             .expect("no error")
             .is_none());
         let payload = decoder

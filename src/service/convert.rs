@@ -42,7 +42,7 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
     }
     if obj.is_exact_instance_of::<PyBytes>() {
         let bytes = obj.cast::<PyBytes>()?;
-        if bytes.as_bytes().len() >= brine::DETACH_MIN {
+        if bytes.as_bytes().len() >= brine::BULK_MIN {
             return Ok(Some(Value::Bytes(ByteBuf::shared(Arc::new(
                 PythonBytes::new(bytes),
             )))));
