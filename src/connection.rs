@@ -18,10 +18,11 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::protocol::brine::{self, EncodeError, Value};
+use crate::protocol::brine::{BulkMemory, EncodeError, Value};
 use crate::protocol::frame::{self, Decoder, Frame, FrameError, Limits};
 use crate::protocol::message::{
-    BadRequest, Boxed, Dialect, ExceptionInfo, Handler, Message, MessageError, RemoteException,
+    self, BadRequest, Boxed, Dialect, ExceptionInfo, Handler, Message, MessageError,
+    RemoteException,
 };
 use crate::sync::lock;
 
@@ -42,6 +43,14 @@ pub trait Session: Send + Sync {
 
     /// The connection is over: drop every object the peer held.
     fn close(&self);
+
+    /// Memory for a bulk byte string of `len` bytes the peer is sending,
+    /// read into straight from the stream: where the session wants the
+    /// value to live (the classic service: a Python bytes object). `None`
+    /// leaves it to a plain vector.
+    fn bulk_memory(&self, _len: usize) -> Option<Box<dyn BulkMemory>> {
+        None
+    }
 }
 
 #[derive(Debug, Error)]
@@ -210,7 +219,7 @@ impl Connection {
         Arc::new(Connection {
             inbound: Mutex::new(Inbound {
                 reader,
-                decoder: Decoder::new(config.limits),
+                decoder: Decoder::new(config.limits).locating_bulk(message::locate_bulk),
             }),
             outbound: Mutex::new(Outbound { writer }),
             config,
@@ -405,19 +414,17 @@ impl Connection {
         let mut quiet_since = Instant::now();
         loop {
             let depth = self.config.brine_depth;
-            let decoded = if let Some(frame::OwnedPayload {
-                buffer,
-                within: payload,
-            }) = inbound.decoder.next_owned_payload(brine::BULK_MIN)?
-            {
-                // a bulk frame: its bytes value keeps the read buffer
-                let dialect = self.dialect_of(&buffer[payload.clone()])?;
-                Some(Message::decode_owned_for(buffer, payload, dialect, depth))
-            } else if let Some(payload) = inbound.decoder.next_payload()? {
-                let dialect = self.dialect_of(&payload)?;
-                Some(Message::decode_for(&payload, dialect, depth))
-            } else {
-                None
+            let decoded = match inbound.decoder.next_payload()? {
+                Some(payload) => {
+                    let dialect = self.dialect_of(&payload.bytes)?;
+                    Some(Message::decode_with_bulk(
+                        &payload.bytes,
+                        payload.bulk,
+                        dialect,
+                        depth,
+                    ))
+                }
+                None => None,
             };
             if let Some(decoded) = decoded {
                 self.greeted.store(true, Ordering::Release);
@@ -440,6 +447,11 @@ impl Connection {
             self.partial_frame
                 .store(inbound.decoder.buffered(), Ordering::Relaxed);
             let Inbound { reader, decoder } = inbound;
+            if let Some(len) = decoder.bulk_wanted() {
+                if let Some(memory) = self.bulk_memory(len) {
+                    decoder.give_bulk_memory(memory);
+                }
+            }
             // small reads while idle keep an idle connection small; a frame
             // known to be large is read in large pieces
             let want = decoder.wanted().clamp(READ_MIN, 1 << 20);
@@ -622,6 +634,11 @@ impl Connection {
     }
 
     /// The peer's dialect, learnt from `payload` if this is its first message.
+    fn bulk_memory(&self, len: usize) -> Option<Box<dyn BulkMemory>> {
+        let session = lock(&self.session).clone()?;
+        session.bulk_memory(len)
+    }
+
     fn dialect_of(&self, payload: &[u8]) -> Result<Dialect, ConnError> {
         match self.dialect.load(Ordering::Acquire) {
             DIALECT_V5 => Ok(Dialect::V5),

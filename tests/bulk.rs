@@ -117,8 +117,8 @@ fn round_trips(mode: &str, values: &[(&str, Vec<u8>)]) {
             "{mode}, {name}: the server saw {seen}"
         );
     }
-    // two bulk strings in one message: the first keeps the read buffer,
-    // the second is copied out of it
+    // two bulk strings in one message: the first is read into the bytes
+    // object it becomes, the second is copied out of the frame buffer
     let swap = remote_lambda(&root, "lambda a, n, b: (b, n, a)");
     let (a, b) = (noise(2 << 20, 4), noise(3 << 20, 5));
     let swapped: Vec<Obj> = swap

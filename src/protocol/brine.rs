@@ -9,7 +9,7 @@ use std::fmt;
 
 use thiserror::Error;
 
-pub use super::bytebuf::ByteBuf;
+pub use super::bytebuf::{BulkMemory, ByteBuf};
 
 pub const TAG_NONE: u8 = 0x00;
 pub const TAG_EMPTY_STR: u8 = 0x01;
@@ -366,8 +366,8 @@ fn length_u32(what: &'static str, len: usize) -> Result<u32, EncodeError> {
 }
 
 /// Byte strings at least this long are bulk: an encoding may leave them
-/// out, to be written from where they are (see [`Detached`]), and one
-/// decoded by [`decode_owned`] keeps the buffer it came in.
+/// out, to be written from where they are (see [`Detached`]), and a reader
+/// reads one into memory of its own (see [`find_bulk`]).
 pub const BULK_MIN: usize = 1 << 20;
 
 /// A byte string left out of an encoding: its data belongs at `at` in the
@@ -484,58 +484,30 @@ pub fn decode(data: &[u8]) -> Result<Value, DecodeError> {
 
 /// Decodes exactly one value that must fill `data`.
 pub fn decode_with_depth(data: &[u8], max_depth: usize) -> Result<Value, DecodeError> {
-    decode_in(data, max_depth, false).map(|(value, _)| value)
+    decode_with_bulk(data, max_depth, None)
 }
 
-/// Decodes exactly one value that must fill `buffer[within]`, as
-/// [`decode_with_depth`]; the first byte string of [`BULK_MIN`]
-/// bytes or more is not copied out of `buffer` but keeps it, which saves
-/// allocating, faulting in and filling a second buffer as large.
-pub fn decode_owned(
-    buffer: Vec<u8>,
-    within: std::ops::Range<usize>,
-    max_depth: usize,
-) -> Result<Value, DecodeError> {
-    let data = buffer.get(within.clone()).ok_or(DecodeError::Truncated {
-        offset: buffer.len(),
-    })?;
-    let (mut value, kept) = decode_in(data, max_depth, true)?;
-    if let Some(kept) = kept {
-        let start = within.start + kept.start;
-        fill_pending(&mut value, buffer, start..start + kept.len());
-    }
-    Ok(value)
+/// A bulk byte string that was read apart from the rest of its payload
+/// (see [`find_bulk`]): its data belongs at `at` in the payload, right
+/// after its length header, and is not there.
+#[derive(Debug)]
+pub struct Bulk {
+    pub at: usize,
+    pub bytes: ByteBuf,
 }
 
-/// Makes the value's one pending byte string `buffer[range]`.
-fn fill_pending(value: &mut Value, buffer: Vec<u8>, range: std::ops::Range<usize>) {
-    let mut stack = vec![value];
-    while let Some(value) = stack.pop() {
-        match value {
-            Value::Bytes(buf) if buf.is_pending() => {
-                buf.fill(buffer, range);
-                return;
-            }
-            Value::Tuple(items) | Value::FrozenSet(items) => stack.extend(items.iter_mut()),
-            Value::Slice(parts) => stack.extend(parts.iter_mut()),
-            _ => {}
-        }
-    }
-}
-
-/// The value, and where in `data` the byte string that keeps the buffer
-/// is, if `keep` allowed one.
-fn decode_in(
+/// Decodes exactly one value that must fill `data` with `bulk`'s data put
+/// back where it belongs, as [`decode_with_depth`], without copying it.
+pub fn decode_with_bulk(
     data: &[u8],
     max_depth: usize,
-    keep: bool,
-) -> Result<(Value, Option<std::ops::Range<usize>>), DecodeError> {
+    bulk: Option<Bulk>,
+) -> Result<Value, DecodeError> {
     let mut reader = Reader {
         data,
         pos: 0,
         max_depth,
-        keep,
-        kept: None,
+        bulk,
     };
     let value = reader.value()?;
     if reader.pos != data.len() {
@@ -544,16 +516,114 @@ fn decode_in(
             offset: reader.pos,
         });
     }
-    Ok((value, reader.kept))
+    if let Some(bulk) = reader.bulk {
+        return Err(DecodeError::Malformed {
+            what: "bulk bytes",
+            offset: bulk.at,
+        });
+    }
+    Ok(value)
+}
+
+/// Where the first bulk byte string of an encoded value is, judged from
+/// the value's first bytes: what a reader needs to read that string's data
+/// into memory of its own instead of the frame buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Located {
+    /// The string's data starts at `data` and is `len` bytes long.
+    At { data: usize, len: usize },
+    /// `prefix` ends before any bulk string starts.
+    NeedMore,
+    /// `prefix` is not a brine encoding.
+    Nowhere,
+}
+
+/// Walks the tags of the encoding that `prefix` begins, in the order the
+/// decoder reads them, to the first byte string of at least `min` bytes.
+/// Only a plain bytes value counts: the bytes inside a str are decoded as
+/// text, which needs them in one piece with the rest.
+pub fn find_bulk(prefix: &[u8], min: usize) -> Located {
+    let mut pos = 0;
+    while let Some(&tag) = prefix.get(pos) {
+        let step = if tag == TAG_STR_L4 {
+            match be_len(prefix, pos + 1, 4) {
+                Some(len) if len >= min => return Located::At { data: pos + 5, len },
+                Some(len) => 5 + len,
+                None => return Located::NeedMore,
+            }
+        } else if tag == TAG_UNICODE {
+            // the text's bytes tag and body go with it
+            let Some(&inner) = prefix.get(pos + 1) else {
+                return Located::NeedMore;
+            };
+            match token_len(prefix, pos + 1, inner) {
+                Token::Len(len) if is_bytes_tag(inner) => 1 + len,
+                Token::Len(_) | Token::Unknown => return Located::Nowhere,
+                Token::Cut => return Located::NeedMore,
+            }
+        } else {
+            match token_len(prefix, pos, tag) {
+                Token::Len(len) => len,
+                Token::Unknown => return Located::Nowhere,
+                Token::Cut => return Located::NeedMore,
+            }
+        };
+        pos += step;
+    }
+    Located::NeedMore
+}
+
+enum Token {
+    /// The whole token (tag, length header, body) is this long; a
+    /// container's token is its tag and count, its items follow.
+    Len(usize),
+    /// The token's length header is not all in the prefix.
+    Cut,
+    Unknown,
+}
+
+fn is_bytes_tag(tag: u8) -> bool {
+    matches!(
+        tag,
+        TAG_EMPTY_STR | TAG_STR1..=TAG_STR4 | TAG_STR_L1 | TAG_STR_L4
+    )
+}
+
+/// The length of the token whose tag `tag` is at `prefix[at]`.
+fn token_len(prefix: &[u8], at: usize, tag: u8) -> Token {
+    let with_length = |len_bytes: usize| match be_len(prefix, at + 1, len_bytes) {
+        Some(len) => Token::Len(1 + len_bytes + len),
+        None => Token::Cut,
+    };
+    match tag {
+        TAG_NONE | TAG_TRUE | TAG_FALSE | TAG_NOT_IMPLEMENTED | TAG_ELLIPSIS => Token::Len(1),
+        TAG_EMPTY_STR | TAG_EMPTY_TUPLE | TAG_TUP1..=TAG_TUP4 | TAG_SLICE | TAG_FSET => {
+            Token::Len(1)
+        }
+        TAG_STR1..=TAG_STR4 => Token::Len(1 + usize::from(tag - TAG_STR1) + 1),
+        TAG_STR_L1 | TAG_INT_L1 => with_length(1),
+        TAG_STR_L4 | TAG_INT_L4 => with_length(4),
+        TAG_TUP_L1 => Token::Len(2),
+        TAG_TUP_L4 => Token::Len(5),
+        TAG_FLOAT => Token::Len(9),
+        TAG_COMPLEX => Token::Len(17),
+        0x20..=0xef => Token::Len(1),
+        _ => Token::Unknown,
+    }
+}
+
+/// The big-endian number of `len_bytes` bytes at `prefix[at..]`.
+fn be_len(prefix: &[u8], at: usize, len_bytes: usize) -> Option<usize> {
+    let bytes = prefix.get(at..at.checked_add(len_bytes)?)?;
+    Some(bytes.iter().fold(0, |len, &b| (len << 8) | usize::from(b)))
 }
 
 struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
     max_depth: usize,
-    /// Whether a bulk byte string may be left pending, to keep the buffer.
-    keep: bool,
-    kept: Option<std::ops::Range<usize>>,
+    /// A bulk byte string whose data is not in `data` (see [`Bulk`]).
+    bulk: Option<Bulk>,
 }
 
 /// A container whose items are still being read. The decoder keeps these on
@@ -613,6 +683,24 @@ impl<'a> Reader<'a> {
             _ => return Ok(None),
         };
         self.take(len).map(Some)
+    }
+
+    /// The bulk string read apart, if its data belongs right after the
+    /// length header at `pos`: the header is read, and must announce as
+    /// many bytes as were read.
+    fn bulk_at_length(&mut self) -> Result<Option<ByteBuf>, DecodeError> {
+        if self.bulk.as_ref().map(|bulk| bulk.at) != Some(self.pos + 4) {
+            return Ok(None);
+        }
+        let offset = self.pos;
+        let len = self.length_u32()?;
+        match self.bulk.take() {
+            Some(bulk) if bulk.bytes.len() == len => Ok(Some(bulk.bytes)),
+            _ => Err(DecodeError::Malformed {
+                what: "bulk bytes",
+                offset,
+            }),
+        }
     }
 
     /// The item count of a tuple whose tag was just read, or `None` if the
@@ -684,11 +772,12 @@ impl<'a> Reader<'a> {
     }
 
     fn scalar(&mut self, tag: u8, offset: usize) -> Result<Value, DecodeError> {
-        if let Some(bytes) = self.bytes_body(tag)? {
-            if self.keep && self.kept.is_none() && bytes.len() >= BULK_MIN {
-                self.kept = Some(self.pos - bytes.len()..self.pos);
-                return Ok(Value::Bytes(ByteBuf::pending()));
+        if tag == TAG_STR_L4 {
+            if let Some(bytes) = self.bulk_at_length()? {
+                return Ok(Value::Bytes(bytes));
             }
+        }
+        if let Some(bytes) = self.bytes_body(tag)? {
             return Ok(Value::Bytes(bytes.into()));
         }
         Ok(match tag {
@@ -928,5 +1017,92 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    /// Every kind of token before the bulk string, then the string, then
+    /// more: found where its data is, and decoded whole again from the
+    /// encoding without it.
+    #[test]
+    fn a_bulk_string_is_found_past_every_kind_of_token_and_put_back() {
+        let bulk = vec![0x5a; 2 << 20];
+        let value = Value::Tuple(vec![
+            Value::None,
+            Value::Bool(true),
+            Value::Ellipsis,
+            Value::Int(7),
+            Value::Int(1 << 40),
+            Value::int_from_decimal(b"123456789012345678901234567890").expect("an int"),
+            Value::Float(1.5),
+            Value::Complex(1.0, -2.0),
+            Value::str("text"),
+            Value::str("t".repeat(300)),
+            Value::Bytes(vec![1; 300].into()),
+            Value::Bytes(vec![2; 3].into()),
+            Value::Bytes(Vec::new().into()),
+            Value::Tuple(Vec::new()),
+            Value::Tuple((0..300).map(Value::Int).collect()),
+            Value::FrozenSet(vec![Value::Int(1)]),
+            Value::Slice(Box::new([Value::None, Value::Int(3), Value::None])),
+            Value::Bytes(bulk.clone().into()),
+            Value::Bytes(vec![3; 1 << 20].into()),
+        ]);
+        let encoded = value.to_bytes().expect("encodes");
+        let Located::At { data, len } = find_bulk(&encoded, BULK_MIN) else {
+            panic!("not found");
+        };
+        assert_eq!(len, bulk.len());
+        assert_eq!(&encoded[data..data + len], &bulk[..]);
+        // every shorter prefix that cuts the way there asks for more
+        for cut in [0, 1, 5, data / 2, data - 1] {
+            assert_eq!(
+                find_bulk(&encoded[..cut], BULK_MIN),
+                Located::NeedMore,
+                "{cut}"
+            );
+        }
+        let mut without = encoded[..data].to_vec();
+        without.extend_from_slice(&encoded[data + len..]);
+        let bulk = Bulk {
+            at: data,
+            bytes: bulk.into(),
+        };
+        let decoded = decode_with_bulk(&without, DEFAULT_MAX_DEPTH, Some(bulk)).expect("decodes");
+        assert_eq!(decoded, value);
+    }
+
+    #[test]
+    fn a_long_str_is_not_a_bulk_string() {
+        let text = Value::str("x".repeat(BULK_MIN));
+        let encoded = Value::Tuple(vec![text, Value::Int(1)])
+            .to_bytes()
+            .expect("encodes");
+        assert_eq!(find_bulk(&encoded, BULK_MIN), Located::NeedMore);
+        assert_eq!(find_bulk(&[TAG_TUP1, 0xff], BULK_MIN), Located::Nowhere);
+        assert_eq!(
+            find_bulk(&[TAG_UNICODE, TAG_NONE], BULK_MIN),
+            Located::Nowhere
+        );
+    }
+
+    #[test]
+    fn a_bulk_string_out_of_place_is_refused() {
+        // (1, b"\x09" * 8) with a 4-byte length, as bulk strings have, and
+        // the string's data, which belongs at 7, left out
+        let without = &[TAG_TUP2, 0x51, TAG_STR_L4, 0, 0, 0, 8][..];
+        let wrong_len = Bulk {
+            at: 7,
+            bytes: vec![9; 7].into(),
+        };
+        assert!(decode_with_bulk(without, DEFAULT_MAX_DEPTH, Some(wrong_len)).is_err());
+        let nowhere = Bulk {
+            at: 3,
+            bytes: vec![9; 8].into(),
+        };
+        assert!(decode_with_bulk(without, DEFAULT_MAX_DEPTH, Some(nowhere)).is_err());
+        let right = Bulk {
+            at: 7,
+            bytes: vec![9; 8].into(),
+        };
+        assert!(decode_with_bulk(without, DEFAULT_MAX_DEPTH, Some(right)).is_ok());
     }
 }

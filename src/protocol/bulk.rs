@@ -60,6 +60,47 @@ pub fn advise_huge(start: *const u8, len: usize) {
     let _ = unsafe { madvise(addr, end - first, MmapAdvise::MADV_HUGEPAGE) };
 }
 
+/// Every page size Linux uses divides this: ranges aligned to it are
+/// whole pages wherever we run.
+const PAGE_ALIGN: usize = 64 * 1024;
+
+/// Makes the `len` bytes at `start` zero without a pass over most of them:
+/// the whole pages inside are handed back to the kernel (`MADV_DONTNEED`),
+/// which maps fresh zero pages there on their next touch, as it does for
+/// memory never touched, so memory about to be read into costs no extra
+/// clearing; only the ends, which may share pages with other allocations,
+/// are written.
+///
+/// # Safety
+///
+/// `start..start + len` must be private anonymous memory (what malloc
+/// hands out) that the caller owns and nothing else reads or writes.
+pub unsafe fn zero(start: *mut u8, len: usize) {
+    let inner = (start as usize)
+        .checked_next_multiple_of(PAGE_ALIGN)
+        .zip((start as usize).checked_add(len))
+        .map(|(first, end)| (first, end / PAGE_ALIGN * PAGE_ALIGN))
+        .filter(|(first, end)| first < end);
+    let dropped = inner.and_then(|(first, end)| {
+        let addr = NonNull::new(first as *mut c_void)?;
+        // SAFETY: whole pages of memory the caller owns alone; on private
+        // anonymous memory the kernel refills them with zeroes
+        unsafe { madvise(addr, end - first, MmapAdvise::MADV_DONTNEED) }
+            .ok()
+            .map(|()| (first - start as usize, end - start as usize))
+    });
+    // SAFETY: within the caller's range
+    unsafe {
+        match dropped {
+            Some((from, to)) => {
+                std::ptr::write_bytes(start, 0, from);
+                std::ptr::write_bytes(start.add(to), 0, len - to);
+            }
+            None => std::ptr::write_bytes(start, 0, len),
+        }
+    }
+}
+
 /// The whole huge pages inside `start..start + len`, for a [`LARGE`] range.
 fn huge_pages_within(start: usize, len: usize) -> Option<(usize, usize)> {
     if len < LARGE {
@@ -125,6 +166,19 @@ mod tests {
             Some((2 * mib, LARGE + 2 * mib))
         );
         assert_eq!(huge_pages_within(usize::MAX - mib, LARGE), None);
+    }
+
+    #[test]
+    fn memory_is_zeroed_whole_pages_and_ends_alike() {
+        for (len, offset) in [(10, 3), (PAGE_ALIGN * 3 + 17, 5), (LARGE + 1, 1)] {
+            let mut buffer = vec![0xa5_u8; len + offset + 9];
+            let range = offset..offset + len;
+            // SAFETY: a range of our own heap buffer, used by nothing else
+            unsafe { zero(buffer[range.clone()].as_mut_ptr(), len) };
+            assert!(buffer[range.clone()].iter().all(|&b| b == 0), "{len}");
+            assert!(buffer[..offset].iter().all(|&b| b == 0xa5));
+            assert!(buffer[range.end..].iter().all(|&b| b == 0xa5));
+        }
     }
 
     #[test]

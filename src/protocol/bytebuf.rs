@@ -3,17 +3,40 @@
 //!
 //! A bulk value is sent straight from where it lives (the classic service
 //! shares a Python bytes object's buffer instead of copying 100 MB out of
-//! it; the frame writer then writes it from there), and one received in a
-//! large frame keeps the frame's own buffer.
+//! it; the frame writer then writes it from there), and one received is
+//! read into memory its receiver chose (see [`BulkMemory`]): for the
+//! classic service, the Python bytes object it becomes.
 
+use std::any::Any;
 use std::fmt;
 use std::hash::{Hash, Hasher};
-use std::ops::{Deref, Range};
+use std::ops::Deref;
 use std::sync::Arc;
 
 /// Bytes that something else owns and keeps unchanged for as long as this
 /// handle lives (a Python bytes object, say).
-pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
+pub trait Shared: AsRef<[u8]> + Any + Send + Sync {}
+
+impl<T: AsRef<[u8]> + Any + Send + Sync> Shared for T {}
+
+pub type SharedBytes = Arc<dyn Shared>;
+
+/// Memory a bulk byte string is read into, straight from the stream, and
+/// which then holds the value.
+pub trait BulkMemory: Send {
+    fn as_mut_slice(&mut self) -> &mut [u8];
+    fn into_bytes(self: Box<Self>) -> ByteBuf;
+}
+
+impl BulkMemory for Vec<u8> {
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        self
+    }
+
+    fn into_bytes(self: Box<Self>) -> ByteBuf {
+        ByteBuf::from(*self)
+    }
+}
 
 #[derive(Clone)]
 pub struct ByteBuf(Repr);
@@ -21,14 +44,7 @@ pub struct ByteBuf(Repr);
 #[derive(Clone)]
 enum Repr {
     Owned(Vec<u8>),
-    /// Bytes inside a larger buffer they kept (the frame they came in),
-    /// which they are not moved to the front of until someone wants a Vec.
-    Part(Vec<u8>, Range<usize>),
     Shared(SharedBytes),
-    /// Stands in, during a decode, for bytes that are moved in from the
-    /// frame buffer once the decode no longer borrows it; never seen
-    /// outside this module's crate.
-    Pending,
 }
 
 impl ByteBuf {
@@ -39,9 +55,18 @@ impl ByteBuf {
     pub fn as_slice(&self) -> &[u8] {
         match &self.0 {
             Repr::Owned(bytes) => bytes,
-            Repr::Part(buffer, range) => buffer.get(range.clone()).unwrap_or_default(),
             Repr::Shared(bytes) => (**bytes).as_ref(),
-            Repr::Pending => &[],
+        }
+    }
+
+    /// The owner of shared bytes, if it is a `T`.
+    pub fn shared_as<T: Any>(&self) -> Option<&T> {
+        match &self.0 {
+            Repr::Shared(bytes) => {
+                let owner: &dyn Any = &**bytes;
+                owner.downcast_ref()
+            }
+            Repr::Owned(_) => None,
         }
     }
 
@@ -49,30 +74,8 @@ impl ByteBuf {
     pub fn into_vec(self) -> Vec<u8> {
         match self.0 {
             Repr::Owned(bytes) => bytes,
-            Repr::Part(mut buffer, range) => {
-                if range.end > buffer.len() {
-                    return Vec::new();
-                }
-                buffer.copy_within(range.clone(), 0);
-                buffer.truncate(range.len());
-                buffer
-            }
             Repr::Shared(bytes) => super::bulk::copy_of((*bytes).as_ref()),
-            Repr::Pending => Vec::new(),
         }
-    }
-
-    pub(crate) fn pending() -> ByteBuf {
-        ByteBuf(Repr::Pending)
-    }
-
-    pub(crate) fn is_pending(&self) -> bool {
-        matches!(self.0, Repr::Pending)
-    }
-
-    /// Makes a pending value `buffer[range]`.
-    pub(crate) fn fill(&mut self, buffer: Vec<u8>, range: Range<usize>) {
-        self.0 = Repr::Part(buffer, range);
     }
 }
 
@@ -163,13 +166,19 @@ mod tests {
     }
 
     #[test]
-    fn a_pending_buffer_is_filled_in_place() {
-        let mut buf = ByteBuf::pending();
-        assert!(buf.is_pending());
-        assert!(buf.is_empty());
-        buf.fill(vec![9, 1, 2, 3, 9], 1..4);
-        assert!(!buf.is_pending());
-        assert_eq!(buf, vec![1, 2, 3]);
-        assert_eq!(buf.into_vec(), vec![1, 2, 3]);
+    fn the_owner_of_shared_bytes_is_found_by_its_type() {
+        let shared = ByteBuf::shared(Arc::new(b"abc".to_vec()));
+        assert_eq!(shared.shared_as::<Vec<u8>>(), Some(&b"abc".to_vec()));
+        assert_eq!(shared.shared_as::<String>(), None);
+        assert_eq!(ByteBuf::from(b"abc".to_vec()).shared_as::<Vec<u8>>(), None);
+    }
+
+    #[test]
+    fn a_vector_read_into_becomes_owned_bytes() {
+        let mut memory: Box<dyn BulkMemory> = Box::new(vec![0; 3]);
+        memory.as_mut_slice().copy_from_slice(b"xyz");
+        let bytes = memory.into_bytes();
+        assert_eq!(bytes, b"xyz".to_vec());
+        assert_eq!(bytes.shared_as::<Vec<u8>>(), None);
     }
 }

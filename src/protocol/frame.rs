@@ -17,7 +17,8 @@ use std::io::{self, IoSlice, Write};
 use flate2::{Decompress, FlushDecompress, Status};
 use thiserror::Error;
 
-use super::brine::Detached;
+use super::brine::{Bulk, Detached, Located};
+use super::bytebuf::BulkMemory;
 
 pub const HEADER_LEN: usize = 5;
 pub const FLUSHER: u8 = b'\n';
@@ -302,13 +303,52 @@ pub fn inflate(body: &[u8], limit: usize) -> Result<Vec<u8>, FrameError> {
     Ok(out)
 }
 
-/// A payload that came with the buffer it was read into.
+/// A payload, and its bulk byte string if that was read apart from it
+/// (see [`Decoder::locating_bulk`]).
 #[derive(Debug)]
-pub struct OwnedPayload {
-    pub buffer: Vec<u8>,
-    /// Where in `buffer` the payload is.
-    pub within: std::ops::Range<usize>,
+pub struct Payload<'a> {
+    pub bytes: Cow<'a, [u8]>,
+    pub bulk: Option<Bulk>,
 }
+
+/// How the frame at the front of the buffer is being read.
+#[derive(Default)]
+enum BulkRead {
+    /// Not looked at yet: its header is not whole, or too little of its
+    /// payload is in to tell where a bulk byte string would be.
+    #[default]
+    Unknown,
+    /// Whole into the buffer.
+    Inline,
+    /// Its bulk byte string's data, `len` bytes from `at` bytes into the
+    /// frame on, is to be read apart, into memory not given yet.
+    Wanted { at: usize, len: usize },
+    /// ... into `memory`, which holds `filled` bytes of it so far; the
+    /// buffer holds the rest of the frame, without them.
+    Reading {
+        at: usize,
+        len: usize,
+        memory: Box<dyn BulkMemory>,
+        filled: usize,
+    },
+}
+
+impl std::fmt::Debug for BulkRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BulkRead::Unknown => f.write_str("Unknown"),
+            BulkRead::Inline => f.write_str("Inline"),
+            BulkRead::Wanted { at, len } => write!(f, "Wanted {{ at: {at}, len: {len} }}"),
+            BulkRead::Reading {
+                at, len, filled, ..
+            } => write!(f, "Reading {{ at: {at}, len: {len}, filled: {filled} }}"),
+        }
+    }
+}
+
+/// How much of a bulk frame's payload is read into the buffer, at most,
+/// to find its bulk byte string: a message's envelope is a few bytes.
+const LOCATE_WINDOW: usize = 64 * 1024;
 
 /// Cuts a byte stream into payloads.
 #[derive(Debug, Default)]
@@ -320,16 +360,28 @@ pub struct Decoder {
     /// Bytes of `buffer` before this were handed out already.
     start: usize,
     end: usize,
+    /// Where a plain payload's first bulk byte string is, from the
+    /// payload's first bytes; without it, every frame is read whole.
+    locate: Option<fn(&[u8]) -> Located>,
+    bulk: BulkRead,
 }
 
 impl Decoder {
     pub fn new(limits: Limits) -> Decoder {
         Decoder {
             limits,
-            buffer: Vec::new(),
-            start: 0,
-            end: 0,
+            ..Decoder::default()
         }
+    }
+
+    /// Reads the first bulk byte string of a plain frame apart from the
+    /// rest, into memory of its own ([`Decoder::give_bulk_memory`], or a
+    /// zeroed vector), found by `locate` from the payload's first bytes.
+    /// A 100 MB value then lands where it is to live, instead of in a
+    /// frame buffer it is copied out of.
+    pub fn locating_bulk(mut self, locate: fn(&[u8]) -> Located) -> Decoder {
+        self.locate = Some(locate);
+        self
     }
 
     pub fn limits(&self) -> Limits {
@@ -338,31 +390,118 @@ impl Decoder {
 
     /// Bytes received but not yet returned as part of a payload.
     pub fn buffered(&self) -> usize {
-        self.end - self.start
+        let apart = match &self.bulk {
+            BulkRead::Reading { filled, .. } => *filled,
+            _ => 0,
+        };
+        self.end - self.start + apart
     }
 
     /// Appends received bytes.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        self.compact();
-        self.reserve(bytes.len());
-        self.buffer[self.end..self.end + bytes.len()].copy_from_slice(bytes);
-        self.end += bytes.len();
+    pub fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            let Ok(taken) = self.feed_with(bytes.len(), |room| {
+                let taken = room.len().min(bytes.len());
+                room[..taken].copy_from_slice(&bytes[..taken]);
+                Ok::<usize, std::convert::Infallible>(taken)
+            });
+            bytes = &bytes[taken..];
+        }
     }
 
-    /// Lets a reader write straight into the buffer: `fill` gets at least
-    /// `room` bytes of space and returns how many it filled. Saves a copy
-    /// per read on bulk transfers.
+    /// Lets a reader write straight into the buffer (or into the memory a
+    /// bulk byte string is read into): `fill` gets space, at least `room`
+    /// bytes of it unless a bulk string needs less to be whole, and returns
+    /// how many bytes it filled. Saves a copy per read on bulk transfers.
     pub fn feed_with<E>(
         &mut self,
         room: usize,
         fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
+        if let BulkRead::Wanted { len, .. } = self.bulk {
+            self.give_bulk_memory(Box::new(super::bulk::zeroed(len)));
+        }
+        if let BulkRead::Reading { memory, filled, .. } = &mut self.bulk {
+            let rest = memory.as_mut_slice().get_mut(*filled..).unwrap_or_default();
+            if !rest.is_empty() {
+                let space = rest.len();
+                let result = fill(rest);
+                *filled += (*result.as_ref().unwrap_or(&0)).min(space);
+                return result;
+            }
+        }
         self.compact();
         self.reserve(room);
         let result = fill(&mut self.buffer[self.end..self.end + room]);
         let got = *result.as_ref().unwrap_or(&0);
         self.end += got.min(room);
+        self.look_for_bulk();
         result
+    }
+
+    /// How long the bulk byte string of the frame in progress is, once it
+    /// is known and memory for it is wanted.
+    pub fn bulk_wanted(&self) -> Option<usize> {
+        match self.bulk {
+            BulkRead::Wanted { len, .. } => Some(len),
+            _ => None,
+        }
+    }
+
+    /// Memory for the bulk byte string [`Decoder::bulk_wanted`] asked for;
+    /// the part of it already received is moved there. Memory of another
+    /// length is not taken (a zeroed vector is, when reading goes on).
+    pub fn give_bulk_memory(&mut self, mut memory: Box<dyn BulkMemory>) {
+        let BulkRead::Wanted { at, len } = self.bulk else {
+            return;
+        };
+        let target = memory.as_mut_slice();
+        if target.len() != len {
+            return;
+        }
+        let from = self.start + at;
+        let received = self.end.saturating_sub(from).min(len);
+        target[..received].copy_from_slice(&self.buffer[from..from + received]);
+        // what came after the string's received part closes the gap
+        self.buffer.copy_within(from + received..self.end, from);
+        self.end -= received;
+        self.bulk = BulkRead::Reading {
+            at,
+            len,
+            memory,
+            filled: received,
+        };
+    }
+
+    /// Decides how the frame at the front is read, once enough of it is in.
+    fn look_for_bulk(&mut self) {
+        if !matches!(self.bulk, BulkRead::Unknown) {
+            return;
+        }
+        let pending = &self.buffer[self.start..self.end];
+        let Some(len) = frame_len(pending) else {
+            return;
+        };
+        let plain = pending[4] == 0;
+        let fits = len <= self.limits.max_frame_size && len <= self.limits.max_payload_size;
+        let locate = self
+            .locate
+            .filter(|_| plain && fits && len >= super::brine::BULK_MIN);
+        let Some(locate) = locate else {
+            self.bulk = BulkRead::Inline;
+            return;
+        };
+        let body = &pending[HEADER_LEN..pending.len().min(HEADER_LEN + len)];
+        self.bulk = match locate(body) {
+            Located::At { data, len: bulk } if data.checked_add(bulk).is_some_and(|e| e <= len) => {
+                BulkRead::Wanted {
+                    at: HEADER_LEN + data,
+                    len: bulk,
+                }
+            }
+            Located::NeedMore if body.len() < LOCATE_WINDOW.min(len) => BulkRead::Unknown,
+            _ => BulkRead::Inline,
+        };
     }
 
     /// Room for `more` bytes after the data, zero-filled only where the
@@ -375,11 +514,13 @@ impl Decoder {
                 self.start + HEADER_LEN + len.min(self.limits.max_frame_size) + 1
             });
             let capacity = self.buffer.capacity();
-            if needed > capacity && frame_end > capacity && frame_end >= super::bulk::LARGE {
-                // a bulk frame: one buffer for all of it, on huge pages,
-                // rather than doublings on small ones; with room for the
-                // little more than the frame's rest that a reader asks for
-                // at its end
+            let whole = matches!(self.bulk, BulkRead::Inline);
+            if whole && needed > capacity && frame_end > capacity && frame_end >= super::bulk::LARGE
+            {
+                // a bulk frame read whole: one buffer for all of it, on
+                // huge pages, rather than doublings on small ones; with
+                // room for the little more than the frame's rest that a
+                // reader asks for at its end
                 let mut bigger = super::bulk::zeroed(needed.max(frame_end) + KEEP_BUFFER);
                 bigger[..self.end].copy_from_slice(&self.buffer[..self.end]);
                 self.buffer = bigger;
@@ -389,72 +530,77 @@ impl Decoder {
     }
 
     /// How many more bytes the frame in progress needs at least (the whole
-    /// rest of it once its header is in), so a reader can size its reads.
+    /// rest of it once its header is in, but no more than it takes to find
+    /// a bulk string), so a reader can size its reads.
     pub fn wanted(&self) -> usize {
         let pending = &self.buffer[self.start..self.end];
-        match frame_len(pending) {
-            Some(len) => (HEADER_LEN + len + 1).saturating_sub(pending.len()),
-            None => HEADER_LEN - pending.len(),
+        let Some(len) = frame_len(pending) else {
+            return HEADER_LEN - pending.len();
+        };
+        let rest = (HEADER_LEN + len + 1).saturating_sub(self.buffered());
+        match self.bulk {
+            BulkRead::Unknown => rest.min(LOCATE_WINDOW),
+            _ => rest,
         }
     }
 
     /// The next whole payload, decompressed; `Ok(None)` until one is in.
     /// After an error the stream is out of step and must be abandoned.
     pub fn next_frame(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        Ok(self.next_payload()?.map(Cow::into_owned))
+        Ok(self.next_payload()?.map(|payload| match payload.bulk {
+            None => payload.bytes.into_owned(),
+            Some(bulk) => {
+                let at = bulk.at.min(payload.bytes.len());
+                let mut whole = super::bulk::with_capacity(payload.bytes.len() + bulk.bytes.len());
+                whole.extend_from_slice(&payload.bytes[..at]);
+                whole.extend_from_slice(&bulk.bytes);
+                whole.extend_from_slice(&payload.bytes[at..]);
+                whole
+            }
+        }))
     }
 
     /// [`Decoder::next_frame`] without copying a plain payload out of the
-    /// buffer: it is borrowed until the decoder is used again.
-    pub fn next_payload(&mut self) -> Result<Option<Cow<'_, [u8]>>, FrameError> {
-        let Some((len, flag)) = self.whole_frame()? else {
+    /// buffer (it is borrowed until the decoder is used again), nor its
+    /// bulk byte string into it.
+    pub fn next_payload(&mut self) -> Result<Option<Payload<'_>>, FrameError> {
+        self.look_for_bulk();
+        let Some((len, flag, apart)) = self.whole_frame()? else {
             return Ok(None);
         };
-        let total = HEADER_LEN + len + 1;
-        let body = self.start + HEADER_LEN..self.start + total - 1;
+        let in_buffer = HEADER_LEN + len + 1 - apart;
+        let body = self.start + HEADER_LEN..self.start + in_buffer - 1;
+        let bulk = match std::mem::take(&mut self.bulk) {
+            BulkRead::Reading { at, memory, .. } => Some(Bulk {
+                at: at - HEADER_LEN,
+                bytes: memory.into_bytes(),
+            }),
+            _ => None,
+        };
         if flag == 1 {
             let payload = inflate(&self.buffer[body], self.limits.max_payload_size)?;
-            self.start += total;
-            Ok(Some(Cow::Owned(payload)))
+            self.start += in_buffer;
+            Ok(Some(Payload {
+                bytes: Cow::Owned(payload),
+                bulk,
+            }))
         } else if len > self.limits.max_payload_size {
             Err(FrameError::PayloadTooLarge {
                 limit: self.limits.max_payload_size,
             })
         } else {
-            self.start += total;
-            Ok(Some(Cow::Borrowed(&self.buffer[body])))
+            self.start += in_buffer;
+            Ok(Some(Payload {
+                bytes: Cow::Borrowed(&self.buffer[body]),
+                bulk,
+            }))
         }
-    }
-
-    /// The next payload if it is plain and at least `min` bytes long: the
-    /// buffer it is in, handed over whole with the payload's place in it,
-    /// so that the payload need not be copied out. Else `Ok(None)`, and
-    /// [`Decoder::next_payload`] gives whatever is next.
-    pub fn next_owned_payload(&mut self, min: usize) -> Result<Option<OwnedPayload>, FrameError> {
-        let Some((len, 0)) = self.whole_frame()? else {
-            return Ok(None);
-        };
-        if len < min || len > self.limits.max_payload_size {
-            return Ok(None);
-        }
-        let total = HEADER_LEN + len + 1;
-        let body = self.start + HEADER_LEN..self.start + total - 1;
-        let after = self.start + total..self.end;
-        let mut rest = Vec::new();
-        rest.extend_from_slice(&self.buffer[after.clone()]);
-        self.end = rest.len();
-        self.start = 0;
-        let mut buffer = std::mem::replace(&mut self.buffer, rest);
-        buffer.truncate(after.start);
-        Ok(Some(OwnedPayload {
-            buffer,
-            within: body,
-        }))
     }
 
     /// The body length and flag of the whole frame at the front of the
-    /// buffer, checked against the limits; `Ok(None)` until it is in.
-    fn whole_frame(&self) -> Result<Option<(usize, u8)>, FrameError> {
+    /// buffer, checked against the limits, and how many of its bytes were
+    /// read apart; `Ok(None)` until it is all in.
+    fn whole_frame(&self) -> Result<Option<(usize, u8, usize)>, FrameError> {
         let pending = &self.buffer[self.start..self.end];
         let Some(len) = frame_len(pending) else {
             return Ok(None);
@@ -469,7 +615,12 @@ impl Decoder {
         if flag > 1 {
             return Err(FrameError::BadFlag { flag });
         }
-        let total = HEADER_LEN + len + 1;
+        let apart = match self.bulk {
+            BulkRead::Reading { len, filled, .. } if filled == len => len,
+            BulkRead::Reading { .. } => return Ok(None),
+            _ => 0,
+        };
+        let total = HEADER_LEN + len + 1 - apart;
         if pending.len() < total {
             return Ok(None);
         }
@@ -477,13 +628,13 @@ impl Decoder {
         if trailer != FLUSHER {
             return Err(FrameError::BadTrailer { byte: trailer });
         }
-        Ok(Some((len, flag)))
+        Ok(Some((len, flag, apart)))
     }
 
     /// Gives the buffer back if nothing is buffered: a connection about to
     /// sit idle for long keeps no read buffer meanwhile.
     pub fn release_if_empty(&mut self) {
-        if self.start == self.end {
+        if self.buffered() == 0 {
             self.buffer = Vec::new();
             self.start = 0;
             self.end = 0;
@@ -599,14 +750,14 @@ pub(crate) mod tests {
         let mut decoder = Decoder::default();
         decoder.feed(&wire);
         assert!(matches!(
-            decoder.next_payload().unwrap(),
+            decoder.next_payload().unwrap().map(|p| p.bytes),
             Some(Cow::Borrowed(b"plain"))
         ));
         assert!(matches!(
-            decoder.next_payload().unwrap(),
+            decoder.next_payload().unwrap().map(|p| p.bytes),
             Some(Cow::Owned(inflated)) if inflated == [b'z'; 5000]
         ));
-        assert_eq!(decoder.next_payload().unwrap(), None);
+        assert!(decoder.next_payload().unwrap().is_none());
     }
 
     #[test]
@@ -661,12 +812,70 @@ pub(crate) mod tests {
             fed += got;
         }
         assert_eq!(bases.len(), 1, "the buffer moved while the frame came in");
-        let owned = decoder.next_owned_payload(1).unwrap().expect("the frame");
-        assert_eq!(owned.within.len(), len);
-        assert!(owned.buffer[owned.within]
+        let payload = decoder.next_payload().unwrap().expect("the frame");
+        assert!(payload.bulk.is_none());
+        assert_eq!(payload.bytes.len(), len);
+        assert!(matches!(payload.bytes, Cow::Borrowed(_)));
+        assert!(payload
+            .bytes
             .iter()
             .enumerate()
             .all(|(i, &b)| b == (i % 251) as u8));
+    }
+
+    /// As the connection reads, with a bulk string located: its bytes go
+    /// straight into the memory given for it, and the frame buffer stays
+    /// small whatever the string's size.
+    #[test]
+    fn a_located_bulk_string_bypasses_the_frame_buffer() {
+        let len = crate::protocol::bulk::LARGE + 3;
+        let mut payload = Vec::new();
+        crate::protocol::brine::encode_tuple_header(3, &mut payload).unwrap();
+        crate::protocol::brine::encode_int(9, &mut payload);
+        let bulk: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        crate::protocol::brine::encode_bytes(&bulk, &mut payload).unwrap();
+        crate::protocol::brine::encode_int(10, &mut payload);
+        let mut wire = encode(&payload, false).unwrap();
+        encode_into(b"next", false, &mut wire).unwrap();
+        let mut decoder = Decoder::new(Limits::default())
+            .locating_bulk(|prefix| crate::protocol::brine::find_bulk(prefix, 1 << 20));
+        let mut fed = 0;
+        let mut given = None;
+        let mut payloads = Vec::new();
+        while fed < wire.len() {
+            if let Some(wanted) = decoder.bulk_wanted() {
+                assert_eq!(wanted, len);
+                let memory = vec![0; wanted];
+                given = Some(memory.as_ptr());
+                decoder.give_bulk_memory(Box::new(memory));
+            }
+            let room = decoder.wanted().clamp(1024, 1 << 20);
+            fed += decoder
+                .feed_with(room, |buf: &mut [u8]| {
+                    let take = buf.len().min(wire.len() - fed);
+                    buf[..take].copy_from_slice(&wire[fed..fed + take]);
+                    Ok::<usize, ()>(take)
+                })
+                .unwrap();
+            assert!(decoder.buffer.len() <= 2 << 20, "{}", decoder.buffer.len());
+            while let Some(payload) = decoder.next_payload().unwrap() {
+                payloads.push((payload.bytes.into_owned(), payload.bulk));
+            }
+        }
+        let [(first, Some(first_bulk)), (second, None)] = &payloads[..] else {
+            panic!(
+                "not a bulk frame and a small one: {} payloads",
+                payloads.len()
+            );
+        };
+        // (tuple header, 9, then the string's tag and length
+        assert_eq!(first_bulk.at, 1 + 1 + 5);
+        assert_eq!(Some(first_bulk.bytes.as_ptr()), given);
+        assert!(first_bulk.bytes.as_slice() == bulk.as_slice());
+        assert_eq!(first.len(), payload.len() - len);
+        assert_eq!(first[..first_bulk.at], payload[..first_bulk.at]);
+        assert_eq!(first[first_bulk.at..], payload[first_bulk.at + len..]);
+        assert_eq!(second, b"next");
     }
 
     #[test]

@@ -21,6 +21,25 @@ pub fn brine_round_trip(data: &[u8]) {
         assert_eq!(decoded, value, "re-decoded value differs");
         let again = decoded.to_bytes().expect("re-encodes");
         assert_eq!(again, encoded, "encoding is not a fixed point");
+        bulk_apart(data, &value);
+    }
+}
+
+/// A byte string that a reader finds and reads apart from the rest (as
+/// it does with bulk strings; a small `min` lets the fuzzer reach it) is
+/// taken back in the same place by the decoder.
+fn bulk_apart(data: &[u8], value: &brine::Value) {
+    if let brine::Located::At { data: at, len } = brine::find_bulk(data, 16) {
+        let bytes = data.get(at..at + len).expect("found inside the value");
+        let mut without = data[..at].to_vec();
+        without.extend_from_slice(&data[at + len..]);
+        let bulk = brine::Bulk {
+            at,
+            bytes: bytes.to_vec().into(),
+        };
+        let decoded = brine::decode_with_bulk(&without, brine::DEFAULT_MAX_DEPTH, Some(bulk))
+            .expect("decodes with its bulk string apart");
+        assert_eq!(&decoded, value, "the bulk string went elsewhere");
     }
 }
 

@@ -320,6 +320,24 @@ impl Dialect {
     }
 }
 
+/// Where the first bulk byte string of the message that `prefix` begins
+/// has its data (see [`brine::find_bulk`]), in either dialect: what a
+/// frame decoder needs to read it into memory of its own.
+pub fn locate_bulk(prefix: &[u8]) -> brine::Located {
+    match Dialect::detect(prefix) {
+        Some(Dialect::V6) => match brine::find_bulk(&prefix[1..], brine::BULK_MIN) {
+            brine::Located::At { data, len } => brine::Located::At {
+                data: data + 1,
+                len,
+            },
+            other => other,
+        },
+        Some(Dialect::V5) => brine::find_bulk(prefix, brine::BULK_MIN),
+        None if prefix.is_empty() => brine::Located::NeedMore,
+        None => brine::Located::Nowhere,
+    }
+}
+
 /// One whole message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
@@ -470,31 +488,37 @@ impl Message {
         dialect: Dialect,
         max_depth: usize,
     ) -> Result<Message, MessageError> {
-        let code = payload.first().copied().ok_or(MessageError::Empty)?;
-        let body = match dialect {
-            Dialect::V6 => &payload[1..],
-            Dialect::V5 => payload,
-        };
-        Message::from_brine(code, brine::decode_with_depth(body, max_depth)?, dialect)
+        Message::decode_with_bulk(payload, None, dialect, max_depth)
     }
 
-    /// [`Message::decode_for`] of the payload `buffer[within]`, handing the
-    /// buffer on to a bulk byte string in it (see [`brine::decode_owned`]).
-    pub fn decode_owned_for(
-        buffer: Vec<u8>,
-        within: std::ops::Range<usize>,
+    /// [`Message::decode_for`] of a payload whose bulk byte string was read
+    /// apart from it (see [`locate_bulk`]).
+    pub fn decode_with_bulk(
+        payload: &[u8],
+        bulk: Option<brine::Bulk>,
         dialect: Dialect,
         max_depth: usize,
     ) -> Result<Message, MessageError> {
-        let code = buffer
-            .get(within.clone())
-            .and_then(|payload| payload.first().copied())
-            .ok_or(MessageError::Empty)?;
-        let body = match dialect {
-            Dialect::V6 => within.start + 1..within.end,
-            Dialect::V5 => within,
+        let code = payload.first().copied().ok_or(MessageError::Empty)?;
+        let (body, bulk) = match dialect {
+            Dialect::V6 => {
+                // the brine value starts after the code byte
+                let bulk = match bulk {
+                    Some(brine::Bulk { at, bytes }) => Some(brine::Bulk {
+                        at: at.checked_sub(1).ok_or(DecodeError::Malformed {
+                            what: "bulk bytes",
+                            offset: 0,
+                        })?,
+                        bytes,
+                    }),
+                    None => None,
+                };
+                (&payload[1..], bulk)
+            }
+            Dialect::V5 => (payload, bulk),
         };
-        Message::from_brine(code, brine::decode_owned(buffer, body, max_depth)?, dialect)
+        let value = brine::decode_with_bulk(body, max_depth, bulk)?;
+        Message::from_brine(code, value, dialect)
     }
 
     /// The message of a payload whose first byte is `code` and whose brine
@@ -623,69 +647,117 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_bulk_frame_is_decoded_in_the_buffer_it_was_read_into() {
-        let message = bulk_reply(noise(3 << 20), noise(2 << 20));
-        let next = frame::encode(
-            &Message::Reply {
-                seq: 8,
-                value: Boxed::Value(Value::None),
+    /// Decodes the stream `wire` fed in `piece`-byte reads, with the first
+    /// bulk string read into memory given for it: the messages, and
+    /// whether that string is in the memory given.
+    fn decode_stream(wire: &[u8], piece: usize, dialect: Dialect) -> Vec<(Message, bool)> {
+        let mut decoder = frame::Decoder::new(frame::Limits::default()).locating_bulk(locate_bulk);
+        let mut given = None;
+        let mut messages = Vec::new();
+        for chunk in wire.chunks(piece) {
+            decoder.feed(chunk);
+            if let Some(len) = decoder.bulk_wanted() {
+                let memory = vec![0; len];
+                given = Some(memory.as_ptr());
+                decoder.give_bulk_memory(Box::new(memory));
             }
-            .encode()
-            .expect("encodes"),
-            false,
-        )
-        .expect("frames");
-        let mut decoder = frame::Decoder::new(frame::Limits::default());
-        decoder.feed(&detached_wire(&message, true));
-        decoder.feed(&next[..3]);
-        let frame::OwnedPayload {
-            buffer,
-            within: payload,
-        } = decoder
-            .next_owned_payload(brine::BULK_MIN)
-            .expect("a whole frame")
-            .expect("a bulk frame");
-        let (read_into, read_len) = (buffer.as_ptr(), buffer.len());
-        let decoded =
-            Message::decode_owned_for(buffer, payload, Dialect::V6, brine::DEFAULT_MAX_DEPTH)
+            while let Some(payload) = decoder.next_payload().expect("frames are valid") {
+                let message = Message::decode_with_bulk(
+                    &payload.bytes,
+                    payload.bulk,
+                    dialect,
+                    brine::DEFAULT_MAX_DEPTH,
+                )
                 .expect("decodes");
-        assert_eq!(decoded, message);
-        let Message::Reply {
-            value: Boxed::Tuple(items),
-            ..
-        } = &decoded
-        else {
-            panic!("not the reply's tuple: {decoded:?}");
+                let first_bulk = match &message {
+                    Message::Reply {
+                        value: Boxed::Tuple(items),
+                        ..
+                    } => match items.first() {
+                        Some(Boxed::Value(Value::Bytes(first))) => Some(first.as_ptr()),
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                let in_given = first_bulk.is_some() && first_bulk == given.take();
+                messages.push((message, in_given));
+            }
+        }
+        assert_eq!(decoder.buffered(), 0);
+        messages
+    }
+
+    #[test]
+    fn a_bulk_string_is_read_into_the_memory_given_for_it() {
+        let first = noise(3 << 20);
+        let message = bulk_reply(first.clone(), noise(2 << 20));
+        let next = Message::Reply {
+            seq: 8,
+            value: Boxed::Value(Value::None),
         };
-        let [Boxed::Value(Value::Bytes(first)), _, Boxed::Value(Value::Bytes(second))] = &items[..]
-        else {
-            panic!("not two bulk strings");
-        };
-        let in_read_buffer = |bytes: &[u8]| {
-            let at = bytes.as_ptr() as usize;
-            at >= read_into as usize && at < read_into as usize + read_len
-        };
-        assert!(
-            in_read_buffer(first),
-            "the first bulk string kept the read buffer"
+        let mut wire = detached_wire(&message, true);
+        wire.extend(frame::encode(&next.encode().expect("encodes"), false).expect("frames"));
+        // one read, reads cutting the length header, the string and the
+        // frames' boundary anywhere, large reads
+        for piece in [wire.len(), 1, 7, 4093, 1 << 20] {
+            if piece == 1 {
+                // a byte at a time through the envelope only: it is slow
+                let mut decoder =
+                    frame::Decoder::new(frame::Limits::default()).locating_bulk(locate_bulk);
+                let found = wire.iter().take(40).position(|byte| {
+                    decoder.feed(std::slice::from_ref(byte));
+                    decoder.bulk_wanted().is_some()
+                });
+                // as soon as the string's length is in
+                let data_at = wire
+                    .windows(16)
+                    .position(|window| window == &first[..16])
+                    .expect("the string is on the wire");
+                assert_eq!(found, Some(data_at - 1));
+                assert_eq!(decoder.bulk_wanted(), Some(3 << 20));
+                continue;
+            }
+            let decoded = decode_stream(&wire, piece, Dialect::V6);
+            assert_eq!(
+                decoded,
+                vec![(message.clone(), true), (next.clone(), false)],
+                "read in pieces of {piece}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bulk_string_is_found_in_an_rpyc5_envelope_too() {
+        let message = bulk_reply(noise(1 << 20), b"small".to_vec());
+        let payload = message.encode_for(Dialect::V5).expect("encodes");
+        let wire = frame::encode(&payload, false).expect("frames");
+        assert_eq!(
+            decode_stream(&wire, 65536, Dialect::V5),
+            vec![(message, true)]
         );
-        assert!(!in_read_buffer(second), "the second is a copy");
-        // the next frame's first bytes stayed behind, and it comes whole
-        assert!(decoder
-            .next_owned_payload(brine::BULK_MIN)
-            .expect("no error")
-            .is_none());
-        decoder.feed(&next[3..]);
-        assert!(decoder
-            .next_owned_payload(brine::BULK_MIN)
-            .expect("no error")
-            .is_none());
-        let payload = decoder
-            .next_payload()
-            .expect("no error")
-            .expect("the next frame");
-        assert_eq!(Message::decode(&payload).expect("decodes").seq(), 8);
+    }
+
+    #[test]
+    fn bulk_strings_are_not_looked_for_in_text_or_small_frames() {
+        let text = String::from_utf8(vec![b'x'; 2 << 20]).expect("ascii");
+        let mut prefix = vec![2];
+        brine::encode_tuple_header(2, &mut prefix).expect("encodes");
+        brine::encode_int(1, &mut prefix);
+        brine::encode_str(&text, &mut prefix).expect("encodes");
+        assert_eq!(locate_bulk(&prefix[..64]), brine::Located::NeedMore);
+        let message = Message::Reply {
+            seq: 1,
+            value: Boxed::Value(Value::Str(text)),
+        };
+        let wire = frame::encode(&message.encode().expect("encodes"), false).expect("frames");
+        assert_eq!(
+            decode_stream(&wire, 1 << 16, Dialect::V6),
+            vec![(message, false)]
+        );
+        let small = bulk_reply(vec![1; 100], vec![2; 100]);
+        let wire = frame::encode(&small.encode().expect("encodes"), false).expect("frames");
+        assert_eq!(decode_stream(&wire, 3, Dialect::V6), vec![(small, false)]);
+        assert_eq!(locate_bulk(&[0x99, 1, 2]), brine::Located::Nowhere);
     }
 
     #[test]

@@ -19,6 +19,7 @@ use thiserror::Error;
 use super::convert::{to_python, to_value};
 use super::link::Link;
 use crate::connection::{Connection, KeepAlive, Reply, Session};
+use crate::protocol::brine::BulkMemory;
 use crate::protocol::message::{Boxed, ExceptionInfo, Handler, IdPack, RemoteException};
 use crate::sync::lock;
 
@@ -583,6 +584,10 @@ impl Session for ClassicSession {
             conn.hold_requests(|| drop(kept));
             (reply, None)
         })
+    }
+
+    fn bulk_memory(&self, len: usize) -> Option<Box<dyn BulkMemory>> {
+        super::convert::bulk_memory(len)
     }
 
     fn close(&self) {

@@ -12,7 +12,7 @@ use pyo3::types::{
 
 use std::sync::Arc;
 
-use crate::protocol::brine::{self, ByteBuf, Value};
+use crate::protocol::brine::{self, BulkMemory, ByteBuf, Value};
 use crate::protocol::bulk;
 
 /// The brine value of `obj`, or `None` if it is not dumpable and must be
@@ -89,7 +89,7 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
 /// is written to the socket straight from it.
 struct PythonBytes {
     /// Keeps the object, and so its buffer, alive.
-    _object: Py<PyBytes>,
+    object: Py<PyBytes>,
     data: *const u8,
     len: usize,
 }
@@ -100,7 +100,7 @@ impl PythonBytes {
         PythonBytes {
             data: data.as_ptr(),
             len: data.len(),
-            _object: bytes.clone().unbind(),
+            object: bytes.clone().unbind(),
         }
     }
 }
@@ -108,7 +108,7 @@ impl PythonBytes {
 impl AsRef<[u8]> for PythonBytes {
     fn as_ref(&self) -> &[u8] {
         // SAFETY: a bytes object's buffer never moves or changes, and
-        // `_object` keeps it alive for as long as this value lives; reading
+        // `object` keeps it alive for as long as this value lives; reading
         // it needs no GIL
         unsafe { std::slice::from_raw_parts(self.data, self.len) }
     }
@@ -144,7 +144,12 @@ pub fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyA
         Value::Float(x) => PyFloat::new(py, *x).into_any(),
         Value::Complex(re, im) => PyComplex::from_doubles(py, *re, *im).into_any(),
         Value::Str(text) => PyString::new(py, text).into_any(),
-        Value::Bytes(bytes) => bytes_of(py, bytes)?.into_any(),
+        Value::Bytes(bytes) => match bytes.shared_as::<PythonBytes>() {
+            // read into a bytes object of ours (see `bulk_memory`), or one
+            // of Python's sent back: the object itself
+            Some(shared) => shared.object.bind(py).clone().into_any(),
+            None => bytes_of(py, bytes)?.into_any(),
+        },
         Value::Slice(parts) => {
             let [start, stop, step] = &**parts;
             py.get_type::<PySlice>().call1((
@@ -170,23 +175,78 @@ fn bytes_of<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyBytes>>
     if bytes.len() < bulk::LARGE {
         return Ok(PyBytes::new(py, bytes));
     }
-    let len = pyo3::ffi::Py_ssize_t::try_from(bytes.len())
+    let (object, data) = unfilled_bytes(py, bytes.len())?;
+    // SAFETY: `data` is the object's own buffer of `bytes.len()` bytes,
+    // which no Python code has seen yet
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len()) };
+    Ok(object)
+}
+
+/// A new bytes object of `len` bytes, not filled yet (on huge pages when
+/// large), and its buffer. No Python code may see it before it is filled.
+fn unfilled_bytes(py: Python<'_>, len: usize) -> PyResult<(Bound<'_, PyBytes>, *mut u8)> {
+    let size = pyo3::ffi::Py_ssize_t::try_from(len)
         .map_err(|_| PyValueError::new_err("bytes too long for Python"))?;
-    // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes an uninitialised
-    // bytes object of n bytes, which is filled below before any Python
-    // code can see it; the result is checked for NULL by from_owned_ptr_or_err
+    // SAFETY: PyBytes_FromStringAndSize(NULL, n) makes a bytes object of n
+    // bytes to be filled before it is shared, the documented way to build
+    // one in place; the result is checked for NULL by from_owned_ptr_or_err
     unsafe {
-        let object = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len);
+        let object = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), size);
         let object = Bound::from_owned_ptr_or_err(py, object)?;
         let data = pyo3::ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>();
         if data.is_null() {
             return Err(PyErr::fetch(py));
         }
-        bulk::advise_huge(data, bytes.len());
-        std::ptr::copy_nonoverlapping(bytes.as_ptr(), data, bytes.len());
-        Ok(object.cast_into_unchecked::<PyBytes>())
+        bulk::advise_huge(data, len);
+        Ok((object.cast_into_unchecked::<PyBytes>(), data))
     }
 }
+
+/// Memory for a bulk byte string the peer sends: a new Python bytes
+/// object, which the value then is, so that 100 MB go from the socket
+/// straight to where Python code reads them (see `Session::bulk_memory`).
+/// `None` if Python cannot make one that large.
+pub fn bulk_memory(len: usize) -> Option<Box<dyn BulkMemory>> {
+    Python::attach(|py| {
+        let (object, data) = unfilled_bytes(py, len).ok()?;
+        // SAFETY: the object's own buffer, malloc'ed and seen by no one
+        unsafe { bulk::zero(data, len) };
+        Some(Box::new(BytesBeingRead {
+            object: object.unbind(),
+            data,
+            len,
+        }) as Box<dyn BulkMemory>)
+    })
+}
+
+/// A bytes object that no Python code has seen, being read into.
+struct BytesBeingRead {
+    object: Py<PyBytes>,
+    data: *mut u8,
+    len: usize,
+}
+
+impl BulkMemory for BytesBeingRead {
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the object's buffer, zeroed when it was made; only this
+        // value, which owns the one reference, can reach it until
+        // `into_bytes`, and it does not move (bytes objects never do)
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+
+    fn into_bytes(self: Box<Self>) -> ByteBuf {
+        ByteBuf::shared(Arc::new(PythonBytes {
+            object: self.object,
+            data: self.data,
+            len: self.len,
+        }))
+    }
+}
+
+// SAFETY: the buffer is written by the one thread that holds this value,
+// and no Python code can reach the object meanwhile; `Py<PyBytes>` is
+// itself Send
+unsafe impl Send for BytesBeingRead {}
 
 fn tuple_of<'py>(py: Python<'py>, items: &[Value]) -> PyResult<Bound<'py, PyTuple>> {
     let objects = items
@@ -194,4 +254,40 @@ fn tuple_of<'py>(py: Python<'py>, items: &[Value]) -> PyResult<Bound<'py, PyTupl
         .map(|item| to_python(py, item))
         .collect::<PyResult<Vec<_>>>()?;
     PyTuple::new(py, objects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bulk_value_read_into_python_memory_becomes_that_bytes_object() {
+        Python::initialize();
+        let len = bulk::LARGE + 5;
+        let mut memory = bulk_memory(len).expect("Python makes the bytes object");
+        let target = memory.as_mut_slice();
+        assert_eq!(target.len(), len);
+        assert!(target.iter().all(|&b| b == 0), "handed out zeroed");
+        for (i, byte) in target.iter_mut().enumerate() {
+            *byte = (i % 251) as u8;
+        }
+        let read_into = target.as_ptr();
+        let value = Value::Bytes(memory.into_bytes());
+        Python::attach(|py| {
+            let object = to_python(py, &value).expect("converts");
+            let bytes = object.cast::<PyBytes>().expect("a bytes object");
+            assert_eq!(bytes.as_bytes().as_ptr(), read_into, "not copied");
+            assert_eq!(bytes.len().expect("len"), len);
+            assert!(bytes
+                .as_bytes()
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == (i % 251) as u8));
+            // and it goes back out from the same buffer
+            let Some(Value::Bytes(back)) = to_value(&object).expect("dumpable") else {
+                panic!("not bytes");
+            };
+            assert_eq!(back.as_ptr(), read_into);
+        });
+    }
 }

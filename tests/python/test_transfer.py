@@ -211,7 +211,7 @@ def test_redirected_stdio(conn, capsys):
 @pytest.mark.parametrize("kind", ["random", "text"])
 def test_bulk_bytes_values_both_ways(conn, kind):
     # Byte strings of 1 MiB and more are written from the Python object and
-    # kept in the buffer they are read into; 32 MiB and more ask for huge
+    # read into the bytes object they become; 32 MiB and more ask for huge
     # pages. Downloads are 40 MB; uploads stay small, since rpyc 6.0.2's
     # client writes a frame in quadratic time.
     if kind == "random":
