@@ -372,10 +372,12 @@ impl Read for TlsReader {
                 }
                 !session.pending.is_empty() || session.tls.wants_write()
             };
+            let mut writer_busy = false;
             if has_pending {
                 // only if no writer is busy: a busy one sends them itself
-                if let Ok(writer) = self.shared.writer.try_lock() {
-                    self.shared.send_with(writer, &[])?;
+                match self.shared.writer.try_lock() {
+                    Ok(writer) => self.shared.send_with(writer, &[])?,
+                    Err(_) => writer_busy = true,
                 }
             }
             if self.fed == self.got {
@@ -403,6 +405,14 @@ impl Read for TlsReader {
                 if taken == 0 {
                     break;
                 }
+            }
+            // rustls wants no ciphertext until records it holds are sent,
+            // and the busy writer sends them when it is done: wait for it
+            // a little rather than spin on the session lock meanwhile
+            let stalled = writer_busy && self.fed < self.got && !tls.wants_read();
+            drop(session);
+            if stalled {
+                std::thread::sleep(std::time::Duration::from_millis(1));
             }
         }
     }
