@@ -37,6 +37,12 @@ pub struct Plan {
     pub seconds: Duration,
     /// Runs of each contender, interleaved.
     pub rounds: usize,
+    /// Rounds of the capacity runs, whose spread between runs on a shared
+    /// machine is the widest (a median of three outlasts one bad run).
+    pub capacity_rounds: usize,
+    /// Rounds of the Rust client's bulk transfers: a tenth of a second
+    /// each, and one in a few pays for fresh memory several times over.
+    pub bulk_rounds: usize,
     pub concurrency: Vec<usize>,
     /// Operations per connection at most, whatever the time.
     pub max_ops: u64,
@@ -57,6 +63,8 @@ impl Plan {
             quick,
             seconds: Duration::from_secs_f64(if quick { 1.0 } else { 2.0 }),
             rounds: if quick { 1 } else { 2 },
+            capacity_rounds: if quick { 1 } else { 3 },
+            bulk_rounds: if quick { 1 } else { 5 },
             concurrency: vec![1, 4, 16, 64],
             max_ops: 2_000_000,
             bulk_size: if quick { 10_000_000 } else { 100_000_000 },
@@ -75,6 +83,8 @@ impl Plan {
             "quick": self.quick,
             "seconds_per_run": self.seconds.as_secs_f64(),
             "rounds": self.rounds,
+            "capacity_rounds": self.capacity_rounds,
+            "bulk_rounds": self.bulk_rounds,
             "concurrency": self.concurrency,
             "max_ops_per_connection": self.max_ops,
             "bulk_bytes": self.bulk_size,

@@ -329,7 +329,7 @@ pub fn capacity(plan: &Plan, lab: &Lab, results: &mut Results) -> Result<()> {
             let figures = interleaved(
                 results,
                 &format!("capacity: {} x{connections}", op.name()),
-                plan.rounds,
+                plan.capacity_rounds,
                 &contenders,
                 |addr| load::run(*addr, spec).map(|outcome| outcome.to_json()),
                 per_sec,
@@ -576,7 +576,7 @@ pub fn bulk(plan: &Plan, programs: &Programs, lab: &Lab, results: &mut Results) 
     let ceiling = interleaved(
         results,
         "bulk: raw loopback",
-        plan.rounds,
+        plan.bulk_rounds,
         &[("ceiling", ())],
         |()| {
             let elapsed = loopback_transfer(size)?;
@@ -600,7 +600,7 @@ pub fn bulk(plan: &Plan, programs: &Programs, lab: &Lab, results: &mut Results) 
         let figures = interleaved(
             results,
             &format!("bulk {data} {direction}, Rust client"),
-            plan.rounds,
+            plan.bulk_rounds,
             &[("ours", ours)],
             |addr| rust_bulk(*addr, random, download, size),
             bytes_per_sec,
