@@ -9,7 +9,9 @@
 //! The decoder takes bytes as they arrive and yields whole payloads. It checks
 //! a header against the limits before buffering the body it announces, and it
 //! inflates compressed bodies with a cap, so neither a lying length nor a zlib
-//! bomb can make it allocate past what the limits allow.
+//! bomb can make it allocate past what the limits allow. Given a locator, it
+//! reads a large plain frame's first bulk byte string into memory of its own
+//! (the value's final home) instead of into the frame buffer.
 
 use std::borrow::Cow;
 use std::io::{self, IoSlice, Write};
