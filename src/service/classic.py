@@ -14,23 +14,24 @@ Requests themselves, boxing, framing and the object table are Rust's
 (``rpycd._link.Link``); nothing here reads or writes the connection.
 """
 import builtins
-import importlib
 import itertools
 import sys
 import types
-import weakref
 
-# inspect, pickle and traceback are imported where they are used: inspect
-# alone (with ast, dis, tokenize ...) is about 40 % of the start-up time to
-# READY=1, and many sessions never need them. warm() imports them, for a
-# forking server to do once before it forks.
+# inspect, pickle, traceback, importlib and weakref are imported where they
+# are used: inspect alone (with ast, dis, tokenize ...) was about 40 % of
+# the start-up time to READY=1, importlib and weakref 1 ms of the 17 left,
+# and many sessions never need them. warm() imports them, for a forking
+# server to do once before it forks.
 
 
 def warm():
     """Imports what the handlers import lazily."""
+    import importlib  # noqa: F401
     import inspect  # noqa: F401
     import pickle  # noqa: F401
     import traceback  # noqa: F401
+    import weakref  # noqa: F401
     builtin_classes()
 
 
@@ -123,6 +124,7 @@ class SlaveService:
 
     def getmodule(self, name):
         """imports an arbitrary module"""
+        import importlib
         if type(name) is tuple:
             name = ".".join(name)
         return importlib.import_module(name)
@@ -573,6 +575,7 @@ class Remote:
         one more reference to it as it sent it."""
         proxies = self._proxies
         if proxies is None:
+            import weakref
             proxies = self._proxies = weakref.WeakValueDictionary()
         proxy = proxies.get(pack)
         if proxy is not None:
