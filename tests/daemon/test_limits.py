@@ -116,3 +116,35 @@ def test_500_slowloris_clients_do_not_slow_a_good_one(daemons, tmp_path):
            f"meanwhile {len(latencies)} connect + GETROOT by a good client",
            f"500 held; good client's p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
            "(bound 1 s)", slowloris=500, samples=len(latencies), p99_s=p99, max_s=latencies[-1])
+
+
+def test_bulk_frames_that_lie_or_stop_cost_only_their_connection(daemons, tmp_path):
+    # A frame of 1 MiB or more has its first bulk byte string read apart,
+    # into the bytes object it becomes; one whose string claims more than
+    # the frame holds, or that stops halfway, must not disturb the daemon.
+    daemon, port = classic_daemon(daemons, tmp_path)
+    watcher = rpyc.classic.connect("127.0.0.1", port)
+    # request 1: (seq 1, (CALL, (a bytes header claiming 3 MiB, 2 MiB of it)))
+    lying = b"\x01" + bytes([0x11, 0x51, 0x11, 0x53, 0x0F]) + struct.pack("!L", 3 << 20)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(frame(lying + b"x" * (2 << 20)))
+        sock.settimeout(10)
+        assert sock.recv(1) == b""
+    daemon.wait_log("bad message")
+    # an honest 8 MiB string, cut off after its first MiB
+    honest = b"\x01" + bytes([0x11, 0x51, 0x11, 0x53, 0x0F]) + struct.pack("!L", 8 << 20)
+    whole = frame(honest + b"y" * (8 << 20))
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(whole[: 1 << 20])
+    # a str of 2 MiB is text, not a bulk byte string; next to a bulk one
+    describe = watcher.eval("lambda t, b: (type(t).__name__, len(t), type(b).__name__, len(b))")
+    text, data = "\u00e9" * (1 << 20), b"z" * (3 << 20)
+    assert tuple(describe(text, data)) == ("str", 1 << 20, "bytes", 3 << 20)
+    assert tuple(describe(data[:10].decode(), data)) == ("str", 10, "bytes", 3 << 20)
+    assert daemon.proc.poll() is None
+    fresh = rpyc.classic.connect("127.0.0.1", port)
+    assert fresh.eval("6 * 7") == 42
+    record("lying and cut-off bulk frames",
+           "a bytes header claiming 3 MiB in a 2 MiB frame; an 8 MiB string cut after 1 MiB",
+           "the first refused and logged, the second dropped with its connection; "
+           "others served, text and bulk bytes in one call intact")
