@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::protocol::brine::{self, BulkMemory, EncodeError, Value};
+use crate::protocol::brine::{BulkMemory, EncodeError, Value};
 use crate::protocol::frame::{self, Decoder, Frame, FrameError, Limits};
 use crate::protocol::message::{
     self, BadRequest, Boxed, Dialect, ExceptionInfo, Handler, Message, MessageError,
@@ -725,10 +725,11 @@ impl Connection {
     /// so a plain payload is never copied, and a bulk byte string is
     /// written from where it is.
     fn frame_of<'v>(&self, message: &'v Message) -> Result<Frame<'v>, ConnError> {
-        // bulk strings mostly stay where they are: room for them would be
-        // mapped and never touched; a large payload that does go in the
-        // buffer grows it by doublings, which realloc does with mremap
-        let mut buffer = frame::begin(message.size_hint().min(brine::BULK_MIN));
+        // room for a bulk string that stays where it is is never touched,
+        // so costs no memory; a buffer grown by doublings instead left the
+        // threaded server's malloc arenas fragmented (the soak's RSS rose
+        // by 27 MiB in two minutes)
+        let mut buffer = frame::begin(message.size_hint());
         let detached = message.encode_detached(self.dialect(), &mut buffer)?;
         Ok(frame::seal_detached(
             buffer,
