@@ -140,6 +140,7 @@ pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
 
 /// Serves what `hosting` loads as the switches say until the server stops.
 pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunError> {
+    crate::protocol::bulk::map_bulk_allocations();
     let mut config = config_of(args);
     if let Some(timeout) = hosting.sync_request_timeout {
         config.sync_request_timeout = timeout;
