@@ -633,12 +633,13 @@ impl Connection {
         }
     }
 
-    /// The peer's dialect, learnt from `payload` if this is its first message.
+    /// Where the session wants a bulk byte string of `len` bytes read to.
     fn bulk_memory(&self, len: usize) -> Option<Box<dyn BulkMemory>> {
         let session = lock(&self.session).clone()?;
         session.bulk_memory(len)
     }
 
+    /// The peer's dialect, learnt from `payload` if this is its first message.
     fn dialect_of(&self, payload: &[u8]) -> Result<Dialect, ConnError> {
         match self.dialect.load(Ordering::Acquire) {
             DIALECT_V5 => Ok(Dialect::V5),

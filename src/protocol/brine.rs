@@ -545,13 +545,12 @@ pub enum Located {
 pub fn find_bulk(prefix: &[u8], min: usize) -> Located {
     let mut pos = 0;
     while let Some(&tag) = prefix.get(pos) {
-        let step = if tag == TAG_STR_L4 {
-            match be_len(prefix, pos + 1, 4) {
-                Some(len) if len >= min => return Located::At { data: pos + 5, len },
-                Some(len) => 5 + len,
-                None => return Located::NeedMore,
+        if tag == TAG_STR_L4 {
+            if let Some(len) = be_len(prefix, pos + 1, 4).filter(|&len| len >= min) {
+                return Located::At { data: pos + 5, len };
             }
-        } else if tag == TAG_UNICODE {
+        }
+        let step = if tag == TAG_UNICODE {
             // the text's bytes tag and body go with it
             let Some(&inner) = prefix.get(pos + 1) else {
                 return Located::NeedMore;

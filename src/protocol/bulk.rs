@@ -19,8 +19,8 @@ pub const LARGE: usize = 32 << 20;
 
 const HUGE_PAGE: usize = 2 << 20;
 
-/// Makes glibc's malloc map every allocation of [`BULK_MAP_MIN`] bytes or
-/// more on its own and unmap it when freed, for a long-running server.
+/// Makes glibc's malloc map every allocation of a bulk size
+/// ([`super::brine::BULK_MIN`]) or more on its own and unmap it when freed, for a long-running server.
 ///
 /// By default the threshold grows with each large block freed (up to 32
 /// MiB), after which 1-32 MiB payloads are carved out of per-thread
@@ -35,12 +35,12 @@ pub fn map_bulk_allocations() {
     // SAFETY: mallopt only sets allocator parameters; it is called before
     // the server's threads start
     unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, BULK_MAP_MIN as libc::c_int);
+        libc::mallopt(
+            libc::M_MMAP_THRESHOLD,
+            super::brine::BULK_MIN as libc::c_int,
+        );
     }
 }
-
-/// See [`map_bulk_allocations`]: the brine bulk size.
-pub const BULK_MAP_MIN: usize = super::brine::BULK_MIN;
 
 /// An empty buffer with room for `capacity` bytes, backed by huge pages
 /// where the kernel has them when it is [`LARGE`].
@@ -99,12 +99,7 @@ const PAGE_ALIGN: usize = 64 * 1024;
 /// `start..start + len` must be private anonymous memory (what malloc
 /// hands out) that the caller owns and nothing else reads or writes.
 pub unsafe fn zero(start: *mut u8, len: usize) {
-    let inner = (start as usize)
-        .checked_next_multiple_of(PAGE_ALIGN)
-        .zip((start as usize).checked_add(len))
-        .map(|(first, end)| (first, end / PAGE_ALIGN * PAGE_ALIGN))
-        .filter(|(first, end)| first < end);
-    let dropped = inner.and_then(|(first, end)| {
+    let dropped = aligned_within(start as usize, len, PAGE_ALIGN).and_then(|(first, end)| {
         let addr = NonNull::new(first as *mut c_void)?;
         // SAFETY: whole pages of memory the caller owns alone; on private
         // anonymous memory the kernel refills them with zeroes
@@ -129,8 +124,14 @@ fn huge_pages_within(start: usize, len: usize) -> Option<(usize, usize)> {
     if len < LARGE {
         return None;
     }
-    let first = start.checked_next_multiple_of(HUGE_PAGE)?;
-    let end = start.checked_add(len)? / HUGE_PAGE * HUGE_PAGE;
+    aligned_within(start, len, HUGE_PAGE)
+}
+
+/// The widest `first..end` inside `start..start + len` whose ends are
+/// multiples of `align`, if it is not empty.
+fn aligned_within(start: usize, len: usize, align: usize) -> Option<(usize, usize)> {
+    let first = start.checked_next_multiple_of(align)?;
+    let end = start.checked_add(len)? / align * align;
     (first < end).then_some((first, end))
 }
 

@@ -503,16 +503,15 @@ impl Message {
         let (body, bulk) = match dialect {
             Dialect::V6 => {
                 // the brine value starts after the code byte
-                let bulk = match bulk {
-                    Some(brine::Bulk { at, bytes }) => Some(brine::Bulk {
-                        at: at.checked_sub(1).ok_or(DecodeError::Malformed {
+                let bulk = bulk
+                    .map(|brine::Bulk { at, bytes }| {
+                        let at = at.checked_sub(1).ok_or(DecodeError::Malformed {
                             what: "bulk bytes",
                             offset: 0,
-                        })?,
-                        bytes,
-                    }),
-                    None => None,
-                };
+                        })?;
+                        Ok::<_, DecodeError>(brine::Bulk { at, bytes })
+                    })
+                    .transpose()?;
                 (&payload[1..], bulk)
             }
             Dialect::V5 => (payload, bulk),

@@ -114,8 +114,11 @@ impl AsRef<[u8]> for PythonBytes {
     }
 }
 
-// SAFETY: the raw pointer is only read (see `as_ref`); `Py<PyBytes>` is
-// itself Send and Sync, and pyo3 defers a drop without the GIL
+// SAFETY: the raw pointer is only read (see `as_ref`), except through a
+// `BytesBeingRead`, which owns the one reference to a bytes object no
+// Python code has seen and is written by the one thread holding it;
+// `Py<PyBytes>` is itself Send and Sync, and pyo3 defers a drop without
+// the GIL
 unsafe impl Send for PythonBytes {}
 unsafe impl Sync for PythonBytes {}
 
@@ -211,42 +214,29 @@ pub fn bulk_memory(len: usize) -> Option<Box<dyn BulkMemory>> {
         let (object, data) = unfilled_bytes(py, len).ok()?;
         // SAFETY: the object's own buffer, malloc'ed and seen by no one
         unsafe { bulk::zero(data, len) };
-        Some(Box::new(BytesBeingRead {
+        Some(Box::new(BytesBeingRead(PythonBytes {
             object: object.unbind(),
             data,
             len,
-        }) as Box<dyn BulkMemory>)
+        })) as Box<dyn BulkMemory>)
     })
 }
 
 /// A bytes object that no Python code has seen, being read into.
-struct BytesBeingRead {
-    object: Py<PyBytes>,
-    data: *mut u8,
-    len: usize,
-}
+struct BytesBeingRead(PythonBytes);
 
 impl BulkMemory for BytesBeingRead {
     fn as_mut_slice(&mut self) -> &mut [u8] {
         // SAFETY: the object's buffer, zeroed when it was made; only this
         // value, which owns the one reference, can reach it until
         // `into_bytes`, and it does not move (bytes objects never do)
-        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+        unsafe { std::slice::from_raw_parts_mut(self.0.data.cast_mut(), self.0.len) }
     }
 
     fn into_bytes(self: Box<Self>) -> ByteBuf {
-        ByteBuf::shared(Arc::new(PythonBytes {
-            object: self.object,
-            data: self.data,
-            len: self.len,
-        }))
+        ByteBuf::shared(Arc::new(self.0))
     }
 }
-
-// SAFETY: the buffer is written by the one thread that holds this value,
-// and no Python code can reach the object meanwhile; `Py<PyBytes>` is
-// itself Send
-unsafe impl Send for BytesBeingRead {}
 
 fn tuple_of<'py>(py: Python<'py>, items: &[Value]) -> PyResult<Bound<'py, PyTuple>> {
     let objects = items
