@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use thiserror::Error;
 
-use crate::protocol::brine::{BulkMemory, EncodeError, Value};
+use crate::protocol::brine::{self, BulkMemory, EncodeError, Value};
 use crate::protocol::frame::{self, Decoder, Frame, FrameError, Limits};
 use crate::protocol::message::{
     self, BadRequest, Boxed, Dialect, ExceptionInfo, Handler, Message, MessageError,
@@ -102,6 +102,14 @@ pub struct Config {
 pub const DEFAULT_SYNC_REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Config {
+    /// What one message may take decoded: `brine_depth` levels, and a
+    /// memory budget that is a small multiple of the largest payload
+    /// allowed, so that neither lying counts nor a zlib bomb can make a
+    /// connection take more.
+    pub fn decode_limits(&self) -> brine::DecodeLimits {
+        brine::DecodeLimits::for_messages(self.limits.max_payload_size, self.brine_depth)
+    }
+
     /// The read timeout a transport should have so that both the idle
     /// clock and the sync-request deadline are looked at: the shorter of
     /// the two. (With an idle timeout longer than the sync-request
@@ -219,7 +227,8 @@ impl Connection {
         Arc::new(Connection {
             inbound: Mutex::new(Inbound {
                 reader,
-                decoder: Decoder::new(config.limits).locating_bulk(message::locate_bulk),
+                decoder: Decoder::new(config.limits)
+                    .locating_bulk(message::locate_bulk, brine::BULK_MIN),
             }),
             outbound: Mutex::new(Outbound { writer }),
             config,
@@ -413,7 +422,7 @@ impl Connection {
         // the idle clock: since the last bytes came in (or reading began)
         let mut quiet_since = Instant::now();
         loop {
-            let depth = self.config.brine_depth;
+            let limits = self.config.decode_limits();
             let decoded = match inbound.decoder.next_payload()? {
                 Some(payload) => {
                     let dialect = self.dialect_of(&payload.bytes)?;
@@ -421,7 +430,7 @@ impl Connection {
                         &payload.bytes,
                         payload.bulk,
                         dialect,
-                        depth,
+                        limits,
                     ))
                 }
                 None => None,

@@ -290,7 +290,66 @@ pub enum DecodeError {
     Malformed { what: &'static str, offset: usize },
     #[error("{count} bytes follow the brine value at offset {offset}")]
     TrailingBytes { count: usize, offset: usize },
+    #[error("brine value at offset {offset} takes more memory than the {limit} bytes allowed")]
+    TooMuchMemory { limit: usize, offset: usize },
 }
+
+/// What decoding one value may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeLimits {
+    /// How deeply tuples, slices and frozensets may nest.
+    pub max_depth: usize,
+    /// Bytes the decoded value may occupy in memory: its nodes, the room
+    /// reserved for a tuple's items, and the text and bytes it copies out
+    /// of the input. A count in the input is a claim, not a fact: a tuple
+    /// of a billion items costs only as it is filled, and is charged here
+    /// before its room is reserved, so no input reserves past this.
+    pub max_memory: usize,
+}
+
+impl DecodeLimits {
+    /// The default depth, and memory for any value whose input is small
+    /// enough to be worth decoding (a value takes at most
+    /// [`MEMORY_PER_INPUT_BYTE`] times its input).
+    pub fn for_input(len: usize) -> DecodeLimits {
+        DecodeLimits {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_memory: len.saturating_mul(MEMORY_PER_INPUT_BYTE),
+        }
+    }
+
+    /// For messages of at most `max_message` bytes: what one of them may
+    /// take decoded is a small multiple of that, whatever its counts claim
+    /// and whatever it inflated from.
+    pub fn for_messages(max_message: usize, max_depth: usize) -> DecodeLimits {
+        DecodeLimits {
+            max_depth,
+            max_memory: max_message
+                .saturating_mul(DECODED_PER_MESSAGE_BYTE)
+                .max(MIN_DECODED_MEMORY),
+        }
+    }
+}
+
+/// The most memory one byte of a valid input makes the decoder take: a
+/// one-byte item is a node in its tuple's room (never reserved past the
+/// count, which the items must fill), a slice's parts are a second time in
+/// their box, and text and bytes are copied out.
+pub const MEMORY_PER_INPUT_BYTE: usize = 2 * std::mem::size_of::<Value>() + 1;
+
+/// A decoded message may take this many times the largest message
+/// allowed: room for real payloads (a bytes value is one copy of its
+/// bytes; a tuple of ints several bytes each takes ~4x), while a payload
+/// of one-byte items claiming everything cannot turn a 32 MiB limit into
+/// a gigabyte (each such item is a 32-byte node).
+pub const DECODED_PER_MESSAGE_BYTE: usize = 2;
+/// ...and never less than this, so a small limit leaves room for the
+/// handshake's nested tuples.
+pub const MIN_DECODED_MEMORY: usize = 1 << 20;
+
+/// Room reserved for a tuple's items before any is read; more is reserved
+/// as items arrive, by doubling, each step charged to the memory budget.
+const FIRST_ROOM: usize = 16;
 
 // ----------------------------------------------------------------------------
 // encoding
@@ -479,12 +538,16 @@ fn encode_items<'v>(
 
 /// Decodes exactly one value that must fill `data`, with the default depth limit.
 pub fn decode(data: &[u8]) -> Result<Value, DecodeError> {
-    decode_with_depth(data, DEFAULT_MAX_DEPTH)
+    decode_with_bulk(data, DecodeLimits::for_input(data.len()), None)
 }
 
 /// Decodes exactly one value that must fill `data`.
 pub fn decode_with_depth(data: &[u8], max_depth: usize) -> Result<Value, DecodeError> {
-    decode_with_bulk(data, max_depth, None)
+    let limits = DecodeLimits {
+        max_depth,
+        ..DecodeLimits::for_input(data.len())
+    };
+    decode_with_bulk(data, limits, None)
 }
 
 /// A bulk byte string that was read apart from the rest of its payload
@@ -500,13 +563,15 @@ pub struct Bulk {
 /// back where it belongs, as [`decode_with_depth`], without copying it.
 pub fn decode_with_bulk(
     data: &[u8],
-    max_depth: usize,
+    limits: DecodeLimits,
     bulk: Option<Bulk>,
 ) -> Result<Value, DecodeError> {
     let mut reader = Reader {
         data,
         pos: 0,
-        max_depth,
+        max_depth: limits.max_depth,
+        memory_left: limits.max_memory,
+        max_memory: limits.max_memory,
         bulk,
     };
     let value = reader.value()?;
@@ -621,6 +686,9 @@ struct Reader<'a> {
     data: &'a [u8],
     pos: usize,
     max_depth: usize,
+    /// What [`DecodeLimits::max_memory`] has left.
+    memory_left: usize,
+    max_memory: usize,
     /// A bulk byte string whose data is not in `data` (see [`Bulk`]).
     bulk: Option<Bulk>,
 }
@@ -641,6 +709,23 @@ enum Open {
 }
 
 impl<'a> Reader<'a> {
+    /// Takes `bytes` from the memory budget, before they are allocated.
+    fn charge(&mut self, bytes: usize, offset: usize) -> Result<(), DecodeError> {
+        self.memory_left =
+            self.memory_left
+                .checked_sub(bytes)
+                .ok_or(DecodeError::TooMuchMemory {
+                    limit: self.max_memory,
+                    offset,
+                })?;
+        Ok(())
+    }
+
+    /// Charges `items` nodes' worth of room.
+    fn charge_nodes(&mut self, items: usize, offset: usize) -> Result<(), DecodeError> {
+        self.charge(items.saturating_mul(std::mem::size_of::<Value>()), offset)
+    }
+
     fn take(&mut self, len: usize) -> Result<&'a [u8], DecodeError> {
         let end = self
             .pos
@@ -738,8 +823,10 @@ impl<'a> Reader<'a> {
                             offset: self.data.len(),
                         });
                     }
+                    let room = len.min(FIRST_ROOM);
+                    self.charge_nodes(room, offset)?;
                     open.push(Open::Tuple {
-                        items: Vec::with_capacity(len),
+                        items: Vec::with_capacity(room),
                         len,
                     });
                     continue;
@@ -755,6 +842,12 @@ impl<'a> Reader<'a> {
                 match open.last_mut() {
                     None => return Ok(value),
                     Some(Open::Tuple { items, len }) => {
+                        if items.len() == items.capacity() {
+                            // double the room, never past the count claimed
+                            let more = items.len().min(*len - items.len());
+                            self.charge_nodes(more, self.pos)?;
+                            items.reserve_exact(more);
+                        }
                         items.push(value);
                         if items.len() < *len {
                             break;
@@ -762,6 +855,10 @@ impl<'a> Reader<'a> {
                         value = Value::Tuple(std::mem::take(items));
                     }
                     Some(Open::Wrapper { tag, offset }) => {
+                        if *tag == TAG_SLICE {
+                            // the three parts move to a box of their own
+                            self.charge_nodes(3, *offset)?;
+                        }
                         value = wrap(*tag, *offset, value)?;
                     }
                 }
@@ -777,6 +874,7 @@ impl<'a> Reader<'a> {
             }
         }
         if let Some(bytes) = self.bytes_body(tag)? {
+            self.charge(bytes.len(), offset)?;
             return Ok(Value::Bytes(bytes.into()));
         }
         Ok(match tag {
@@ -793,6 +891,7 @@ impl<'a> Reader<'a> {
                     what: "str",
                     offset,
                 })?;
+                self.charge(bytes.len(), offset)?;
                 let text = std::str::from_utf8(bytes)
                     .map_err(|_| DecodeError::InvalidUtf8 { offset: body })?;
                 Value::Str(text.to_owned())
@@ -804,6 +903,7 @@ impl<'a> Reader<'a> {
                     self.length_u32()?
                 };
                 let digits = self.take(len)?;
+                self.charge(digits.len(), offset)?;
                 Value::int_from_decimal(digits).ok_or(DecodeError::InvalidInt { offset })?
             }
             TAG_FLOAT => Value::Float(self.f64()?),
@@ -962,6 +1062,67 @@ mod tests {
     }
 
     #[test]
+    fn counts_that_lie_reserve_nothing_past_the_memory_budget() {
+        // 64 tuples, each claiming about as many items as bytes remain,
+        // then a megabyte of Nones: the old decoder reserved 64 times
+        // 32 MiB before reading an item
+        let mut data = Vec::new();
+        for level in 0..64_u32 {
+            data.push(TAG_TUP_L4);
+            data.extend_from_slice(&((1 << 20) - 5 * level).to_be_bytes());
+        }
+        data.resize(data.len() + (1 << 20), TAG_NONE);
+        let limits = DecodeLimits {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_memory: 4 << 20,
+        };
+        match decode_with_bulk(&data, limits, None) {
+            Err(DecodeError::TooMuchMemory { limit, .. }) => assert_eq!(limit, 4 << 20),
+            other => panic!("{other:?}"),
+        }
+        // a value that fits its budget decodes, however its room grew
+        let items = 100_000;
+        let mut data = vec![TAG_TUP_L4];
+        data.extend_from_slice(&(items as u32).to_be_bytes());
+        data.resize(5 + items, TAG_NONE);
+        let fits = DecodeLimits {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_memory: items * std::mem::size_of::<Value>(),
+        };
+        assert_eq!(
+            decode_with_bulk(&data, fits, None)
+                .ok()
+                .and_then(|v| v.as_tuple().map(<[Value]>::len)),
+            Some(items)
+        );
+        let short = DecodeLimits {
+            max_memory: fits.max_memory - 1,
+            ..fits
+        };
+        assert!(matches!(
+            decode_with_bulk(&data, short, None),
+            Err(DecodeError::TooMuchMemory { .. })
+        ));
+    }
+
+    #[test]
+    fn copied_text_and_bytes_are_charged() {
+        let data = Value::Tuple(vec![
+            Value::str("é".repeat(600)),
+            Value::Bytes(vec![7; 900].into()),
+        ])
+        .to_bytes()
+        .expect("encodes");
+        let limits = |max_memory| DecodeLimits {
+            max_depth: DEFAULT_MAX_DEPTH,
+            max_memory,
+        };
+        let nodes = 2 * std::mem::size_of::<Value>();
+        assert!(decode_with_bulk(&data, limits(nodes + 2100), None).is_ok());
+        assert!(decode_with_bulk(&data, limits(nodes + 2099), None).is_err());
+    }
+
+    #[test]
     fn nesting_is_bounded() {
         let mut deep = vec![TAG_TUP1; 100_000];
         deep.push(TAG_NONE);
@@ -1065,7 +1226,8 @@ mod tests {
             at: data,
             bytes: bulk.into(),
         };
-        let decoded = decode_with_bulk(&without, DEFAULT_MAX_DEPTH, Some(bulk)).expect("decodes");
+        let decoded = decode_with_bulk(&without, DecodeLimits::for_input(1 << 20), Some(bulk))
+            .expect("decodes");
         assert_eq!(decoded, value);
     }
 
@@ -1092,16 +1254,20 @@ mod tests {
             at: 7,
             bytes: vec![9; 7].into(),
         };
-        assert!(decode_with_bulk(without, DEFAULT_MAX_DEPTH, Some(wrong_len)).is_err());
+        assert!(
+            decode_with_bulk(without, DecodeLimits::for_input(1 << 20), Some(wrong_len)).is_err()
+        );
         let nowhere = Bulk {
             at: 3,
             bytes: vec![9; 8].into(),
         };
-        assert!(decode_with_bulk(without, DEFAULT_MAX_DEPTH, Some(nowhere)).is_err());
+        assert!(
+            decode_with_bulk(without, DecodeLimits::for_input(1 << 20), Some(nowhere)).is_err()
+        );
         let right = Bulk {
             at: 7,
             bytes: vec![9; 8].into(),
         };
-        assert!(decode_with_bulk(without, DEFAULT_MAX_DEPTH, Some(right)).is_ok());
+        assert!(decode_with_bulk(without, DecodeLimits::for_input(1 << 20), Some(right)).is_ok());
     }
 }

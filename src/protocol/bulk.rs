@@ -54,14 +54,28 @@ pub fn with_capacity(capacity: usize) -> Vec<u8> {
 
 /// `len` zero bytes, backed by huge pages where the kernel has them when
 /// [`LARGE`]. Costs no pass over the memory: the allocator asks the kernel
-/// for fresh (zero) pages and does not clear them again.
-pub fn zeroed(len: usize) -> Vec<u8> {
-    let buffer = vec![0; len];
+/// for fresh (zero) pages and does not clear them again. `None` where the
+/// memory cannot be had: the lengths asked for here are ones a peer
+/// announced, and a failure must cost its connection, not abort the
+/// process as an infallible allocation would.
+pub fn zeroed(len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: a non-zero size; the global allocator's memory, handed to a
+    // Vec of the same layout and length, which frees it the same way
+    let buffer = unsafe {
+        let start = std::alloc::alloc_zeroed(layout);
+        if start.is_null() {
+            return None;
+        }
+        Vec::from_raw_parts(start, len, len)
+    };
     advise_huge(buffer.as_ptr(), len);
-    buffer
+    Some(buffer)
 }
 
-/// A copy of `bytes` in a buffer from [`with_capacity`].
 pub fn copy_of(bytes: &[u8]) -> Vec<u8> {
     let mut buffer = with_capacity(bytes.len());
     buffer.extend_from_slice(bytes);

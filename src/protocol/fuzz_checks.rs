@@ -37,8 +37,12 @@ fn bulk_apart(data: &[u8], value: &brine::Value) {
             at,
             bytes: bytes.to_vec().into(),
         };
-        let decoded = brine::decode_with_bulk(&without, brine::DEFAULT_MAX_DEPTH, Some(bulk))
-            .expect("decodes with its bulk string apart");
+        let decoded = brine::decode_with_bulk(
+            &without,
+            brine::DecodeLimits::for_input(data.len()),
+            Some(bulk),
+        )
+        .expect("decodes with its bulk string apart");
         assert_eq!(&decoded, value, "the bulk string went elsewhere");
     }
 }
@@ -87,4 +91,106 @@ fn decode_frames(data: &[u8], chunk: usize) -> Outcome {
         }
     }
     (payloads, None)
+}
+
+/// What a decode may allocate, in the fuzz run: a tight budget (a few
+/// times the input) so that inputs reach it, not only the default.
+fn tight_limits(len: usize) -> brine::DecodeLimits {
+    brine::DecodeLimits {
+        max_depth: brine::DEFAULT_MAX_DEPTH,
+        max_memory: len.saturating_mul(4).saturating_add(4096),
+    }
+}
+
+/// Room the decoder's own bookkeeping may take beside the value: its
+/// stack of open containers at the default depth.
+const DECODER_OVERHEAD: usize = 64 * 1024;
+
+/// The decoder never allocates past its memory budget, whatever counts
+/// the input claims. `peak_during` runs its argument and returns the most
+/// bytes that were allocated at once while it ran, beyond what was
+/// allocated before (the caller's allocator counts them).
+pub fn decoding_stays_in_budget(data: &[u8], peak_during: impl FnOnce(&mut dyn FnMut()) -> usize) {
+    let limits = tight_limits(data.len());
+    let mut outcome = None;
+    let peak = peak_during(&mut || outcome = Some(brine::decode_with_bulk(data, limits, None)));
+    // a tuple's room grows by doubling: while it moves, old and new room
+    // are both held, so the peak is up to 1.5 times what was charged
+    let bound = limits.max_memory + limits.max_memory / 2 + DECODER_OVERHEAD;
+    assert!(
+        peak <= bound,
+        "decoding {} bytes allocated {peak} at once; the budget is {} ({outcome:?})",
+        data.len(),
+        limits.max_memory
+    );
+}
+
+/// Limits small enough for the fuzzer to reach, large enough for a bulk
+/// string (here: 16 bytes or more) to be found and read apart.
+const BULK_FUZZ_MIN: usize = 16;
+
+/// Frames read with the bulk locator (a byte string of [`BULK_FUZZ_MIN`]
+/// bytes or more read into memory of its own, as the daemon does with
+/// 1 MiB ones) decode to the same messages, or fail alike, as frames read
+/// whole, in any chunking.
+pub fn bulk_frames_agree(data: &[u8]) {
+    let whole = messages_of(data, data.len().max(1), false);
+    for chunk in [data.len().max(1), 7, 1] {
+        let apart = messages_of(data, chunk, true);
+        assert_eq!(
+            whole, apart,
+            "reading bulk strings apart changed the outcome"
+        );
+    }
+}
+
+/// Each payload's message (`None` where it does not decode; where in the
+/// payload it failed may differ, as a string read apart is not in it), and
+/// whether the stream ended in a framing error.
+type MessagesOutcome = (Vec<Option<Message>>, bool);
+
+/// The messages in `data` read `chunk` bytes at a time.
+fn messages_of(data: &[u8], chunk: usize, locating: bool) -> MessagesOutcome {
+    let mut decoder = Decoder::new(FUZZ_LIMITS);
+    if locating {
+        decoder = decoder.locating_bulk(super::message::locate_bulk, BULK_FUZZ_MIN);
+    }
+    let mut messages = Vec::new();
+    for piece in data.chunks(chunk) {
+        let mut rest = piece;
+        while !rest.is_empty() {
+            if let Some(len) = decoder.bulk_wanted() {
+                decoder.give_bulk_memory(Box::new(vec![0xa5_u8; len]));
+            }
+            let taken = decoder
+                .feed_with(rest.len(), |room| {
+                    let n = room.len().min(rest.len());
+                    room[..n].copy_from_slice(&rest[..n]);
+                    Ok::<usize, std::convert::Infallible>(n)
+                })
+                .unwrap_or_else(|never| match never {});
+            rest = &rest[taken..];
+            loop {
+                match decoder.next_payload() {
+                    Ok(Some(payload)) => {
+                        let full = payload.bytes.len()
+                            + payload.bulk.as_ref().map_or(0, |bulk| bulk.bytes.len());
+                        let limits = brine::DecodeLimits::for_input(full);
+                        let dialect = super::message::Dialect::detect(&payload.bytes)
+                            .unwrap_or(super::message::Dialect::V6);
+                        let message = Message::decode_with_bulk(
+                            &payload.bytes,
+                            payload.bulk,
+                            dialect,
+                            limits,
+                        );
+                        messages.push(message.ok());
+                    }
+                    Ok(None) => break,
+                    Err(_) => return (messages, true),
+                }
+            }
+        }
+    }
+    (messages, false)
 }

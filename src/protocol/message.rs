@@ -10,7 +10,7 @@
 
 use thiserror::Error;
 
-use super::brine::{self, DecodeError, Detached, EncodeError, Sink, Value};
+use super::brine::{self, DecodeError, DecodeLimits, Detached, EncodeError, Sink, Value};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
@@ -322,17 +322,18 @@ impl Dialect {
 
 /// Where the first bulk byte string of the message that `prefix` begins
 /// has its data (see [`brine::find_bulk`]), in either dialect: what a
-/// frame decoder needs to read it into memory of its own.
-pub fn locate_bulk(prefix: &[u8]) -> brine::Located {
+/// frame decoder needs to read it into memory of its own. Byte strings
+/// shorter than `min` are not bulk.
+pub fn locate_bulk(prefix: &[u8], min: usize) -> brine::Located {
     match Dialect::detect(prefix) {
-        Some(Dialect::V6) => match brine::find_bulk(&prefix[1..], brine::BULK_MIN) {
+        Some(Dialect::V6) => match brine::find_bulk(&prefix[1..], min) {
             brine::Located::At { data, len } => brine::Located::At {
                 data: data + 1,
                 len,
             },
             other => other,
         },
-        Some(Dialect::V5) => brine::find_bulk(prefix, brine::BULK_MIN),
+        Some(Dialect::V5) => brine::find_bulk(prefix, min),
         None if prefix.is_empty() => brine::Located::NeedMore,
         None => brine::Located::Nowhere,
     }
@@ -479,16 +480,20 @@ impl Message {
     }
 
     pub fn decode_with_depth(payload: &[u8], max_depth: usize) -> Result<Message, MessageError> {
-        Message::decode_for(payload, Dialect::V6, max_depth)
+        let limits = DecodeLimits {
+            max_depth,
+            ..DecodeLimits::for_input(payload.len())
+        };
+        Message::decode_for(payload, Dialect::V6, limits)
     }
 
     /// Decodes a payload in `dialect`.
     pub fn decode_for(
         payload: &[u8],
         dialect: Dialect,
-        max_depth: usize,
+        limits: DecodeLimits,
     ) -> Result<Message, MessageError> {
-        Message::decode_with_bulk(payload, None, dialect, max_depth)
+        Message::decode_with_bulk(payload, None, dialect, limits)
     }
 
     /// [`Message::decode_for`] of a payload whose bulk byte string was read
@@ -497,7 +502,7 @@ impl Message {
         payload: &[u8],
         bulk: Option<brine::Bulk>,
         dialect: Dialect,
-        max_depth: usize,
+        limits: DecodeLimits,
     ) -> Result<Message, MessageError> {
         let code = payload.first().copied().ok_or(MessageError::Empty)?;
         let (body, bulk) = match dialect {
@@ -516,7 +521,7 @@ impl Message {
             }
             Dialect::V5 => (payload, bulk),
         };
-        let value = brine::decode_with_bulk(body, max_depth, bulk)?;
+        let value = brine::decode_with_bulk(body, limits, bulk)?;
         Message::from_brine(code, value, dialect)
     }
 
@@ -650,7 +655,8 @@ mod tests {
     /// bulk string read into memory given for it: the messages, and
     /// whether that string is in the memory given.
     fn decode_stream(wire: &[u8], piece: usize, dialect: Dialect) -> Vec<(Message, bool)> {
-        let mut decoder = frame::Decoder::new(frame::Limits::default()).locating_bulk(locate_bulk);
+        let mut decoder = frame::Decoder::new(frame::Limits::default())
+            .locating_bulk(locate_bulk, brine::BULK_MIN);
         let mut given = None;
         let mut messages = Vec::new();
         for chunk in wire.chunks(piece) {
@@ -665,7 +671,7 @@ mod tests {
                     &payload.bytes,
                     payload.bulk,
                     dialect,
-                    brine::DEFAULT_MAX_DEPTH,
+                    DecodeLimits::for_messages(frame::DEFAULT_MAX_SIZE, brine::DEFAULT_MAX_DEPTH),
                 )
                 .expect("decodes");
                 let first_bulk = match &message {
@@ -701,8 +707,8 @@ mod tests {
         for piece in [wire.len(), 1, 7, 4093, 1 << 20] {
             if piece == 1 {
                 // a byte at a time through the envelope only: it is slow
-                let mut decoder =
-                    frame::Decoder::new(frame::Limits::default()).locating_bulk(locate_bulk);
+                let mut decoder = frame::Decoder::new(frame::Limits::default())
+                    .locating_bulk(locate_bulk, brine::BULK_MIN);
                 let found = wire.iter().take(40).position(|byte| {
                     decoder.feed(std::slice::from_ref(byte));
                     decoder.bulk_wanted().is_some()
@@ -743,7 +749,10 @@ mod tests {
         brine::encode_tuple_header(2, &mut prefix).expect("encodes");
         brine::encode_int(1, &mut prefix);
         brine::encode_str(&text, &mut prefix).expect("encodes");
-        assert_eq!(locate_bulk(&prefix[..64]), brine::Located::NeedMore);
+        assert_eq!(
+            locate_bulk(&prefix[..64], brine::BULK_MIN),
+            brine::Located::NeedMore
+        );
         let message = Message::Reply {
             seq: 1,
             value: Boxed::Value(Value::Str(text)),
@@ -756,7 +765,10 @@ mod tests {
         let small = bulk_reply(vec![1; 100], vec![2; 100]);
         let wire = frame::encode(&small.encode().expect("encodes"), false).expect("frames");
         assert_eq!(decode_stream(&wire, 3, Dialect::V6), vec![(small, false)]);
-        assert_eq!(locate_bulk(&[0x99, 1, 2]), brine::Located::Nowhere);
+        assert_eq!(
+            locate_bulk(&[0x99, 1, 2], brine::BULK_MIN),
+            brine::Located::Nowhere
+        );
     }
 
     #[test]
@@ -832,7 +844,7 @@ mod tests {
         assert_eq!(v5, b"\x12\x51\x53\x11\x53\x11\x51\x02");
         assert_eq!(Dialect::detect(&v5), Some(Dialect::V5));
         assert_eq!(
-            Message::decode_for(&v5, Dialect::V5, brine::DEFAULT_MAX_DEPTH),
+            Message::decode_for(&v5, Dialect::V5, DecodeLimits::for_input(v5.len())),
             Ok(message.clone())
         );
         let v6 = message.encode().unwrap();

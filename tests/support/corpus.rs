@@ -1,0 +1,108 @@
+//! The fuzz targets' inputs replayed as ordinary tests: their committed
+//! seeds and deterministic mutants of them, their committed regression
+//! inputs, and whatever a local `cargo fuzz` run left behind.
+
+use std::path::Path;
+
+/// Mutants made of each seed: enough to hit every kind of damage at several
+/// positions, few enough to keep the test a few seconds long.
+pub const MUTANTS_PER_SEED: usize = 40;
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, bound: usize) -> usize {
+        (self.next() % bound.max(1) as u64) as usize
+    }
+}
+
+fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
+    let mut data = seed.to_vec();
+    match rng.below(6) {
+        0 if !data.is_empty() => {
+            let at = rng.below(data.len());
+            data[at] ^= 1 << rng.below(8);
+        }
+        1 if !data.is_empty() => {
+            let at = rng.below(data.len());
+            data[at] = rng.next() as u8;
+        }
+        2 => data.truncate(rng.below(data.len() + 1)),
+        3 => {
+            let at = rng.below(data.len() + 1);
+            data.insert(at, rng.next() as u8);
+        }
+        4 if !data.is_empty() => {
+            let start = rng.below(data.len());
+            let end = (start + 1 + rng.below(16)).min(data.len());
+            let piece = data[start..end].to_vec();
+            let at = rng.below(data.len() + 1);
+            data.splice(at..at, piece);
+        }
+        _ => {
+            // a length or count field pushed to an extreme
+            if data.len() >= 4 {
+                let at = rng.below(data.len() - 3);
+                data[at..at + 4].copy_from_slice(&[0xff, 0xff, 0xff, 0xf0]);
+            }
+        }
+    }
+    data
+}
+
+/// Inputs under `fuzz/<folder>/<target>`: the committed seeds
+/// (`fuzz/make-seeds` writes them from the vectors), the committed inputs
+/// that once broke a property (`regressions`), and whatever a local
+/// `cargo fuzz` run left in `corpus`.
+pub fn inputs(folder: &str, target: &str) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz")
+        .join(folder)
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<_> = entries
+        .filter_map(|entry| Some(entry.ok()?.path()))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|path| std::fs::read(path).ok())
+        .collect()
+}
+
+/// Runs `check` over the target's seeds and their mutants, its regression
+/// inputs and its local corpus; returns how many inputs it tried.
+pub fn exercise(target: &str, mut check: impl FnMut(&[u8])) -> usize {
+    let seeds = inputs("seeds", target);
+    assert!(
+        !seeds.is_empty(),
+        "no seeds in fuzz/seeds/{target}: run fuzz/make-seeds"
+    );
+    let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+    let mut tried = 0;
+    for seed in &seeds {
+        check(seed);
+        for _ in 0..MUTANTS_PER_SEED {
+            check(&mutate(seed, &mut rng));
+        }
+        tried += 1 + MUTANTS_PER_SEED;
+    }
+    for input in inputs("regressions", target)
+        .iter()
+        .chain(&inputs("corpus", target))
+    {
+        check(input);
+        tried += 1;
+    }
+    println!("{target}: {tried} inputs");
+    tried
+}
