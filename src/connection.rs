@@ -69,6 +69,11 @@ pub enum ConnError {
     Encode(#[from] EncodeError),
     #[error("idle for longer than the idle timeout")]
     Idle,
+    #[error("a frame came at {bytes} bytes in {took:.1?}, slower than {MIN_FRAME_RATE} bytes/s")]
+    TooSlow {
+        bytes: usize,
+        took: std::time::Duration,
+    },
     /// A request of ours got no reply within `Config::sync_request_timeout`
     /// (rpyc raises `AsyncResultTimeout("result expired")` there). The
     /// connection stays usable; a reply that comes later is dropped.
@@ -76,6 +81,26 @@ pub enum ConnError {
     Timeout(std::time::Duration),
     #[error("not an RPyC 4/5/6 peer: its first message starts with {0:#04x}")]
     UnknownDialect(u8),
+}
+
+/// The slowest a frame may come once it has been coming for longer than
+/// the idle timeout, in bytes per second (Apache's mod_reqtimeout asks a
+/// request body for 500 bytes/s by default).
+pub const MIN_FRAME_RATE: usize = 500;
+
+/// How the frame being read has been coming: since when, and how much of
+/// it (and of what followed it in the same reads) has come.
+#[derive(Debug, Default)]
+struct FramePace {
+    began: Option<Instant>,
+    bytes: usize,
+}
+
+impl FramePace {
+    fn arrived(&mut self, bytes: usize, now: Instant) {
+        self.began.get_or_insert(now);
+        self.bytes += bytes;
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -421,6 +446,7 @@ impl Connection {
         }
         // the idle clock: since the last bytes came in (or reading began)
         let mut quiet_since = Instant::now();
+        let mut pace = FramePace::default();
         loop {
             let limits = self.config.decode_limits();
             let decoded = match inbound.decoder.next_payload()? {
@@ -436,6 +462,7 @@ impl Connection {
                 None => None,
             };
             if let Some(decoded) = decoded {
+                pace = FramePace::default();
                 self.greeted.store(true, Ordering::Release);
                 let since_open =
                     u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -473,7 +500,13 @@ impl Connection {
             match got {
                 Ok(0) if self.is_closed() => return Err(ConnError::Closed),
                 Ok(0) => return Err(ConnError::Eof),
-                Ok(_) => quiet_since = Instant::now(),
+                Ok(got) => {
+                    quiet_since = Instant::now();
+                    pace.arrived(got, quiet_since);
+                    if let Some(error) = self.too_slow(&pace, quiet_since) {
+                        return Err(error);
+                    }
+                }
                 Err(_) if self.is_closed() => return Err(ConnError::Closed),
                 Err(error) if is_timeout(&error) => {
                     let now = Instant::now();
@@ -484,9 +517,13 @@ impl Connection {
                             return Err(ConnError::Timeout(timeout));
                         }
                     }
+                    if let Some(error) = self.too_slow(&pace, now) {
+                        return Err(error);
+                    }
                     // the read timeout is also the idle clock's tick:
                     // quiet for the idle timeout counts only when no
-                    // request of either side is in progress
+                    // request of either side is in progress (part of a
+                    // frame that stopped coming is no progress)
                     let quiet_enough = self
                         .config
                         .idle_timeout
@@ -668,9 +705,21 @@ impl Connection {
     }
 
     fn is_idle(&self) -> bool {
-        lock(&self.activity).serving == 0
-            && lock(&self.waiting).replies.is_empty()
-            && self.partial_frame.load(Ordering::Relaxed) == 0
+        lock(&self.activity).serving == 0 && lock(&self.waiting).replies.is_empty()
+    }
+
+    /// With an idle timeout, a frame that has been coming for longer than
+    /// it must average [`MIN_FRAME_RATE`]: trickling a byte just before
+    /// each idle deadline holds a connection slot no longer than silence.
+    fn too_slow(&self, pace: &FramePace, now: Instant) -> Option<ConnError> {
+        let idle = self.config.idle_timeout?;
+        let began = pace.began?;
+        let took = now.duration_since(began);
+        let floor = MIN_FRAME_RATE as f64 * took.as_secs_f64();
+        (took >= idle && (pace.bytes as f64) < floor).then_some(ConnError::TooSlow {
+            bytes: pace.bytes,
+            took,
+        })
     }
 
     fn park(&self, seq: i64, reply: Reply) {

@@ -177,7 +177,7 @@ pub struct ClassicArgs {
           value_parser = clap::value_parser!(u32).range(1..), env = "RPYC_CLASSIC_MAX_CONNECTIONS")]
     pub max_connections: Option<u32>,
 
-    /// Close connections idle for this long [default: never]
+    /// Close connections idle for this long, counting part of a message that stops coming as idle, and one that takes longer than this at under 500 bytes/s [default: never]
     #[arg(long, value_name = "SECONDS", help_heading = "Limits", value_parser = parse_positive_seconds,
           env = "RPYC_CLASSIC_IDLE_TIMEOUT")]
     pub idle_timeout: Option<Duration>,

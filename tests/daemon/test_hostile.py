@@ -146,3 +146,107 @@ def test_decoded_memory_is_bounded_by_the_message_size(daemons, tmp_path, server
            f"peak RSS {before >> 20} -> {peak >> 20} MiB; refused and logged; "
            "a session opened before kept answering",
            before=before, peak=peak, frame_bytes=len(bomb))
+
+
+def greeted(port):
+    """A raw connection that has sent one whole message (a PING), so the
+    handshake timeout no longer applies to it."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    ping = b"\x01" + bytes([0x11]) + bytes([0x50 + 1]) + bytes([0x11, 0x50 + 1, 0x11, 0x51, 0x10, 0x01])
+    sock.sendall(frame(ping))
+    # the reply (rpyc-serve may first ask for this side's root: a request)
+    reply = sock.recv(4096)
+    assert len(reply) >= 6 and reply[5:6] in (b"\x01", b"\x02"), reply
+    return sock
+
+
+def ended(sock, deadline, keep_busy=None):
+    """Whether the server ends `sock` within `deadline` seconds; meanwhile
+    `keep_busy` (a session's request) runs every 0.1 s or so, so that an
+    idle timeout does not end that session too."""
+    sock.settimeout(0.1)
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if keep_busy:
+            assert keep_busy()
+        try:
+            if sock.recv(4096) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return True
+    return False
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_part_of_a_frame_that_stops_coming_is_idleness(daemons, tmp_path, server):
+    daemon, port = start(daemons, tmp_path, server, "--idle-timeout", "1", "--max-connections", "3")
+    conn, answers = session(server, port)
+    stalled = []
+    for _ in range(2):
+        sock = greeted(port)
+        sock.sendall(b"\x00\x00")  # two bytes of a frame's header, then nothing
+        stalled.append(sock)
+    began = time.monotonic()
+    for sock in stalled:
+        assert ended(sock, 10, answers), "a stalled frame held its connection"
+    took = time.monotonic() - began
+    assert answers()
+    # the slots they held are free again
+    assert session(server, port)[1]()
+    record(f"frame stalled after 2 header bytes ({server})",
+           "--idle-timeout 1 --max-connections 3; two greeted clients send 2 bytes of a header and stop",
+           f"both closed after {took:.1f} s; the slots served new clients", seconds=took)
+
+
+@pytest.mark.parametrize("server", ["threaded", "forking", "serve"])
+def test_a_frame_trickled_below_the_floor_rate_ends(daemons, tmp_path, server):
+    daemon, port = start(daemons, tmp_path, server, "--idle-timeout", "1")
+    conn, answers = session(server, port)
+    sock = greeted(port)
+    # a 4000-byte frame, a byte every 0.5 s: never quiet for the idle
+    # timeout, and hours from done
+    sock.sendall(struct.pack("!LB", 4000, 0))
+    began = time.monotonic()
+    cut = False
+    for _ in range(40):
+        try:
+            sock.sendall(b"\x00")
+        except OSError:
+            cut = True
+            break
+        if ended(sock, 0.5, answers):
+            cut = True
+            break
+    took = time.monotonic() - began
+    assert cut, "a trickled frame was never ended"
+    assert took < 10, took
+    daemon.wait_log("slower than 500 bytes/s")
+    assert answers()
+    record(f"frame trickled a byte per 0.5 s ({server})",
+           "--idle-timeout 1; a greeted client sends a 4000-byte frame one byte every 0.5 s",
+           f"closed after {took:.1f} s (floor: 500 bytes/s once a frame took longer than the idle timeout)",
+           seconds=took)
+
+
+def test_a_slow_but_steady_frame_is_served(daemons, tmp_path):
+    daemon, port = start(daemons, tmp_path, "threaded", "--idle-timeout", "1")
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    conn.execute("import time")
+    sock = greeted(port)
+    # a PING whose payload is 6000 bytes, sent at ~2.4 KB/s over 2.5 s
+    data = bytes([0x0F]) + struct.pack("!L", 6000) + b"x" * 6000
+    ping = b"\x01" + bytes([0x11, 0x52, 0x11, 0x51, 0x11, 0x51, 0x10]) + data
+    wire = frame(ping)
+    for at in range(0, len(wire), 600):
+        sock.sendall(wire[at:at + 600])
+        time.sleep(0.25)
+    sock.settimeout(10)
+    reply = b""
+    while len(reply) < 5 or len(reply) < 5 + struct.unpack("!L", reply[:4])[0] + 1:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed: {daemon.log()}"
+        reply += chunk
+    payload = zlib.decompress(reply[5:-1]) if reply[4] else reply[5:-1]
+    assert b"x" * 6000 in payload
