@@ -17,7 +17,7 @@ mod x509;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -246,14 +246,18 @@ impl Runner {
                 }
             };
             self.log.info(format_args!("accepted {peer}"));
-            let live = self.context.connections.count().max(workers.children());
+            let live = self.context.connections.admitted().max(workers.children());
             if self.max_connections.is_some_and(|max| live >= max) {
                 self.log.warning(format_args!(
                     "refusing {peer}: already serving {live} connections (--max-connections)"
                 ));
                 continue;
             }
-            if workers.serve(stream, &self.context) == Some(Stop::Served) {
+            let accepted = Accepted {
+                stream,
+                opening: self.context.connections.opening(),
+            };
+            if workers.serve(accepted, &self.context) == Some(Stop::Served) {
                 self.close_listeners();
                 return Some(Stop::Served);
             }
@@ -302,10 +306,29 @@ fn connections_status(children: usize) -> String {
     format!("serving {children} connection(s)")
 }
 
+/// An accepted connection on its way to being live, counted among the
+/// admitted ones while this lives.
+pub(super) struct Opening(Arc<Connections>);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        self.0.opening.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An accepted stream, counted from accept on.
+pub(super) struct Accepted {
+    pub stream: Stream,
+    pub opening: Opening,
+}
+
 /// The connections being served in this process, so a stopping server
 /// can drain them and the status line can count them.
 pub struct Connections {
     live: Mutex<HashMap<u64, Arc<Connection>>>,
+    /// Accepted and not yet live: in a worker's queue, or authenticating
+    /// (a TLS handshake takes up to --handshake-timeout).
+    opening: AtomicUsize,
     next_id: AtomicU64,
     changed: Condvar,
     notifier: Notifier,
@@ -315,6 +338,7 @@ impl Default for Connections {
     fn default() -> Connections {
         Connections {
             live: Mutex::default(),
+            opening: AtomicUsize::default(),
             next_id: AtomicU64::default(),
             changed: Condvar::default(),
             notifier: Notifier::disabled(),
@@ -345,6 +369,20 @@ impl Connections {
 
     pub fn count(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Live connections and those accepted that are not yet: what
+    /// --max-connections counts, so that connections stuck before their
+    /// session (a TLS handshake that never ends) hold slots too.
+    pub fn admitted(&self) -> usize {
+        self.count() + self.opening.load(Ordering::Acquire)
+    }
+
+    /// Counts an accepted connection until the returned ticket is dropped
+    /// (once the connection is live, or has failed to become so).
+    pub(super) fn opening(self: &Arc<Self>) -> Opening {
+        self.opening.fetch_add(1, Ordering::AcqRel);
+        Opening(self.clone())
     }
 
     fn status(&self) -> String {

@@ -17,7 +17,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use super::forking::serve_in_child;
 use super::threaded::Threaded;
-use super::{open, serve_connection, Connections, Context, Stop, Stream};
+use super::{open, serve_connection, Accepted, Connections, Context, Stop};
 use crate::daemon::log::Logger;
 use crate::sync::lock;
 
@@ -34,7 +34,7 @@ pub(super) enum Workers {
     Pool {
         idle: Arc<AtomicUsize>,
         size: usize,
-        queue: Sender<Stream>,
+        queue: Sender<Accepted>,
     },
     Forking {
         children: HashSet<Pid>,
@@ -54,7 +54,7 @@ impl Strategy {
                 parent_fds: Vec::new(),
             },
             Strategy::ThreadPool(size) => {
-                let (queue, streams) = channel::<Stream>();
+                let (queue, streams) = channel::<Accepted>();
                 let streams = Arc::new(Mutex::new(streams));
                 let idle = Arc::new(AtomicUsize::new(size));
                 for index in 0..size {
@@ -71,17 +71,18 @@ impl Strategy {
     }
 }
 
-fn pool_worker(streams: &Mutex<Receiver<Stream>>, idle: &AtomicUsize, context: &Context) {
+fn pool_worker(streams: &Mutex<Receiver<Accepted>>, idle: &AtomicUsize, context: &Context) {
     loop {
         let next = lock(streams).recv();
-        let Ok(stream) = next else { return };
-        serve_tracked(stream, context);
+        let Ok(accepted) = next else { return };
+        serve_tracked(accepted, context);
         idle.fetch_add(1, Ordering::AcqRel);
     }
 }
 
 /// Serves one connection in this thread, counted among the live ones.
-fn serve_tracked(stream: Stream, context: &Context) {
+fn serve_tracked(accepted: Accepted, context: &Context) {
+    let Accepted { stream, opening } = accepted;
     let Some((conn, info)) = open(stream, context) else {
         return;
     };
@@ -89,6 +90,7 @@ fn serve_tracked(stream: Stream, context: &Context) {
         id: context.connections.add(&conn),
         connections: &context.connections,
     };
+    drop(opening);
     serve_connection(&conn, &info, context);
     drop(tracked);
 }
@@ -113,11 +115,11 @@ impl Workers {
         }
     }
 
-    pub(super) fn serve(&mut self, stream: Stream, context: &Context) -> Option<Stop> {
+    pub(super) fn serve(&mut self, accepted: Accepted, context: &Context) -> Option<Stop> {
         let log = &context.log;
         match self {
             Workers::Threaded(threads) => {
-                threads.serve(stream);
+                threads.serve(accepted);
                 None
             }
             Workers::Pool { idle, size, queue } => {
@@ -125,7 +127,7 @@ impl Workers {
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
                     .is_ok();
                 if reserved {
-                    if let Err(returned) = queue.send(stream) {
+                    if let Err(returned) = queue.send(accepted) {
                         idle.fetch_add(1, Ordering::AcqRel);
                         drop(returned);
                         log.error(format_args!("thread pool is gone; dropping a connection"));
@@ -133,7 +135,7 @@ impl Workers {
                 } else {
                     log.warning(format_args!(
                         "thread pool exhausted ({size} workers busy): dropping {}",
-                        stream.peer_name()
+                        accepted.stream.peer_name()
                     ));
                 }
                 None
@@ -142,6 +144,9 @@ impl Workers {
                 children,
                 parent_fds,
             } => {
+                // a child counts as a connection from its fork to its end
+                let Accepted { stream, opening } = accepted;
+                drop(opening);
                 match context.service.fork() {
                     Ok(ForkResult::Parent { child }) => {
                         children.insert(child);
@@ -152,7 +157,7 @@ impl Workers {
                 None
             }
             Workers::OneShot => {
-                serve_tracked(stream, context);
+                serve_tracked(accepted, context);
                 Some(Stop::Served)
             }
         }

@@ -12,13 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::parking::{Lot, Parked, Parking, QUIET};
-use super::{end_session, open_ticking, serve_session, start_session, Context, Stream};
+use super::{end_session, open_ticking, serve_session, start_session, Accepted, Context};
 use crate::connection::{ConnError, Served};
 use crate::sync::lock;
 
 /// What a thread is given to serve.
 enum Work {
-    New(Stream),
+    New(Accepted),
     /// A parked connection whose peer sent something (or that is over).
     Resume(Parked),
 }
@@ -65,8 +65,8 @@ impl Threaded {
         })
     }
 
-    pub(super) fn serve(&self, stream: Stream) {
-        self.threads.run(Work::New(stream));
+    pub(super) fn serve(&self, accepted: Accepted) {
+        self.threads.run(Work::New(accepted));
     }
 }
 
@@ -116,7 +116,7 @@ impl Threads {
     fn serve(&self, work: Work) {
         let context = &self.context;
         let parked = match work {
-            Work::New(stream) => {
+            Work::New(Accepted { stream, opening }) => {
                 let fd = stream.as_fd().as_raw_fd();
                 let tick = match (&self.lot, context.config.read_timeout()) {
                     (None, tick) => tick,
@@ -127,6 +127,7 @@ impl Threads {
                     return;
                 };
                 let parked = Parked::new(conn, info, fd, &context.connections);
+                drop(opening);
                 if !start_session(&parked.conn, &parked.info, context) {
                     return;
                 }

@@ -250,3 +250,45 @@ def test_a_slow_but_steady_frame_is_served(daemons, tmp_path):
         reply += chunk
     payload = zlib.decompress(reply[5:-1]) if reply[4] else reply[5:-1]
     assert b"x" * 6000 in payload
+
+
+def threads_of(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("Threads:"):
+            return int(line.split()[1])
+    raise AssertionError("no Threads line")
+
+
+@pytest.mark.parametrize("mode", ["threaded", "threadpool"])
+def test_connections_in_their_tls_handshake_count_against_max_connections(daemons, tmp_path, mode):
+    from certs import make_pki
+    pki = make_pki(tmp_path / "pki")
+    pair = pki.servers["rsa"]
+    daemon, port = classic_daemon(daemons, tmp_path, "-m", mode, "--max-connections", "2",
+                                  "--handshake-timeout", "3",
+                                  "--ssl-keyfile", pair.key, "--ssl-certfile", pair.cert)
+    conn = rpyc.classic.ssl_connect("127.0.0.1", port, ca_certs=pki.ca)
+    assert conn.eval("6 * 7") == 42
+    before = threads_of(daemon.proc.pid)
+    # 200 TCP connections that never start their handshake
+    silent = [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(200)]
+    time.sleep(0.5)
+    during = threads_of(daemon.proc.pid)
+    refused = sum(ended(sock, 0.05) for sock in silent)
+    assert conn.eval("6 * 7") == 42
+    # one slot was free: one of them holds it, the others are refused at once
+    assert refused >= 198, refused
+    assert during <= before + 4, (before, during)
+    daemon.wait_log("already serving 2 connections")
+    # the one that got in is cut at the handshake timeout; its slot serves again
+    wait_until(lambda: all(ended(sock, 0.05) for sock in silent), "the silent ones to be cut", 10)
+    other = rpyc.classic.ssl_connect("127.0.0.1", port, ca_certs=pki.ca)
+    assert other.eval("1 + 1") == 2
+    for sock in silent:
+        sock.close()
+    record(f"TLS handshake flood ({mode})",
+           "--max-connections 2 --handshake-timeout 3; one TLS session, then 200 TCP connections "
+           "that never start their handshake",
+           f"{refused} refused at accept; daemon threads {before} -> {during}; the session kept "
+           "answering, and a new one was served once the slot freed",
+           threads_before=before, threads_during=during, refused=refused)
