@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::connection::{Config, ConnError, Connection, Served};
-use crate::daemon::log::Logger;
+use crate::daemon::log::{Flood, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
 use crate::registry::registrar::Registrar;
@@ -225,6 +225,7 @@ impl Runner {
                 workers.drain(&self.context.connections, self.shutdown_timeout, &self.log);
             }
         }
+        self.log.flush_suppressed();
         self.log.info(format_args!("server has terminated"));
         self.close_listeners();
         Ok(stop)
@@ -237,7 +238,9 @@ impl Runner {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return None,
                 Err(error) if is_transient(&error) => {
-                    self.log.warning(format_args!("accept failed: {error}"));
+                    self.log
+                        .limited(Flood::AcceptFailed)
+                        .warning(format_args!("accept failed: {error}"));
                     return None;
                 }
                 Err(error) => {
@@ -245,10 +248,12 @@ impl Runner {
                     return None;
                 }
             };
-            self.log.info(format_args!("accepted {peer}"));
+            self.log
+                .limited(Flood::Accepted)
+                .info(format_args!("accepted {peer}"));
             let live = self.context.connections.count().max(workers.children());
             if self.max_connections.is_some_and(|max| live >= max) {
-                self.log.warning(format_args!(
+                self.log.limited(Flood::Refused).warning(format_args!(
                     "refusing {peer}: already serving {live} connections (--max-connections)"
                 ));
                 continue;
@@ -389,7 +394,7 @@ impl Connections {
         for conn in self.lock().values() {
             match conn.greeting_deadline(timeout) {
                 Some(due) if due <= now => {
-                    log.warning(format_args!(
+                    log.limited(Flood::Disconnected).warning(format_args!(
                         "closing a connection that sent no whole message within {timeout:?}"
                     ));
                     conn.close();
@@ -465,7 +470,7 @@ pub fn guard_greeting(conn: &Arc<Connection>, timeout: Duration, log: &Logger) {
             std::thread::sleep(timeout);
             if let Some(conn) = conn.upgrade() {
                 if conn.greeting_deadline(timeout).is_some() {
-                    log.warning(format_args!(
+                    log.limited(Flood::Disconnected).warning(format_args!(
                         "closing a connection that sent no whole message within {timeout:?}"
                     ));
                     conn.close();
@@ -490,6 +495,7 @@ pub fn connect(
             Err(refusal) => {
                 context
                     .log
+                    .limited(Flood::Authentication)
                     .warning(format_args!("{peer} failed to authenticate: {refusal}"));
                 return None;
             }
@@ -540,6 +546,7 @@ fn open_wrapped(
         Err(error) => {
             context
                 .log
+                .limited(Flood::Disconnected)
                 .error(format_args!("cannot use the connection of {peer}: {error}"));
             None
         }
@@ -567,8 +574,12 @@ fn start_session(conn: &Arc<Connection>, info: &PeerInfo, context: &Context) -> 
         }
     }
     match &info.credentials {
-        Some(credentials) => log.info(format_args!("welcome {peer} ({credentials})")),
-        None => log.info(format_args!("welcome {peer}")),
+        Some(credentials) => log
+            .limited(Flood::Welcome)
+            .info(format_args!("welcome {peer} ({credentials})")),
+        None => log
+            .limited(Flood::Welcome)
+            .info(format_args!("welcome {peer}")),
     }
     true
 }
@@ -604,7 +615,7 @@ fn end_session(info: &PeerInfo, context: &Context, outcome: Result<(), ConnError
     match outcome {
         Ok(()) => {}
         Err(ConnError::Idle) => {
-            log.info(format_args!(
+            log.limited(Flood::Disconnected).info(format_args!(
                 "closing {peer}: idle for longer than --idle-timeout"
             ));
         }
@@ -617,10 +628,14 @@ fn end_session(info: &PeerInfo, context: &Context, outcome: Result<(), ConnError
                 std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
             ) =>
         {
-            log.info(format_args!("{peer}: {error}"));
+            log.limited(Flood::Disconnected)
+                .info(format_args!("{peer}: {error}"));
         }
-        Err(error) => log.warning(format_args!("{peer}: {error}")),
+        Err(error) => log
+            .limited(Flood::Disconnected)
+            .warning(format_args!("{peer}: {error}")),
     }
     context.service.connection_done();
-    log.info(format_args!("goodbye {peer}"));
+    log.limited(Flood::Goodbye)
+        .info(format_args!("goodbye {peer}"));
 }
