@@ -123,6 +123,24 @@ mod tests {
     }
 
     #[test]
+    fn no_character_comes_out_unsafe_and_safe_ones_come_out_as_they_are() {
+        let mut line = String::new();
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            line.clear();
+            line.push(c);
+            let out = one_line(line.clone());
+            assert!(!out.chars().any(is_unsafe), "U+{:04X}", u32::from(c));
+            assert_eq!(out == line, !is_unsafe(c), "U+{:04X}", u32::from(c));
+            if is_format(c) {
+                // the standard library's own tables (of its Unicode
+                // version) do not print them either: the table has no typo
+                // that takes in a visible character
+                assert_ne!(c.escape_debug().to_string(), line, "U+{:04X}", u32::from(c));
+            }
+        }
+    }
+
+    #[test]
     fn line_and_paragraph_separators_are_escaped() {
         assert_eq!(
             one_line("a\u{2028}b\u{2029}c".into()),
