@@ -217,3 +217,39 @@ def test_a_name_with_invisible_characters_is_logged_escaped(daemons, tmp_path):
     assert line.endswith(r"as EVIL\u{2028}INFO:FORGED\u{202e}TXT.EXE\u{2066}\u{200b}"), line
     for raw in "\u2028\u202e\u2066\u200b":
         assert raw not in log, ascii(log)
+
+
+def test_accepts_failing_for_want_of_descriptors_are_counted(daemons, tmp_path):
+    # a daemon with few descriptors: connections held open use them up, and
+    # every try to accept the next one fails, as often as the loop turns
+    import resource
+
+    def few_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+    port = free_udp_and_tcp_port()
+    daemon = daemons([binary(), "--host", HOST, "-p", str(port)], tmp_path,
+                     preexec_fn=few_descriptors)
+    wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
+               "the server to start")
+    held = []
+    started = time.monotonic()
+    try:
+        for _ in range(60):
+            held.append(socket.create_connection((HOST, port), timeout=5))
+        wait_until(lambda: len(lines_with(daemon.log(), "accept failed")) >= BURST,
+                   "accepts to fail")
+        time.sleep(0.5)
+        assert len(lines_with(daemon.log(), "accept failed")) == BURST
+    finally:
+        for sock in held:
+            sock.close()
+    log = stopped_log(daemon)
+    seconds = time.monotonic() - started
+    written, total = written_and_counted(log, "accept failed", "failed accepts")
+    assert written == BURST and total > BURST, (written, total)
+    record("accept failing for want of descriptors",
+           "RLIMIT_NOFILE 64 and 60 connections held open against threaded rpyc-classic",
+           f"{total} failed accepts in {seconds:.1f} s (the accept loop retries at once); "
+           f"{written} lines and one count written",
+           failed_accepts=total, seconds=round(seconds, 2), lines=written)
