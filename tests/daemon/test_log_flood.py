@@ -220,36 +220,42 @@ def test_a_name_with_invisible_characters_is_logged_escaped(daemons, tmp_path):
 
 
 def test_accepts_failing_for_want_of_descriptors_are_counted(daemons, tmp_path):
-    # a daemon with few descriptors: connections held open use them up, and
-    # every try to accept the next one fails, as often as the loop turns
+    # a daemon whose descriptors are all taken (here by a session's code):
+    # every try to accept a waiting connection fails, as often as the loop
+    # turns, until one is free again
     import resource
 
     def few_descriptors():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
 
     port = free_udp_and_tcp_port()
     daemon = daemons([binary(), "--host", HOST, "-p", str(port)], tmp_path,
                      preexec_fn=few_descriptors)
     wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
                "the server to start")
-    held = []
+    conn = rpyc.classic.connect(HOST, port)
+    conn.execute("import os\n"
+                 "taken = []\n"
+                 "while True:\n"
+                 "    try:\n"
+                 "        taken.append(os.open('/dev/null', os.O_RDONLY))\n"
+                 "    except OSError:\n"
+                 "        break\n")
     started = time.monotonic()
-    try:
-        for _ in range(60):
-            held.append(socket.create_connection((HOST, port), timeout=5))
-        wait_until(lambda: len(lines_with(daemon.log(), "accept failed")) >= BURST,
-                   "accepts to fail")
-        time.sleep(0.5)
-        assert len(lines_with(daemon.log(), "accept failed")) == BURST
-    finally:
-        for sock in held:
-            sock.close()
+    waiting = socket.create_connection((HOST, port), timeout=5)
+    wait_until(lambda: len(lines_with(daemon.log(), "accept failed")) >= BURST, "accepts to fail")
+    time.sleep(0.5)
+    assert len(lines_with(daemon.log(), "accept failed")) == BURST
+    conn.execute("for fd in taken: os.close(fd)")
+    conn.close()
+    waiting.close()
     log = stopped_log(daemon)
     seconds = time.monotonic() - started
     written, total = written_and_counted(log, "accept failed", "failed accepts")
     assert written == BURST and total > BURST, (written, total)
     record("accept failing for want of descriptors",
-           "RLIMIT_NOFILE 64 and 60 connections held open against threaded rpyc-classic",
+           "RLIMIT_NOFILE 128, every descriptor taken by a session's code, one more "
+           "connection waiting, against threaded rpyc-classic",
            f"{total} failed accepts in {seconds:.1f} s (the accept loop retries at once); "
            f"{written} lines and one count written",
            failed_accepts=total, seconds=round(seconds, 2), lines=written)
