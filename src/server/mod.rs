@@ -241,10 +241,16 @@ impl Runner {
                     self.log
                         .limited(Flood::AcceptFailed)
                         .warning(format_args!("accept failed: {error}"));
+                    if is_exhaustion(&error) {
+                        std::thread::sleep(ACCEPT_PAUSE);
+                    }
                     return None;
                 }
                 Err(error) => {
-                    self.log.error(format_args!("accept failed: {error}"));
+                    self.log
+                        .limited(Flood::AcceptFailed)
+                        .error(format_args!("accept failed: {error}"));
+                    std::thread::sleep(ACCEPT_PAUSE);
                     return None;
                 }
             };
@@ -284,17 +290,30 @@ impl Runner {
 /// Errors of one accept that say nothing about the listener itself (a peer
 /// that gave up, a momentary fd or memory shortage).
 fn is_transient(error: &std::io::Error) -> bool {
-    use nix::errno::Errno;
     matches!(
         error.kind(),
         std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::Interrupted
-    ) || matches!(
+    ) || is_exhaustion(error)
+}
+
+/// No descriptor or memory for one more connection: the next try fails
+/// the same way until something is freed.
+fn is_exhaustion(error: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
         error.raw_os_error().map(Errno::from_raw),
         Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM | Errno::ENOBUFS)
     )
 }
+
+/// The rest after an accept that failed for a reason the next try would
+/// meet again: the waiting connection keeps the listener readable, and
+/// without a rest the loop retried as fast as it turns, a core busy and a
+/// log line per try. nginx rests its accepts too, for 500 ms; this is
+/// shorter, so that a descriptor freed is soon used.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A stopping server ends a connection once the peer has been this quiet:
 /// long enough that a session in the middle of a script (requests ms
