@@ -5,18 +5,26 @@
 //! connection thread. Each line reaches its destination in one write under a
 //! lock, so lines of concurrent threads never interleave, and a failed write
 //! is dropped: a full disk or a stopped syslog daemon must not stop serving.
+//! What peers choose is escaped ([`escape`]), and the lines they can cause
+//! at will are kept to a rate ([`ratelimit`]).
 
+mod escape;
 mod journal;
 mod logfile;
+mod ratelimit;
 mod syslog;
 
 use std::fmt;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use crate::sync::lock;
 use logfile::LogFile;
+use ratelimit::{Admission, Limiter, Rule, Suppressed};
+
+pub use ratelimit::{Flood, BURST, INTERVAL};
 
 /// Whether fd 2 is systemd's journal (`JOURNAL_STREAM`): a socket, but
 /// never a client's, so stdio mode may log there.
@@ -83,32 +91,86 @@ enum Sink {
     Silent,
 }
 
+impl Sink {
+    fn write(&self, level: Level, name: &str, message: &str) {
+        match self {
+            Sink::Stderr { journal } => {
+                let prefix = if *journal {
+                    journal::priority_prefix(level)
+                } else {
+                    ""
+                };
+                let line = format!("{prefix}{level}:{name}:{message}\n");
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            }
+            Sink::File(file) => {
+                let line = format!("{level}:{name}:{message}\n");
+                lock(file).write_line(&line);
+            }
+            Sink::Syslog(syslog) => {
+                lock(syslog).send(level, format_args!("{name}:{message}"));
+            }
+            Sink::Silent => {}
+        }
+    }
+}
+
+/// What a logger's clones share: the destination, and the rate of the
+/// lines peers can cause.
+struct Shared {
+    sink: Sink,
+    limiter: Limiter,
+}
+
+impl Shared {
+    fn write_suppressed(&self, suppressed: &Suppressed) {
+        let message = suppressed.message(self.limiter.rule());
+        self.sink
+            .write(suppressed.level, &suppressed.name, &message);
+    }
+}
+
+impl Drop for Shared {
+    /// The last clone is gone (the daemon is stopping): the counts not
+    /// written yet are written now.
+    fn drop(&mut self) {
+        for suppressed in self.limiter.take_all() {
+            self.write_suppressed(&suppressed);
+        }
+    }
+}
+
 /// A named logger (`SLAVE/18812`), cheap to clone into every connection thread.
 /// Clones and renamed copies share one destination.
 #[derive(Clone)]
 pub struct Logger {
     name: Arc<str>,
     min_level: Level,
-    sink: Arc<Sink>,
+    shared: Arc<Shared>,
 }
 
-/// A message as one line of text: peers choose some of what is logged
-/// (registry aliases, exception texts), and a newline or control byte in
-/// it must not forge a line of its own or reach a terminal raw.
-fn one_line(message: fmt::Arguments<'_>) -> String {
-    let text = message.to_string();
-    if !text.chars().any(char::is_control) {
-        return text;
+/// A logger's lines of one [`Flood`] kind: written up to the kind's rate,
+/// counted beyond it.
+pub struct Limited<'a> {
+    log: &'a Logger,
+    kind: Flood,
+}
+
+impl Limited<'_> {
+    pub fn info(&self, message: fmt::Arguments<'_>) {
+        self.log
+            .emit(Some(self.kind), Level::Info, message, Instant::now());
     }
-    text.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_debug().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
+
+    pub fn warning(&self, message: fmt::Arguments<'_>) {
+        self.log
+            .emit(Some(self.kind), Level::Warning, message, Instant::now());
+    }
+
+    pub fn error(&self, message: fmt::Arguments<'_>) {
+        self.log
+            .emit(Some(self.kind), Level::Error, message, Instant::now());
+    }
 }
 
 impl Logger {
@@ -151,10 +213,17 @@ impl Logger {
     }
 
     fn with_sink(name: impl Into<Arc<str>>, sink: Sink, quiet: bool) -> Logger {
+        Logger::with_rule(name, sink, quiet, Rule::default())
+    }
+
+    fn with_rule(name: impl Into<Arc<str>>, sink: Sink, quiet: bool, rule: Rule) -> Logger {
         Logger {
             name: name.into(),
             min_level: if quiet { Level::Error } else { Level::Info },
-            sink: Arc::new(sink),
+            shared: Arc::new(Shared {
+                sink,
+                limiter: Limiter::new(rule, Instant::now()),
+            }),
         }
     }
 
@@ -180,7 +249,7 @@ impl Logger {
     /// old file, which gets an error line saying so. Other destinations have
     /// nothing to reopen.
     pub fn reopen(&self) {
-        if let Sink::File(file) = &*self.sink {
+        if let Sink::File(file) = &self.shared.sink {
             // bound first: in an `if let` scrutinee the guard would live on
             // into the block, and logging there would wait for it forever
             let reopened = lock(file).reopen();
@@ -191,30 +260,51 @@ impl Logger {
     }
 
     pub fn log(&self, level: Level, message: fmt::Arguments<'_>) {
+        self.emit(None, level, message, Instant::now());
+    }
+
+    /// This logger's lines of `kind`, which a peer can cause at will:
+    /// `log.limited(Flood::Accepted).info(...)`.
+    pub fn limited(&self, kind: Flood) -> Limited<'_> {
+        Limited { log: self, kind }
+    }
+
+    /// Writes the counts of lines suppressed so far, ended interval or
+    /// not: for a daemon about to stop.
+    pub fn flush_suppressed(&self) {
+        for suppressed in self.shared.limiter.take_all() {
+            self.shared.write_suppressed(&suppressed);
+        }
+    }
+
+    /// Forgets the counts and intervals so far: a forked child calls it,
+    /// since its copy of them is the parent's to write.
+    pub fn forget_suppressed(&self) {
+        self.shared.limiter.forget();
+    }
+
+    fn emit(&self, kind: Option<Flood>, level: Level, message: fmt::Arguments<'_>, now: Instant) {
         if level < self.min_level {
             return;
         }
-        let name = &self.name;
-        let message = one_line(message);
-        match &*self.sink {
-            Sink::Stderr { journal } => {
-                let prefix = if *journal {
-                    journal::priority_prefix(level)
-                } else {
-                    ""
-                };
-                let line = format!("{prefix}{level}:{name}:{message}\n");
-                let _ = std::io::stderr().lock().write_all(line.as_bytes());
-            }
-            Sink::File(file) => {
-                let line = format!("{level}:{name}:{message}\n");
-                lock(file).write_line(&line);
-            }
-            Sink::Syslog(syslog) => {
-                lock(syslog).send(level, format_args!("{name}:{message}"));
-            }
-            Sink::Silent => {}
+        let shared = &*self.shared;
+        for suppressed in shared.limiter.expired(now) {
+            shared.write_suppressed(&suppressed);
         }
+        if let Some(kind) = kind {
+            // decided before the message is formatted: a suppressed line
+            // costs a lock and a count, no text
+            match shared.limiter.admit(kind, level, &self.name, now) {
+                Admission::Suppress => return,
+                Admission::Pass(last) => {
+                    if let Some(suppressed) = last {
+                        shared.write_suppressed(&suppressed);
+                    }
+                }
+            }
+        }
+        let message = escape::one_line(message.to_string());
+        shared.sink.write(level, &self.name, &message);
     }
 
     pub fn debug(&self, message: fmt::Arguments<'_>) {
@@ -294,14 +384,16 @@ mod tests {
             .expect("open logfile");
         let alias = "X\nERROR:REGSRV/UDP/1:forged line\u{0}\u{7f}";
         log.info(format_args!("registering 127.0.0.1:1 as {alias}"));
-        log.info(format_args!("plain ünïcode stays"));
+        log.info(format_args!("plain ünïcode stays, 中文 too"));
+        log.info(format_args!("a\u{2028}b\u{2029}c, txt.\u{202e}exe"));
         let lines = bodies(&path);
         std::fs::remove_file(&path).expect("remove logfile");
         assert_eq!(
             lines,
             [
                 "INFO:REGSRV/UDP/1:registering 127.0.0.1:1 as X\\nERROR:REGSRV/UDP/1:forged line\\0\\u{7f}",
-                "INFO:REGSRV/UDP/1:plain ünïcode stays",
+                "INFO:REGSRV/UDP/1:plain ünïcode stays, 中文 too",
+                "INFO:REGSRV/UDP/1:a\\u{2028}b\\u{2029}c, txt.\\u{202e}exe",
             ]
         );
     }
@@ -318,6 +410,144 @@ mod tests {
         let lines = bodies(&path);
         std::fs::remove_file(&path).expect("remove logfile");
         assert_eq!(lines, ["DEBUG:SLAVE/1:seq 7"]);
+    }
+
+    fn limited_logger(path: &Path, burst: u32) -> Logger {
+        let file = LogFile::open(path.to_owned()).expect("open logfile");
+        let rule = Rule {
+            interval: std::time::Duration::from_secs(30),
+            burst,
+        };
+        Logger::with_rule("SLAVE/1", Sink::File(Mutex::new(file)), false, rule)
+    }
+
+    fn at(start: Instant, secs: u64) -> Instant {
+        start + std::time::Duration::from_secs(secs)
+    }
+
+    #[test]
+    fn a_flood_writes_its_burst_then_one_count_when_the_interval_ends() {
+        let path = temp_path("flood");
+        let _ = std::fs::remove_file(&path);
+        let log = limited_logger(&path, 2);
+        let start = Instant::now();
+        for port in 1..=5 {
+            log.emit(
+                Some(Flood::Accepted),
+                Level::Info,
+                format_args!("accepted 127.0.0.1:{port}"),
+                at(start, 1),
+            );
+        }
+        // other lines go on meanwhile, limited or not
+        log.emit(
+            Some(Flood::Refused),
+            Level::Warning,
+            format_args!("refusing 127.0.0.1:9"),
+            at(start, 2),
+        );
+        log.emit(None, Level::Info, format_args!("unlimited"), at(start, 3));
+        // the first line after the interval carries the count
+        log.emit(None, Level::Info, format_args!("later"), at(start, 31));
+        log.emit(
+            Some(Flood::Accepted),
+            Level::Info,
+            format_args!("accepted 127.0.0.1:6"),
+            at(start, 32),
+        );
+        let lines = bodies(&path);
+        std::fs::remove_file(&path).expect("remove logfile");
+        assert_eq!(
+            lines,
+            [
+                "INFO:SLAVE/1:accepted 127.0.0.1:1",
+                "INFO:SLAVE/1:accepted 127.0.0.1:2",
+                "WARNING:SLAVE/1:refusing 127.0.0.1:9",
+                "INFO:SLAVE/1:unlimited",
+                "WARNING:SLAVE/1:3 similar messages suppressed (accepted connections: more than 2 in 30s)",
+                "INFO:SLAVE/1:later",
+                "INFO:SLAVE/1:accepted 127.0.0.1:6",
+            ]
+        );
+    }
+
+    #[test]
+    fn counts_are_written_when_the_daemon_stops_or_the_last_clone_goes() {
+        let path = temp_path("flush");
+        let _ = std::fs::remove_file(&path);
+        let log = limited_logger(&path, 1);
+        let renamed = log.renamed("REGSRV/UDP/1");
+        for _ in 0..3 {
+            log.limited(Flood::Goodbye)
+                .info(format_args!("goodbye 127.0.0.1:1"));
+            renamed
+                .limited(Flood::Registered)
+                .info(format_args!("registering 127.0.0.1:1 as A"));
+        }
+        log.flush_suppressed();
+        log.flush_suppressed();
+        renamed
+            .limited(Flood::Registered)
+            .warning(format_args!("registering 127.0.0.1:1 as B"));
+        drop(log);
+        drop(renamed);
+        let lines = bodies(&path);
+        std::fs::remove_file(&path).expect("remove logfile");
+        assert_eq!(
+            lines,
+            [
+                "INFO:SLAVE/1:goodbye 127.0.0.1:1",
+                "INFO:REGSRV/UDP/1:registering 127.0.0.1:1 as A",
+                "WARNING:SLAVE/1:2 similar messages suppressed (goodbyes: more than 1 in 30s)",
+                "WARNING:REGSRV/UDP/1:2 similar messages suppressed (registrations: more than 1 in 30s)",
+                "WARNING:REGSRV/UDP/1:1 similar messages suppressed (registrations: more than 1 in 30s)",
+            ]
+        );
+    }
+
+    #[test]
+    fn lines_below_the_level_are_not_counted() {
+        let path = temp_path("quiet-flood");
+        let _ = std::fs::remove_file(&path);
+        let file = LogFile::open(path.clone()).expect("open logfile");
+        let rule = Rule {
+            interval: std::time::Duration::from_secs(30),
+            burst: 1,
+        };
+        let log = Logger::with_rule("SLAVE/1", Sink::File(Mutex::new(file)), true, rule);
+        for _ in 0..5 {
+            log.limited(Flood::Accepted)
+                .info(format_args!("accepted 127.0.0.1:1"));
+        }
+        log.flush_suppressed();
+        drop(log);
+        let text = std::fs::read_to_string(&path).expect("read logfile");
+        std::fs::remove_file(&path).expect("remove logfile");
+        assert_eq!(text, "");
+    }
+
+    #[test]
+    fn a_forked_child_forgets_the_parents_counts() {
+        let path = temp_path("forget");
+        let _ = std::fs::remove_file(&path);
+        let log = limited_logger(&path, 1);
+        for _ in 0..3 {
+            log.limited(Flood::Welcome)
+                .info(format_args!("welcome 127.0.0.1:1"));
+        }
+        log.forget_suppressed();
+        log.limited(Flood::Welcome)
+            .info(format_args!("welcome 127.0.0.1:2"));
+        drop(log);
+        let lines = bodies(&path);
+        std::fs::remove_file(&path).expect("remove logfile");
+        assert_eq!(
+            lines,
+            [
+                "INFO:SLAVE/1:welcome 127.0.0.1:1",
+                "INFO:SLAVE/1:welcome 127.0.0.1:2",
+            ]
+        );
     }
 
     #[test]

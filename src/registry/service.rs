@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use super::protocol::{endpoints_reply, names_reply, ok_reply, Request, RequestError, MAX_MESSAGE};
 use super::table::{Endpoint, Limits, Removed, Table};
 use super::throttle::Throttle;
-use crate::daemon::log::Logger;
+use crate::daemon::log::{Flood, Logger};
 use crate::daemon::notify::Notifier;
 use crate::sync::lock;
 
@@ -64,7 +64,7 @@ impl Registry {
                     Ok(registration) => {
                         self.log_removed(&registration.pruned, "pruning stale");
                         if !registration.added.is_empty() {
-                            self.log.info(format_args!(
+                            self.log.limited(Flood::Registered).info(format_args!(
                                 "registering {} as {}",
                                 endpoint_text(&endpoint),
                                 registration.added.join(", ")
@@ -90,7 +90,7 @@ impl Registry {
                 let endpoint = (host(), port);
                 let removed = table.unregister(&endpoint);
                 if !removed.is_empty() {
-                    self.log.info(format_args!(
+                    self.log.limited(Flood::Unregistered).info(format_args!(
                         "unregistering {} as {}",
                         endpoint_text(&endpoint),
                         removed.join(", ")
@@ -132,10 +132,13 @@ impl Registry {
     pub fn warn(&self, source: IpAddr, message: fmt::Arguments<'_>) {
         let admitted = lock(&self.throttle).admit(source, Instant::now());
         match admitted {
-            Some(0) => self.log.warning(message),
-            Some(suppressed) => self.log.warning(format_args!(
-                "{message} ({suppressed} more warnings suppressed since the last one)"
-            )),
+            Some(0) => self.log.limited(Flood::RegistryRefused).warning(message),
+            Some(suppressed) => self
+                .log
+                .limited(Flood::RegistryRefused)
+                .warning(format_args!(
+                    "{message} ({suppressed} more warnings suppressed since the last one)"
+                )),
             None => {}
         }
     }
@@ -166,7 +169,7 @@ impl Registry {
             }
         }
         for (endpoint, names) in grouped {
-            self.log.info(format_args!(
+            self.log.limited(Flood::Pruned).info(format_args!(
                 "{what} {} as {}",
                 endpoint_text(endpoint),
                 names.join(", ")

@@ -22,7 +22,7 @@ use super::{
     guard_greeting, open, open_wrapped, serve_connection, Context, PeerInfo, Stream, DRAIN_QUIET,
 };
 use crate::connection::Connection;
-use crate::daemon::log::Logger;
+use crate::daemon::log::{Flood, Logger};
 use crate::daemon::signals;
 
 /// How often a draining child looks whether its connection has been quiet
@@ -108,7 +108,7 @@ impl Read for Watched {
                     if greeting_due.is_some_and(|due| due <= now)
                         && conn.greeting_deadline(self.greeting).is_some()
                     {
-                        self.log.warning(format_args!(
+                        self.log.limited(Flood::Disconnected).warning(format_args!(
                             "closing a connection that sent no whole message within {:?}",
                             self.greeting
                         ));
@@ -166,6 +166,7 @@ fn open_watched(
 /// ends its children with `os._exit` too: no interpreter teardown).
 pub(super) fn serve_in_child(stream: Stream, parent_fds: &[RawFd], context: &Context) -> ! {
     signals::reset_in_child();
+    context.log.forget_suppressed();
     for fd in parent_fds {
         let _ = nix::unistd::close(*fd);
     }

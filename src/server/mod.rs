@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::connection::{Config, ConnError, Connection, Served};
-use crate::daemon::log::Logger;
+use crate::daemon::log::{Flood, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
 use crate::registry::registrar::Registrar;
@@ -225,6 +225,7 @@ impl Runner {
                 workers.drain(&self.context.connections, self.shutdown_timeout, &self.log);
             }
         }
+        self.log.flush_suppressed();
         self.log.info(format_args!("server has terminated"));
         self.close_listeners();
         Ok(stop)
@@ -237,18 +238,28 @@ impl Runner {
                 Ok(accepted) => accepted,
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => return None,
                 Err(error) if is_transient(&error) => {
-                    self.log.warning(format_args!("accept failed: {error}"));
+                    self.log
+                        .limited(Flood::AcceptFailed)
+                        .warning(format_args!("accept failed: {error}"));
+                    if is_exhaustion(&error) {
+                        std::thread::sleep(ACCEPT_PAUSE);
+                    }
                     return None;
                 }
                 Err(error) => {
-                    self.log.error(format_args!("accept failed: {error}"));
+                    self.log
+                        .limited(Flood::AcceptFailed)
+                        .error(format_args!("accept failed: {error}"));
+                    std::thread::sleep(ACCEPT_PAUSE);
                     return None;
                 }
             };
-            self.log.info(format_args!("accepted {peer}"));
+            self.log
+                .limited(Flood::Accepted)
+                .info(format_args!("accepted {peer}"));
             let live = self.context.connections.admitted().max(workers.children());
             if self.max_connections.is_some_and(|max| live >= max) {
-                self.log.warning(format_args!(
+                self.log.limited(Flood::Refused).warning(format_args!(
                     "refusing {peer}: already serving {live} connections (--max-connections)"
                 ));
                 continue;
@@ -283,17 +294,30 @@ impl Runner {
 /// Errors of one accept that say nothing about the listener itself (a peer
 /// that gave up, a momentary fd or memory shortage).
 fn is_transient(error: &std::io::Error) -> bool {
-    use nix::errno::Errno;
     matches!(
         error.kind(),
         std::io::ErrorKind::ConnectionAborted
             | std::io::ErrorKind::ConnectionReset
             | std::io::ErrorKind::Interrupted
-    ) || matches!(
+    ) || is_exhaustion(error)
+}
+
+/// No descriptor or memory for one more connection: the next try fails
+/// the same way until something is freed.
+fn is_exhaustion(error: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    matches!(
         error.raw_os_error().map(Errno::from_raw),
         Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM | Errno::ENOBUFS)
     )
 }
+
+/// The rest after an accept that failed for a reason the next try would
+/// meet again: the waiting connection keeps the listener readable, and
+/// without a rest the loop retried as fast as it turns, a core busy and a
+/// log line per try. nginx rests its accepts too, for 500 ms; this is
+/// shorter, so that a descriptor freed is soon used.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A stopping server ends a connection once the peer has been this quiet:
 /// long enough that a session in the middle of a script (requests ms
@@ -427,7 +451,7 @@ impl Connections {
         for conn in self.lock().values() {
             match conn.greeting_deadline(timeout) {
                 Some(due) if due <= now => {
-                    log.warning(format_args!(
+                    log.limited(Flood::Disconnected).warning(format_args!(
                         "closing a connection that sent no whole message within {timeout:?}"
                     ));
                     conn.close();
@@ -503,7 +527,7 @@ pub fn guard_greeting(conn: &Arc<Connection>, timeout: Duration, log: &Logger) {
             std::thread::sleep(timeout);
             if let Some(conn) = conn.upgrade() {
                 if conn.greeting_deadline(timeout).is_some() {
-                    log.warning(format_args!(
+                    log.limited(Flood::Disconnected).warning(format_args!(
                         "closing a connection that sent no whole message within {timeout:?}"
                     ));
                     conn.close();
@@ -528,6 +552,7 @@ pub fn connect(
             Err(refusal) => {
                 context
                     .log
+                    .limited(Flood::Authentication)
                     .warning(format_args!("{peer} failed to authenticate: {refusal}"));
                 return None;
             }
@@ -578,6 +603,7 @@ fn open_wrapped(
         Err(error) => {
             context
                 .log
+                .limited(Flood::Disconnected)
                 .error(format_args!("cannot use the connection of {peer}: {error}"));
             None
         }
@@ -605,8 +631,12 @@ fn start_session(conn: &Arc<Connection>, info: &PeerInfo, context: &Context) -> 
         }
     }
     match &info.credentials {
-        Some(credentials) => log.info(format_args!("welcome {peer} ({credentials})")),
-        None => log.info(format_args!("welcome {peer}")),
+        Some(credentials) => log
+            .limited(Flood::Welcome)
+            .info(format_args!("welcome {peer} ({credentials})")),
+        None => log
+            .limited(Flood::Welcome)
+            .info(format_args!("welcome {peer}")),
     }
     true
 }
@@ -642,7 +672,7 @@ fn end_session(info: &PeerInfo, context: &Context, outcome: Result<(), ConnError
     match outcome {
         Ok(()) => {}
         Err(ConnError::Idle) => {
-            log.info(format_args!(
+            log.limited(Flood::Disconnected).info(format_args!(
                 "closing {peer}: idle for longer than --idle-timeout"
             ));
         }
@@ -655,10 +685,14 @@ fn end_session(info: &PeerInfo, context: &Context, outcome: Result<(), ConnError
                 std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
             ) =>
         {
-            log.info(format_args!("{peer}: {error}"));
+            log.limited(Flood::Disconnected)
+                .info(format_args!("{peer}: {error}"));
         }
-        Err(error) => log.warning(format_args!("{peer}: {error}")),
+        Err(error) => log
+            .limited(Flood::Disconnected)
+            .warning(format_args!("{peer}: {error}")),
     }
     context.service.connection_done();
-    log.info(format_args!("goodbye {peer}"));
+    log.limited(Flood::Goodbye)
+        .info(format_args!("goodbye {peer}"));
 }

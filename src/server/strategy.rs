@@ -18,7 +18,7 @@ use nix::unistd::{ForkResult, Pid};
 use super::forking::serve_in_child;
 use super::threaded::Threaded;
 use super::{open, serve_connection, Accepted, Connections, Context, Stop};
-use crate::daemon::log::Logger;
+use crate::daemon::log::{Flood, Logger};
 use crate::sync::lock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +133,7 @@ impl Workers {
                         log.error(format_args!("thread pool is gone; dropping a connection"));
                     }
                 } else {
-                    log.warning(format_args!(
+                    log.limited(Flood::Refused).warning(format_args!(
                         "thread pool exhausted ({size} workers busy): dropping {}",
                         accepted.stream.peer_name()
                     ));
@@ -152,7 +152,9 @@ impl Workers {
                         children.insert(child);
                     }
                     Ok(ForkResult::Child) => serve_in_child(stream, parent_fds, context),
-                    Err(error) => log.error(format_args!("cannot fork: {error}")),
+                    Err(error) => log
+                        .limited(Flood::Refused)
+                        .error(format_args!("cannot fork: {error}")),
                 }
                 None
             }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use super::parking::{Lot, Parked, Parking, QUIET};
 use super::{end_session, open_ticking, serve_session, start_session, Accepted, Context};
 use crate::connection::{ConnError, Served};
+use crate::daemon::log::Flood;
 use crate::sync::lock;
 
 /// What a thread is given to serve.
@@ -94,7 +95,7 @@ impl Threads {
         // the work went down with the closure: a parked connection is
         // closed and uncounted as it is dropped
         if let Err(error) = spawned {
-            self.context.log.error(format_args!(
+            self.context.log.limited(Flood::Refused).error(format_args!(
                 "cannot start a thread for a connection: {error}"
             ));
         }
