@@ -19,6 +19,12 @@ pub const DEFAULT_TLS_PORT: u16 = 18821;
 pub const DEFAULT_REGISTRY_PORT: u16 = 18811;
 /// Where a UDP registrar sends when no `--registry-host` is given.
 pub const DEFAULT_UDP_REGISTRY_HOST: &str = "255.255.255.255";
+/// The deepest --max-depth: every path a message's value takes (decoding,
+/// conversion to Python and back, the reply's encoding, dropping it)
+/// holds at this depth on a connection thread's 2 MiB stack, in debug
+/// builds too, as tests/daemon/test_hostile.py shows; rpyc's own brine,
+/// recursive in Python, gives up near 500.
+pub const MAX_DEPTH_ALLOWED: i64 = 1024;
 /// Workers in `-m threadpool`: rpyc's `ThreadPoolServer` default `nbThreads`.
 pub const DEFAULT_POOL_SIZE: u32 = 20;
 /// `listen()` backlog: rpyc passes `socket.SOMAXCONN`, 4096 on Linux.
@@ -187,9 +193,9 @@ pub struct ClassicArgs {
           default_value = "10", env = "RPYC_CLASSIC_HANDSHAKE_TIMEOUT")]
     pub handshake_timeout: Duration,
 
-    /// Deepest nesting of tuples a message may have (rpyc's own brine gives up near 500)
+    /// Deepest nesting of tuples a message may have, at most 1024 (rpyc's own brine gives up near 500)
     #[arg(long, value_name = "N", help_heading = "Limits", default_value_t = 512,
-          value_parser = clap::value_parser!(u32).range(8..=100_000), env = "RPYC_CLASSIC_MAX_DEPTH")]
+          value_parser = clap::value_parser!(u32).range(8..=MAX_DEPTH_ALLOWED), env = "RPYC_CLASSIC_MAX_DEPTH")]
     pub max_depth: u32,
 
     /// After SIGTERM, how long in-flight requests may run before connections are closed

@@ -39,6 +39,13 @@ pub enum ServiceError {
 
 /// Open sessions and the objects their clients hold, across the process:
 /// what `rpycd_classic.stats()` reports, so a leak is visible from outside.
+/// A tuple holding objects passed by reference is boxed item by item, as
+/// rpyc does, down to this many levels; a tuple deeper than that goes by
+/// reference itself. rpyc's own recursive `_box` raises RecursionError on
+/// such a tuple; here client code that builds one (`t = (t, f)` a million
+/// times) must not exhaust a connection thread's stack.
+const MAX_BOXED_TUPLE_DEPTH: usize = 64;
+
 static OPEN_SESSIONS: AtomicUsize = AtomicUsize::new(0);
 static HELD_OBJECTS: AtomicUsize = AtomicUsize::new(0);
 
@@ -331,14 +338,20 @@ impl ClassicSession {
     /// Packs `obj` for the client: by value when brine can carry it, else by
     /// reference, counting the reference in the object table.
     pub fn box_object(&self, obj: &Bound<'_, PyAny>) -> PyResult<Boxed> {
+        self.box_within(obj, MAX_BOXED_TUPLE_DEPTH)
+    }
+
+    /// [`ClassicSession::box_object`] with tuples boxed item by item at
+    /// most `depth` levels deep.
+    fn box_within(&self, obj: &Bound<'_, PyAny>, depth: usize) -> PyResult<Boxed> {
         if let Some(value) = to_value(obj)? {
             return Ok(Boxed::Value(value));
         }
         let py = obj.py();
-        if let Ok(tuple) = obj.cast_exact::<PyTuple>() {
+        if let (Ok(tuple), Some(inner)) = (obj.cast_exact::<PyTuple>(), depth.checked_sub(1)) {
             return tuple
                 .iter()
-                .map(|item| self.box_object(&item))
+                .map(|item| self.box_within(&item, inner))
                 .collect::<PyResult<_>>()
                 .map(Boxed::Tuple);
         }

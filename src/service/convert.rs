@@ -19,7 +19,87 @@ use crate::protocol::bulk;
 /// passed by reference. `Err` only when a dumpable value cannot be encoded
 /// (a str with lone surrogates, an int past Python's digit limit), as with
 /// rpyc, whose `brine.dump` raises there too.
+///
+/// A tuple, frozenset or slice nested deeper than brine's encoder goes
+/// (which no peer could decode either) is passed by reference too, where
+/// rpyc's recursive `brine.dumpable` would raise RecursionError: it is code
+/// a classic client may run (`t = (t,)` a million times), and must not
+/// take the server's stack down with it.
+///
+/// Containers are taken apart from a stack of their own, not by
+/// recursion, for the same reason as in [`to_python`].
 pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
+    let mut open: Vec<Dumping<'_>> = Vec::new();
+    let mut next = obj.clone();
+    loop {
+        let done = match container_items(&next)? {
+            Some(_) if open.len() >= brine::DEFAULT_MAX_DEPTH => None,
+            Some((kind, items)) if !items.is_empty() => {
+                next = items[0].clone();
+                open.push(Dumping {
+                    kind,
+                    built: Vec::with_capacity(items.len()),
+                    items,
+                });
+                continue;
+            }
+            Some((kind, _)) => kind.value(Vec::new()),
+            None => scalar_value(&next)?,
+        };
+        let Some(mut done) = done else {
+            return Ok(None);
+        };
+        loop {
+            let Some(top) = open.last_mut() else {
+                return Ok(Some(done));
+            };
+            top.built.push(done);
+            if let Some(item) = top.items.get(top.built.len()) {
+                next = item.clone();
+                break;
+            }
+            let Some(Dumping { kind, built, .. }) = open.pop() else {
+                unreachable!("the container just looked at is there");
+            };
+            match kind.value(built) {
+                Some(value) => done = value,
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// A container whose items are being turned into values.
+struct Dumping<'py> {
+    kind: Container,
+    items: Vec<Bound<'py, PyAny>>,
+    built: Vec<Value>,
+}
+
+/// The items of `obj` if it is a container brine carries (exactly a tuple,
+/// a frozenset or a slice).
+fn container_items<'py>(
+    obj: &Bound<'py, PyAny>,
+) -> PyResult<Option<(Container, Vec<Bound<'py, PyAny>>)>> {
+    Ok(if obj.is_exact_instance_of::<PyTuple>() {
+        Some((Container::Tuple, obj.cast::<PyTuple>()?.iter().collect()))
+    } else if obj.is_exact_instance_of::<PyFrozenSet>() {
+        Some((
+            Container::FrozenSet,
+            obj.cast::<PyFrozenSet>()?.iter().collect(),
+        ))
+    } else if obj.is_exact_instance_of::<PySlice>() {
+        let parts = ["start", "stop", "step"].map(|name| obj.getattr(name));
+        let [start, stop, step] = parts;
+        Some((Container::Slice, vec![start?, stop?, step?]))
+    } else {
+        None
+    })
+}
+
+/// The value of an object that holds no others, `None` if it is not one
+/// brine carries.
+fn scalar_value(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
     let py = obj.py();
     if obj.is_none() {
         return Ok(Some(Value::None));
@@ -52,29 +132,9 @@ pub fn to_value(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
     if obj.is_exact_instance_of::<PyFloat>() {
         return Ok(Some(Value::Float(obj.extract::<f64>()?)));
     }
-    if obj.is_exact_instance_of::<PyTuple>() {
-        return items_to_values(obj.cast::<PyTuple>()?.iter()).map(|items| items.map(Value::Tuple));
-    }
     if obj.is_exact_instance_of::<PyComplex>() {
         let complex = obj.cast::<PyComplex>()?;
         return Ok(Some(Value::Complex(complex.real(), complex.imag())));
-    }
-    if obj.is_exact_instance_of::<PyFrozenSet>() {
-        return items_to_values(obj.cast::<PyFrozenSet>()?.iter())
-            .map(|items| items.map(Value::FrozenSet));
-    }
-    if obj.is_exact_instance_of::<PySlice>() {
-        let parts = [
-            to_value(&obj.getattr("start")?)?,
-            to_value(&obj.getattr("stop")?)?,
-            to_value(&obj.getattr("step")?)?,
-        ];
-        return Ok(match parts {
-            [Some(start), Some(stop), Some(step)] => {
-                Some(Value::Slice(Box::new([start, stop, step])))
-            }
-            _ => None,
-        });
     }
     if obj.is(py.NotImplemented()) {
         return Ok(Some(Value::NotImplemented));
@@ -122,21 +182,96 @@ impl AsRef<[u8]> for PythonBytes {
 unsafe impl Send for PythonBytes {}
 unsafe impl Sync for PythonBytes {}
 
-fn items_to_values<'py>(
-    items: impl Iterator<Item = Bound<'py, PyAny>>,
-) -> PyResult<Option<Vec<Value>>> {
-    let mut values = Vec::new();
-    for item in items {
-        match to_value(&item)? {
-            Some(value) => values.push(value),
-            None => return Ok(None),
+/// The Python object for a brine value. Containers are built bottom-up
+/// from a stack of their own rather than by recursion: a value nests as
+/// deep as --max-depth allows, and each level of a recursive conversion
+/// took over a kilobyte of a connection thread's stack in debug builds.
+pub fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+    let mut open: Vec<Building<'_, 'py>> = Vec::new();
+    let mut next = value;
+    loop {
+        let mut done = match container_of(next) {
+            Some((kind, items)) if !items.is_empty() => {
+                open.push(Building {
+                    kind,
+                    items,
+                    built: Vec::with_capacity(items.len()),
+                });
+                next = &items[0];
+                continue;
+            }
+            Some((kind, _)) => kind.build(py, Vec::new())?,
+            None => scalar_to_python(py, next)?,
+        };
+        // hand the finished object to the containers it completes
+        loop {
+            let Some(top) = open.last_mut() else {
+                return Ok(done);
+            };
+            top.built.push(done);
+            if let Some(item) = top.items.get(top.built.len()) {
+                next = item;
+                break;
+            }
+            let Some(Building { kind, built, .. }) = open.pop() else {
+                unreachable!("the container just looked at is there");
+            };
+            done = kind.build(py, built)?;
         }
     }
-    Ok(Some(values))
 }
 
-/// The Python object for a brine value.
-pub fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
+/// A container whose items are being converted.
+struct Building<'v, 'py> {
+    kind: Container,
+    items: &'v [Value],
+    built: Vec<Bound<'py, PyAny>>,
+}
+
+#[derive(Clone, Copy)]
+enum Container {
+    Tuple,
+    FrozenSet,
+    Slice,
+}
+
+impl Container {
+    fn build<'py>(
+        self,
+        py: Python<'py>,
+        items: Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(match self {
+            Container::Tuple => PyTuple::new(py, items)?.into_any(),
+            Container::FrozenSet => PyFrozenSet::new(py, &items)?.into_any(),
+            Container::Slice => py.get_type::<PySlice>().call1(PyTuple::new(py, items)?)?,
+        })
+    }
+}
+
+impl Container {
+    /// The value of a container of `items`; `None` for a slice whose
+    /// parts are not three.
+    fn value(self, items: Vec<Value>) -> Option<Value> {
+        Some(match self {
+            Container::Tuple => Value::Tuple(items),
+            Container::FrozenSet => Value::FrozenSet(items),
+            Container::Slice => Value::Slice(Box::new(items.try_into().ok()?)),
+        })
+    }
+}
+
+fn container_of(value: &Value) -> Option<(Container, &[Value])> {
+    match value {
+        Value::Tuple(items) => Some((Container::Tuple, items)),
+        Value::FrozenSet(items) => Some((Container::FrozenSet, items)),
+        Value::Slice(parts) => Some((Container::Slice, parts.as_slice())),
+        _ => None,
+    }
+}
+
+/// The Python object for a value that holds no other values.
+fn scalar_to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyAny>> {
     Ok(match value {
         Value::None => py.None().into_bound(py),
         Value::Bool(flag) => PyBool::new(py, *flag).to_owned().into_any(),
@@ -153,21 +288,8 @@ pub fn to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, PyA
             Some(shared) => shared.object.bind(py).clone().into_any(),
             None => bytes_of(py, bytes)?.into_any(),
         },
-        Value::Slice(parts) => {
-            let [start, stop, step] = &**parts;
-            py.get_type::<PySlice>().call1((
-                to_python(py, start)?,
-                to_python(py, stop)?,
-                to_python(py, step)?,
-            ))?
-        }
-        Value::Tuple(items) => tuple_of(py, items)?.into_any(),
-        Value::FrozenSet(items) => {
-            let elements = items
-                .iter()
-                .map(|item| to_python(py, item))
-                .collect::<PyResult<Vec<_>>>()?;
-            PyFrozenSet::new(py, &elements)?.into_any()
+        Value::Tuple(_) | Value::FrozenSet(_) | Value::Slice(_) => {
+            return Err(PyValueError::new_err("a container is not a scalar"))
         }
     })
 }
@@ -236,14 +358,6 @@ impl BulkMemory for BytesBeingRead {
     fn into_bytes(self: Box<Self>) -> ByteBuf {
         ByteBuf::shared(Arc::new(self.0))
     }
-}
-
-fn tuple_of<'py>(py: Python<'py>, items: &[Value]) -> PyResult<Bound<'py, PyTuple>> {
-    let objects = items
-        .iter()
-        .map(|item| to_python(py, item))
-        .collect::<PyResult<Vec<_>>>()?;
-    PyTuple::new(py, objects)
 }
 
 #[cfg(test)]

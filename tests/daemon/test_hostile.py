@@ -292,3 +292,107 @@ def test_connections_in_their_tls_handshake_count_against_max_connections(daemon
            f"{refused} refused at accept; daemon threads {before} -> {during}; the session kept "
            "answering, and a new one was served once the slot freed",
            threads_before=before, threads_during=during, refused=refused)
+
+
+@pytest.fixture
+def deep_recursion():
+    """rpyc's brine.dump recurses twice a level: room for 1024 levels."""
+    import sys
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(20_000)
+    yield
+    sys.setrecursionlimit(limit)
+
+
+def nested(depth, leaf=1):
+    value = leaf
+    for _ in range(depth):
+        value = (value,)
+    return value
+
+
+def raw_ping(port, data_depth):
+    """A PING whose data is a tuple nested `data_depth` deep (the message
+    itself adds four levels): what comes back, or b'' if the server
+    closed the connection."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        body = (b"\x01" + bytes([0x11, 0x51, 0x11, 0x51, 0x11, 0x51, 0x10])
+                + bytes([0x10]) * data_depth + b"\x50")
+        data = zlib.compress(body)
+        sock.sendall(struct.pack("!LB", len(data), 1) + data + b"\n")
+        # the answer: the first frame that is not a request of the
+        # server's own (rpyc-serve asks for this side's root first)
+        received = b""
+        while True:
+            while len(received) < 5 or len(received) < 6 + struct.unpack("!L", received[:4])[0]:
+                chunk = sock.recv(1 << 16)
+                if not chunk:
+                    return b""
+                received += chunk
+            end = 6 + struct.unpack("!L", received[:4])[0]
+            head, received = received[:end], received[end:]
+            payload = zlib.decompress(head[5:-1]) if head[4] else head[5:-1]
+            if payload[:1] != b"\x01":
+                return head[:5] + payload
+
+
+@pytest.mark.parametrize("server", ["threaded", "threadpool", "forking"])
+def test_the_deepest_nesting_allowed_is_carried_on_every_path(daemons, tmp_path, server, deep_recursion):
+    daemon, port = start(daemons, tmp_path, server, "--max-depth", "1024")
+    conn, answers = session(server, port)
+    # decoded, converted to Python and back, counted, dropped: at the limit
+    assert conn.builtins.len(nested(1010)) == 1
+    # and back: too deep for brine's encoder, so the outer levels come as
+    # tuples and the rest by reference
+    inner = conn.eval("lambda value: value[0]")(nested(1010))
+    levels = 0
+    while type(inner) is tuple:
+        inner, levels = inner[0], levels + 1
+    assert isinstance(inner, rpyc.core.netref.BaseNetref) and 0 < levels < 1009
+    assert len(inner) == 1
+    # a tuple around an object of the client's is boxed level by level:
+    # two brine levels each, so about half as deep
+    assert conn.builtins.len(nested(505, leaf=lambda: 1)) == 1
+    # the echo is decoded at the limit; its reply is refused by the encoder
+    # (no peer could decode it either) with an exception, not a crash
+    assert raw_ping(port, 1020)[5:6] == b"\x03"
+    # one level more is refused and costs only its connection
+    assert raw_ping(port, 1021) == b""
+    daemon.wait_log("nests deeper than 1024 levels")
+    assert daemon.proc.poll() is None, daemon.log()
+    assert answers()
+    record(f"nesting at the --max-depth maximum ({server})",
+           "--max-depth 1024; a 1010-deep tuple argument through Python and back, a PING echo "
+           "at 1024 levels, one at 1025",
+           "served at the limit (the echo's too-deep reply is an exception), refused past it; "
+           "no stack overflow")
+
+
+@pytest.mark.parametrize("server", ["threaded", "forking"])
+def test_client_code_that_builds_a_deeper_tuple_gets_a_reference(daemons, tmp_path, server):
+    daemon, port = start(daemons, tmp_path, server)
+    conn, answers = session(server, port)
+    other, other_answers = session(server, port)
+    conn.execute("t = 1\nfor _ in range(1_000_000): t = (t,)")
+    deep = conn.eval("t")
+    # too deep for brine: the outer levels come as tuples, the rest by
+    # reference, as any other object
+    levels = 0
+    while type(deep) is tuple:
+        deep, levels = deep[0], levels + 1
+    assert isinstance(deep, rpyc.core.netref.BaseNetref) and levels < 1000
+    assert len(deep) == 1
+    assert conn.eval("len(t)") == 1
+    assert other_answers()
+    assert daemon.proc.poll() is None, daemon.log()
+
+
+def test_rpyc_serve_carries_the_deepest_nesting_allowed(daemons, tmp_path, deep_recursion):
+    daemon, port = start(daemons, tmp_path, "serve", "--max-depth", "1024")
+    conn, answers = session("serve", port)
+    assert conn.root.add(nested(1000), ()) == nested(1000) + ()
+    assert raw_ping(port, 1020)[5:6] == b"\x03"
+    assert raw_ping(port, 1021) == b""
+    daemon.wait_log("nests deeper than 1024 levels")
+    assert daemon.proc.poll() is None, daemon.log()
+    assert answers()
