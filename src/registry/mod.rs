@@ -4,6 +4,7 @@
 //! registry server and the registrar that `rpyc-classic --register` runs.
 
 pub mod budget;
+pub mod fuzz_checks;
 pub mod protocol;
 pub mod registrar;
 pub mod server;
