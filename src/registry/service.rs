@@ -117,7 +117,7 @@ impl Registry {
             Request::List { filter_host } => {
                 if self.listing {
                     // rpyc lists names whose servers are long gone; we do not
-                    let pruned = table.prune(now);
+                    let pruned = table.prune_if_due(now);
                     self.log_removed(&pruned, "pruning stale");
                     let names = table.names(filter_host.as_deref());
                     let reply = names_reply(Some(&names), list_limit.min(budget));

@@ -114,7 +114,12 @@ pub struct Table {
     next_seq: u64,
     timeout: Duration,
     limits: Limits,
+    last_prune: Option<Instant>,
 }
+
+/// Entries outlive their timeout by at most this much for want of a prune;
+/// the timeout is a whole number of seconds, at least one.
+pub const PRUNE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 impl Table {
     /// `timeout`: how long an entry lives after its last registration.
@@ -127,6 +132,7 @@ impl Table {
             next_seq: 0,
             timeout,
             limits,
+            last_prune: None,
         }
     }
 
@@ -156,7 +162,7 @@ impl Table {
         let mut pruned = Vec::new();
         if self.check_room(&endpoint.0, fresh.len(), now).is_err() {
             // stale entries must not count against a host that came back
-            pruned = self.prune(now);
+            pruned = self.prune_if_due(now);
             self.check_room(&endpoint.0, fresh.len(), now)?;
         }
         if let Some(host) = self.hosts.get_mut(&endpoint.0) {
@@ -261,8 +267,24 @@ impl Table {
         names.into_iter().map(|(_, name)| name.clone()).collect()
     }
 
+    /// [`Table::prune`], unless the last one was less than
+    /// [`PRUNE_AT_MOST_EVERY`] ago: for requests that want the table pruned
+    /// (LIST, a REGISTER that finds no room), which a flood can send by the
+    /// thousand a second, and a prune walks the whole table.
+    pub fn prune_if_due(&mut self, now: Instant) -> Vec<Removed> {
+        let due = self
+            .last_prune
+            .is_none_or(|last| now.saturating_duration_since(last) >= PRUNE_AT_MOST_EVERY);
+        if due {
+            self.prune(now)
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Drops every entry not refreshed within the timeout.
     pub fn prune(&mut self, now: Instant) -> Vec<Removed> {
+        self.last_prune = Some(now);
         let timeout = self.timeout;
         let mut ordered: Vec<(u64, Removed)> = Vec::new();
         self.services.retain(|name, service| {
@@ -678,5 +700,35 @@ mod tests {
             assert!(table.departed <= limits.reserved);
             assert!(table.hosts.len() <= limits.reserved + 1);
         }
+    }
+
+    #[test]
+    fn a_refused_registration_prunes_at_most_once_a_second() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            per_host: 5,
+            total: 1,
+            reserved: 0,
+            reserved_per_host: 0,
+        };
+        let mut table = Table::new(TIMEOUT, limits);
+        table
+            .register(&ep("10.0.0.1", 1), &names(&["A"]), t0)
+            .expect("room");
+        let full = Err(Refused::TableFull { held: 1, limit: 1 });
+        let try_at = |table: &mut Table, host: &str, millis: u64| {
+            table.register(
+                &ep(host, 1),
+                &names(&["B"]),
+                t0 + Duration::from_millis(millis),
+            )
+        };
+        // A is live: a prune finds nothing
+        assert_eq!(try_at(&mut table, "10.0.0.2", 240_000), full);
+        // A is stale now, but the table was pruned half a second ago
+        assert_eq!(try_at(&mut table, "10.0.0.3", 240_500), full);
+        // a second on, it is pruned again
+        let registered = try_at(&mut table, "10.0.0.4", 241_000).expect("room once pruned");
+        assert_eq!(registered.pruned.len(), 1);
     }
 }
