@@ -278,6 +278,18 @@ def test_a_registration_flood_is_capped_per_host(daemons, tmp_path):
     assert c.register(("OTHER",), 1, interface="127.0.0.2")
 
 
+def test_the_per_host_cap_holds_over_tcp_too(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "TCP")
+    c = client("TCP", port)
+    batch = tuple(f"N{i:03}" for i in range(30))
+    assert c.register(batch, 30000) and c.register(batch, 30001)
+    # refused: the connection closes without an answer
+    assert not c.register(batch, 30002)
+    daemon.wait_log(f"already holds 60 of its {PER_HOST} entries")
+    assert ports(c.discover("N000")) == {30000, 30001}
+    assert c.register(("OTHER",), 1, interface="127.0.0.2")
+
+
 @modes
 def test_sigterm_and_sigint_stop_cleanly(daemons, tmp_path, mode):
     for signum, first in [(signal.SIGTERM, "INFO:{}:terminating"),
