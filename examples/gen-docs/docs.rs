@@ -274,6 +274,58 @@ fn classic_sections() -> (Vec<Paragraph>, Vec<Section>) {
     (description, sections)
 }
 
+/// The registry's limits, from the values the daemon uses.
+fn registry_limits() -> Vec<Paragraph> {
+    use rpycd::registry::{budget, table, tcp};
+    let replies = budget::Limits::default();
+    let entries = table::Limits::default();
+    vec![
+        text([roman(
+            "Anyone who can reach the registry can register, and over UDP a request's \
+             source address can be forged, so the registry bounds what any one source \
+             gets and holds:",
+        )]),
+        tagged(
+            [bold("Replies over UDP")],
+            [roman(format!(
+                "A source gets back at most {} times the bytes it sent, plus {} KiB when it \
+                 is new or has been silent for {} seconds, drawn from {} KiB shared by all \
+                 sources and refilled at {} bytes a second. A QUERY or LIST answer that does \
+                 not fit is cut to the servers or names that do, so a client that asks for \
+                 large lists again and again gets shorter ones. Over TCP, where addresses \
+                 cannot be forged, answers are not cut.",
+                replies.ratio,
+                replies.source_burst / 1024,
+                replies.renewal.as_secs(),
+                replies.pool_burst / 1024,
+                replies.pool_rate,
+            ))],
+        ),
+        tagged(
+            [bold("Registrations")],
+            [roman(format!(
+                "At most {} entries (a name at a port) per source address and {} in all; a \
+                 registration that would pass a limit is refused whole, with no OK and a \
+                 warning in the log. The last {} entries are kept for hosts that hold entries \
+                 or unregistered within the pruning timeout (a server restarting), up to {} \
+                 each, so a flood of new sources cannot lock out servers registered before it.",
+                entries.per_host, entries.total, entries.reserved, entries.reserved_per_host,
+            ))],
+        ),
+        tagged(
+            [bold("TCP connections")],
+            [roman(format!(
+                "At most {} connections waiting for their request, {} of them from one \
+                 address; when all are taken, a connection from a less busy address closes \
+                 the oldest one of the busiest. A connection has {} seconds to send its request.",
+                tcp::MAX_CLIENTS,
+                tcp::MAX_PER_SOURCE,
+                tcp::REQUEST_DEADLINE.as_secs(),
+            ))],
+        ),
+    ]
+}
+
 fn registry_sections() -> (Vec<Paragraph>, Vec<Section>) {
     let description = vec![
         text([roman(
@@ -302,6 +354,10 @@ fn registry_sections() -> (Vec<Paragraph>, Vec<Section>) {
     ));
     environment.extend(systemd_environment());
     let sections = vec![
+        Section {
+            title: "LIMITS",
+            paragraphs: registry_limits(),
+        },
         Section {
             title: "ENVIRONMENT",
             paragraphs: environment,

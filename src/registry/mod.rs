@@ -3,11 +3,14 @@
 //! `rpyc/utils/registry.py`). [`protocol`] is the wire format, shared by the
 //! registry server and the registrar that `rpyc-classic --register` runs.
 
+pub mod budget;
+pub mod fuzz_checks;
 pub mod protocol;
 pub mod registrar;
 pub mod server;
 pub mod service;
 pub mod sockets;
+pub mod source;
 pub mod table;
 pub mod tcp;
 pub mod throttle;

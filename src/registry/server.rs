@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use thiserror::Error;
 
+use super::budget::{Limits as BudgetLimits, ReplyBudget};
 use super::protocol::{Request, MAX_LIST_REPLY};
 use super::service::Registry;
 use super::sockets::{mode_name, SocketError, Sockets};
@@ -117,6 +118,7 @@ fn serve(
     sockets.set_nonblocking()?;
     let mut clients = Clients::default();
     let mut buffer = vec![0u8; MAX_DATAGRAM];
+    let mut budget = ReplyBudget::new(BudgetLimits::default(), Instant::now());
     notifier.ready(&registry.status());
     let watchdog = notifier.watchdog_interval();
     let mut last_ping = Instant::now();
@@ -168,7 +170,9 @@ fn serve(
         clients.serve(&ready[1], registry);
         for &index in &ready[0] {
             match &sockets {
-                Sockets::Udp(list) => serve_datagrams(&list[index], registry, &mut buffer),
+                Sockets::Udp(list) => {
+                    serve_datagrams(&list[index], registry, &mut budget, &mut buffer)
+                }
                 Sockets::Tcp(list) => clients.accept(&list[index], registry, BATCH),
             }
         }
@@ -234,8 +238,14 @@ fn wait_for(
 }
 
 /// Answers the datagrams waiting on `socket`, each through the same socket,
-/// so that the reply comes from the port the client wrote to.
-fn serve_datagrams(socket: &UdpSocket, registry: &Registry, buffer: &mut [u8]) {
+/// so that the reply comes from the port the client wrote to, and within
+/// what the source's [`ReplyBudget`] allows.
+fn serve_datagrams(
+    socket: &UdpSocket,
+    registry: &Registry,
+    budget: &mut ReplyBudget,
+    buffer: &mut [u8],
+) {
     for _ in 0..BATCH {
         let (length, peer) = match socket.recv_from(buffer) {
             Ok(received) => received,
@@ -248,7 +258,9 @@ fn serve_datagrams(socket: &UdpSocket, registry: &Registry, buffer: &mut [u8]) {
         };
         match Request::decode(data) {
             Ok(request) => {
-                if let Some(reply) = registry.answer(request, peer, MAX_LIST_REPLY) {
+                let allowed = budget.admit(peer.ip(), length, Instant::now());
+                if let Some(reply) = registry.answer(request, peer, MAX_LIST_REPLY, allowed) {
+                    budget.spend(peer.ip(), reply.len());
                     // a client that went away is no concern of the registry's
                     let _ = socket.send_to(&reply, peer);
                 }

@@ -12,6 +12,7 @@ use super::table::{Endpoint, Limits, Removed, Table};
 use super::throttle::Throttle;
 use crate::daemon::log::{Flood, Logger};
 use crate::daemon::notify::Notifier;
+use crate::protocol::brine;
 use crate::sync::lock;
 
 /// At most one warning per source address in this long.
@@ -52,8 +53,17 @@ impl Registry {
     }
 
     /// The reply to send back to `peer`, if any. `list_limit` is what the
-    /// transport's client reads of a LIST reply.
-    pub fn answer(&self, request: Request, peer: SocketAddr, list_limit: usize) -> Option<Vec<u8>> {
+    /// transport's client reads of a LIST reply; `budget` the most bytes the
+    /// reply may take (see [`super::budget`]): a list is cut to the items
+    /// that fit, and a reply of which nothing fits is not sent, as silence
+    /// tells an rpyc client no less than an empty answer.
+    pub fn answer(
+        &self,
+        request: Request,
+        peer: SocketAddr,
+        list_limit: usize,
+        budget: usize,
+    ) -> Option<Vec<u8>> {
         let host = || peer.ip().to_string();
         let now = Instant::now();
         let mut table = lock(&self.table);
@@ -88,7 +98,7 @@ impl Registry {
             }
             Request::Unregister { port } => {
                 let endpoint = (host(), port);
-                let removed = table.unregister(&endpoint);
+                let removed = table.unregister(&endpoint, now);
                 if !removed.is_empty() {
                     self.log.limited(Flood::Unregistered).info(format_args!(
                         "unregistering {} as {}",
@@ -101,22 +111,24 @@ impl Registry {
             Request::Query { name } => {
                 let (endpoints, pruned) = table.query(&name, now);
                 self.log_removed(&pruned, "pruning stale");
-                Some(endpoints_reply(&endpoints, MAX_MESSAGE))
+                let reply = endpoints_reply(&endpoints, MAX_MESSAGE.min(budget));
+                whole_or_some(reply, !endpoints.is_empty())
             }
             Request::List { filter_host } => {
                 if self.listing {
                     // rpyc lists names whose servers are long gone; we do not
-                    let pruned = table.prune(now);
+                    let pruned = table.prune_if_due(now);
                     self.log_removed(&pruned, "pruning stale");
                     let names = table.names(filter_host.as_deref());
-                    Some(names_reply(Some(&names), list_limit))
+                    let reply = names_reply(Some(&names), list_limit.min(budget));
+                    whole_or_some(reply, !names.is_empty())
                 } else {
                     Some(names_reply(None, list_limit))
                 }
             }
         };
         self.report(&table);
-        reply
+        reply.filter(|reply| reply.len() <= budget)
     }
 
     /// Logs a request that gets no answer.
@@ -185,6 +197,11 @@ impl Registry {
             self.notifier.status(&status_text(counts.0, counts.1));
         }
     }
+}
+
+/// `None` for a list reply cut to nothing when there was something to say.
+fn whole_or_some(reply: Vec<u8>, had_items: bool) -> Option<Vec<u8>> {
+    (!had_items || reply != [brine::TAG_EMPTY_TUPLE]).then_some(reply)
 }
 
 fn status_text(names: usize, entries: usize) -> String {

@@ -6,6 +6,13 @@
 //! Unlike rpyc's, the table is bounded: one source host holds at most
 //! [`Limits::per_host`] entries (name × port) and the whole table at most
 //! [`Limits::total`], so a flood of registrations cannot grow it forever.
+//! UDP sources can be forged, so many "hosts" may flood at once: the last
+//! [`Limits::reserved`] entries are kept for hosts the registry already
+//! knows (holding entries, or having held some within the timeout), each up
+//! to [`Limits::reserved_per_host`]. A flood of new sources stops short of
+//! them, and a server registered before it can still come back after a
+//! restart. Entries are never taken from one host for another: what a
+//! flood holds, it holds until it stops refreshing and the timeout prunes it.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -18,16 +25,24 @@ pub type Endpoint = (String, u16);
 pub struct Limits {
     pub per_host: usize,
     pub total: usize,
+    /// The top of the table, kept for known hosts.
+    pub reserved: usize,
+    /// What a known host may hold once the table is into its reserve.
+    pub reserved_per_host: usize,
 }
 
 impl Default for Limits {
-    /// Far beyond what real hosts register (a handful of names each), small
-    /// enough that a full table stays in the tens of megabytes even with
-    /// 1500-byte names.
+    /// A host registers a handful of names (a classic server two, a few
+    /// hosted services a few more): 64 is far beyond that, and it takes 192
+    /// forged sources rather than 16 to reach the reserve. The whole table
+    /// stays in the tens of megabytes even with 1500-byte names. The
+    /// reserve holds 512 known hosts coming back with 8 names each.
     fn default() -> Limits {
         Limits {
-            per_host: 1024,
+            per_host: 64,
             total: 16384,
+            reserved: 4096,
+            reserved_per_host: 8,
         }
     }
 }
@@ -59,6 +74,26 @@ pub enum Refused {
     },
     #[error("the registry already holds {held} of its {limit} entries")]
     TableFull { held: usize, limit: usize },
+    #[error(
+        "the registry holds {held} of its {limit} entries and keeps the rest \
+         for hosts already registered (up to {per_host} entries each; {host} holds {host_held})"
+    )]
+    Reserved {
+        host: String,
+        host_held: usize,
+        held: usize,
+        limit: usize,
+        per_host: usize,
+    },
+}
+
+/// What the table knows of a source host.
+#[derive(Debug, Clone, Copy)]
+struct Host {
+    held: usize,
+    /// When it last registered or lost its last entry: a host with none
+    /// left is still known for a timeout after that.
+    last: Instant,
 }
 
 struct Service {
@@ -72,23 +107,32 @@ struct Service {
 
 pub struct Table {
     services: HashMap<String, Service>,
-    per_host: HashMap<String, usize>,
+    hosts: HashMap<String, Host>,
+    /// Hosts holding nothing, remembered as known.
+    departed: usize,
     total: usize,
     next_seq: u64,
     timeout: Duration,
     limits: Limits,
+    last_prune: Option<Instant>,
 }
+
+/// Entries outlive their timeout by at most this much for want of a prune;
+/// the timeout is a whole number of seconds, at least one.
+pub const PRUNE_AT_MOST_EVERY: Duration = Duration::from_secs(1);
 
 impl Table {
     /// `timeout`: how long an entry lives after its last registration.
     pub fn new(timeout: Duration, limits: Limits) -> Table {
         Table {
             services: HashMap::new(),
-            per_host: HashMap::new(),
+            hosts: HashMap::new(),
+            departed: 0,
             total: 0,
             next_seq: 0,
             timeout,
             limits,
+            last_prune: None,
         }
     }
 
@@ -116,10 +160,13 @@ impl Table {
             .cloned()
             .collect();
         let mut pruned = Vec::new();
-        if self.check_room(&endpoint.0, fresh.len()).is_err() {
+        if self.check_room(&endpoint.0, fresh.len(), now).is_err() {
             // stale entries must not count against a host that came back
-            pruned = self.prune(now);
-            self.check_room(&endpoint.0, fresh.len())?;
+            pruned = self.prune_if_due(now);
+            self.check_room(&endpoint.0, fresh.len(), now)?;
+        }
+        if let Some(host) = self.hosts.get_mut(&endpoint.0) {
+            host.last = now;
         }
         for name in &names {
             match self.position(name, endpoint) {
@@ -137,8 +184,9 @@ impl Table {
         })
     }
 
-    /// UNREGISTER: removes `endpoint` from every name; returns the names it had.
-    pub fn unregister(&mut self, endpoint: &Endpoint) -> Vec<String> {
+    /// UNREGISTER: removes `endpoint` from every name; returns the names it
+    /// had. The host stays known for a timeout: it is likely to come back.
+    pub fn unregister(&mut self, endpoint: &Endpoint, now: Instant) -> Vec<String> {
         let mut removed: Vec<(u64, String)> = Vec::new();
         self.services.retain(|name, service| {
             let before = service.endpoints.len();
@@ -149,6 +197,9 @@ impl Table {
             !service.endpoints.is_empty()
         });
         self.forget(&endpoint.0, removed.len());
+        if let Some(host) = self.hosts.get_mut(&endpoint.0) {
+            host.last = now;
+        }
         removed.sort();
         removed.into_iter().map(|(_, name)| name).collect()
     }
@@ -216,8 +267,24 @@ impl Table {
         names.into_iter().map(|(_, name)| name.clone()).collect()
     }
 
+    /// [`Table::prune`], unless the last one was less than
+    /// [`PRUNE_AT_MOST_EVERY`] ago: for requests that want the table pruned
+    /// (LIST, a REGISTER that finds no room), which a flood can send by the
+    /// thousand a second, and a prune walks the whole table.
+    pub fn prune_if_due(&mut self, now: Instant) -> Vec<Removed> {
+        let due = self
+            .last_prune
+            .is_none_or(|last| now.saturating_duration_since(last) >= PRUNE_AT_MOST_EVERY);
+        if due {
+            self.prune(now)
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Drops every entry not refreshed within the timeout.
     pub fn prune(&mut self, now: Instant) -> Vec<Removed> {
+        self.last_prune = Some(now);
         let timeout = self.timeout;
         let mut ordered: Vec<(u64, Removed)> = Vec::new();
         self.services.retain(|name, service| {
@@ -238,13 +305,20 @@ impl Table {
         });
         // a stable order for the log, whatever the hash map's
         ordered.sort_by_key(|(seq, _)| *seq);
-        ordered
+        let removed = ordered
             .into_iter()
             .map(|(_, gone)| {
                 self.forget(&gone.endpoint.0, 1);
                 gone
             })
-            .collect()
+            .collect();
+        if self.departed > 0 {
+            let before = self.hosts.len();
+            self.hosts
+                .retain(|_, host| host.held > 0 || !is_stale(host.last, now, timeout));
+            self.departed -= before - self.hosts.len();
+        }
+        removed
     }
 
     fn position(&self, name: &str, endpoint: &Endpoint) -> Option<usize> {
@@ -255,8 +329,9 @@ impl Table {
             .position(|(held, _)| held == endpoint)
     }
 
-    fn check_room(&self, host: &str, adding: usize) -> Result<(), Refused> {
-        let held = self.per_host.get(host).copied().unwrap_or(0);
+    fn check_room(&self, host: &str, adding: usize, now: Instant) -> Result<(), Refused> {
+        let known = self.hosts.get(host);
+        let held = known.map_or(0, |known| known.held);
         if held + adding > self.limits.per_host {
             return Err(Refused::HostFull {
                 host: host.to_owned(),
@@ -268,6 +343,21 @@ impl Table {
             return Err(Refused::TableFull {
                 held: self.total,
                 limit: self.limits.total,
+            });
+        }
+        let open = self.limits.total.saturating_sub(self.limits.reserved);
+        let is_known =
+            known.is_some_and(|known| known.held > 0 || !is_stale(known.last, now, self.timeout));
+        if self.total + adding > open
+            && adding > 0
+            && !(is_known && held + adding <= self.limits.reserved_per_host)
+        {
+            return Err(Refused::Reserved {
+                host: host.to_owned(),
+                host_held: held,
+                held: self.total,
+                limit: self.limits.total,
+                per_host: self.limits.reserved_per_host,
             });
         }
         Ok(())
@@ -286,21 +376,40 @@ impl Table {
             })
             .endpoints
             .push((endpoint.clone(), now));
-        *self.per_host.entry(endpoint.0.clone()).or_insert(0) += 1;
+        match self.hosts.get_mut(&endpoint.0) {
+            Some(host) => {
+                if host.held == 0 {
+                    self.departed = self.departed.saturating_sub(1);
+                }
+                host.held += 1;
+                host.last = now;
+            }
+            None => {
+                self.hosts
+                    .insert(endpoint.0.clone(), Host { held: 1, last: now });
+            }
+        }
         self.total += 1;
     }
 
-    /// Counts `gone` entries of `host` out.
+    /// Counts `gone` entries of `host` out. A host left with none is
+    /// remembered for a timeout after it was last heard (see
+    /// [`Limits::reserved`]), but only so many of them: past
+    /// [`Limits::reserved`] departed hosts, all are forgotten.
     fn forget(&mut self, host: &str, gone: usize) {
         if gone == 0 {
             return;
         }
         self.total = self.total.saturating_sub(gone);
-        if let Some(held) = self.per_host.get_mut(host) {
-            *held = held.saturating_sub(gone);
-            if *held == 0 {
-                self.per_host.remove(host);
+        if let Some(known) = self.hosts.get_mut(host) {
+            known.held = known.held.saturating_sub(gone);
+            if known.held == 0 {
+                self.departed += 1;
             }
+        }
+        if self.departed > self.limits.reserved {
+            self.hosts.retain(|_, known| known.held > 0);
+            self.departed = 0;
         }
     }
 }
@@ -385,12 +494,12 @@ mod tests {
         table
             .register(&ep("10.0.0.2", 1), &names(&["Y"]), t0)
             .expect("room");
-        assert_eq!(table.unregister(&a), names(&["X", "Y"]));
-        assert_eq!(table.unregister(&a), Vec::<String>::new());
+        assert_eq!(table.unregister(&a, t0), names(&["X", "Y"]));
+        assert_eq!(table.unregister(&a, t0), Vec::<String>::new());
         assert_eq!(table.query("X", t0).0, vec![ep("10.0.0.1", 2)]);
         assert_eq!(table.query("Y", t0).0, vec![ep("10.0.0.2", 1)]);
         assert_eq!(table.counts(), (2, 2));
-        table.unregister(&ep("10.0.0.1", 2));
+        table.unregister(&ep("10.0.0.1", 2), t0);
         assert_eq!(table.names(None), names(&["Y"]));
     }
 
@@ -430,7 +539,7 @@ mod tests {
             ]
         );
         assert_eq!(table.counts(), (0, 0));
-        assert!(table.per_host.is_empty());
+        assert!(table.hosts.values().all(|host| host.held == 0));
     }
 
     #[test]
@@ -456,6 +565,8 @@ mod tests {
             Limits {
                 per_host: 3,
                 total: 100,
+                reserved: 0,
+                reserved_per_host: 0,
             },
         );
         let a = ep("10.0.0.1", 1);
@@ -494,6 +605,8 @@ mod tests {
             Limits {
                 per_host: 10,
                 total: 4,
+                reserved: 0,
+                reserved_per_host: 0,
             },
         );
         for host in 0..4 {
@@ -505,9 +618,117 @@ mod tests {
             table.register(&ep("10.0.0.9", 1), &names(&["S"]), t0),
             Err(Refused::TableFull { held: 4, limit: 4 })
         );
-        table.unregister(&ep("10.0.0.0", 1));
+        table.unregister(&ep("10.0.0.0", 1), t0);
         assert!(table
             .register(&ep("10.0.0.9", 1), &names(&["S"]), t0)
             .is_ok());
+    }
+
+    #[test]
+    fn the_reserve_is_kept_for_hosts_already_known() {
+        let t0 = Instant::now();
+        let mut table = Table::new(
+            TIMEOUT,
+            Limits {
+                per_host: 5,
+                total: 20,
+                reserved: 8,
+                reserved_per_host: 3,
+            },
+        );
+        let real = ep("10.0.1.1", 18812);
+        table
+            .register(&real, &names(&["REAL", "R2"]), t0)
+            .expect("room");
+        // a flood of new hosts stops where the reserve begins
+        let flood = names(&["A", "B", "C", "D", "E"]);
+        let admitted = (0..10)
+            .filter(|host| {
+                table
+                    .register(&ep(&format!("10.0.0.{host}"), 1), &flood, t0)
+                    .is_ok()
+            })
+            .count();
+        assert_eq!((admitted, table.counts().1), (2, 12));
+        assert_eq!(
+            table.register(&ep("10.0.2.2", 1), &names(&["NEW"]), t0),
+            Err(Refused::Reserved {
+                host: "10.0.2.2".into(),
+                host_held: 0,
+                held: 12,
+                limit: 20,
+                per_host: 3
+            })
+        );
+        // a known host may add, up to its share of the reserve
+        assert_eq!(
+            table.register(&real, &names(&["REAL", "MORE"]), t0),
+            added(&["MORE"])
+        );
+        assert!(matches!(
+            table.register(&ep("10.0.1.1", 2), &names(&["X"]), t0),
+            Err(Refused::Reserved { host_held: 3, .. })
+        ));
+        // and come back after unregistering, as a restarted server does
+        assert_eq!(table.unregister(&real, at(t0, 1)).len(), 3);
+        assert_eq!(
+            table.register(&real, &names(&["REAL", "R2", "MORE"]), at(t0, 2)),
+            added(&["REAL", "R2", "MORE"])
+        );
+        // a host gone for longer than the timeout is forgotten
+        table.unregister(&real, at(t0, 3));
+        table.prune(at(t0, 300));
+        assert_eq!(table.counts(), (0, 0));
+        assert!(table.hosts.is_empty());
+        assert_eq!(table.departed, 0);
+    }
+
+    #[test]
+    fn departed_hosts_are_remembered_only_so_many() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            per_host: 5,
+            total: 100,
+            reserved: 4,
+            reserved_per_host: 3,
+        };
+        let mut table = Table::new(TIMEOUT, limits);
+        for host in 0..50 {
+            let endpoint = ep(&format!("10.0.0.{host}"), 1);
+            table.register(&endpoint, &names(&["S"]), t0).expect("room");
+            table.unregister(&endpoint, t0);
+            assert!(table.departed <= limits.reserved);
+            assert!(table.hosts.len() <= limits.reserved + 1);
+        }
+    }
+
+    #[test]
+    fn a_refused_registration_prunes_at_most_once_a_second() {
+        let t0 = Instant::now();
+        let limits = Limits {
+            per_host: 5,
+            total: 1,
+            reserved: 0,
+            reserved_per_host: 0,
+        };
+        let mut table = Table::new(TIMEOUT, limits);
+        table
+            .register(&ep("10.0.0.1", 1), &names(&["A"]), t0)
+            .expect("room");
+        let full = Err(Refused::TableFull { held: 1, limit: 1 });
+        let try_at = |table: &mut Table, host: &str, millis: u64| {
+            table.register(
+                &ep(host, 1),
+                &names(&["B"]),
+                t0 + Duration::from_millis(millis),
+            )
+        };
+        // A is live: a prune finds nothing
+        assert_eq!(try_at(&mut table, "10.0.0.2", 240_000), full);
+        // A is stale now, but the table was pruned half a second ago
+        assert_eq!(try_at(&mut table, "10.0.0.3", 240_500), full);
+        // a second on, it is pruned again
+        let registered = try_at(&mut table, "10.0.0.4", 241_000).expect("room once pruned");
+        assert_eq!(registered.pruned.len(), 1);
     }
 }

@@ -9,7 +9,13 @@
 //! without waiting for the answer, then may query at once. Answering on the
 //! loop's thread, each connection's bytes read as soon as it is accepted,
 //! keeps requests in the order clients sent them, as rpyc's server does.
+//!
+//! One source address may hold at most [`MAX_PER_SOURCE`] of the slots, and
+//! when every slot is taken a newcomer takes the oldest slot of the source
+//! holding the most, if that source holds more than the newcomer's would:
+//! however the slots are spread, another source gets in.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
@@ -17,10 +23,15 @@ use std::time::{Duration, Instant};
 
 use super::protocol::{Request, RequestError, MAX_MESSAGE};
 use super::service::{peer_text, Registry};
+use super::source::Source;
 use crate::protocol::brine::DecodeError;
 
-/// Connections waiting for their request at once; more are closed on arrival.
+/// Connections waiting for their request at once.
 pub const MAX_CLIENTS: usize = 256;
+/// Of those, connections from one source: an eighth. A query is one short
+/// connection, answered as soon as its bytes arrive, so even a busy host
+/// (or many clients behind one address) rarely has more than a few waiting.
+pub const MAX_PER_SOURCE: usize = 32;
 /// How long a client has to send its whole request after connecting.
 pub const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
@@ -85,14 +96,7 @@ impl Clients {
                     return;
                 }
             };
-            if self.waiting.len() >= MAX_CLIENTS {
-                registry.warn(
-                    peer.ip(),
-                    format_args!(
-                        "refusing {}: already waiting for {MAX_CLIENTS} requests",
-                        peer_text(peer)
-                    ),
-                );
+            if !self.make_room(peer, registry) {
                 continue;
             }
             if stream.set_nonblocking(true).is_err() {
@@ -107,6 +111,67 @@ impl Clients {
             let outcome = client.read();
             if let Some(client) = finish(client, outcome, registry) {
                 self.waiting.push(client);
+            }
+        }
+    }
+
+    /// Whether a connection from `peer` may wait: within its source's share,
+    /// and with a slot free or freed from the busiest source.
+    fn make_room(&mut self, peer: SocketAddr, registry: &Registry) -> bool {
+        let source = Source::from(peer.ip());
+        let mut counts: HashMap<Source, usize> = HashMap::new();
+        for client in &self.waiting {
+            *counts.entry(Source::from(client.peer.ip())).or_default() += 1;
+        }
+        let held = counts.get(&source).copied().unwrap_or(0);
+        if held >= MAX_PER_SOURCE {
+            registry.warn(
+                peer.ip(),
+                format_args!(
+                    "refusing {}: {held} connections from that address are already waiting",
+                    peer_text(peer)
+                ),
+            );
+            return false;
+        }
+        if self.waiting.len() < MAX_CLIENTS {
+            return true;
+        }
+        // the busiest source, the lowest address among equals: a stable choice
+        let busiest = counts
+            .iter()
+            .max_by_key(|(source, count)| (**count, std::cmp::Reverse(**source)))
+            .map(|(source, count)| (*source, *count));
+        match busiest {
+            Some((busiest, count)) if count > held + 1 => {
+                // the oldest: the one closest to its deadline anyway
+                if let Some(index) = self
+                    .waiting
+                    .iter()
+                    .position(|client| Source::from(client.peer.ip()) == busiest)
+                {
+                    let evicted = self.waiting.remove(index);
+                    registry.warn(
+                        evicted.peer.ip(),
+                        format_args!(
+                            "closing {}: all {MAX_CLIENTS} slots taken, {count} of them from \
+                             that address, and {} waits",
+                            peer_text(evicted.peer),
+                            peer_text(peer)
+                        ),
+                    );
+                }
+                true
+            }
+            _ => {
+                registry.warn(
+                    peer.ip(),
+                    format_args!(
+                        "refusing {}: already waiting for {MAX_CLIENTS} requests",
+                        peer_text(peer)
+                    ),
+                );
+                false
             }
         }
     }
@@ -132,7 +197,8 @@ fn finish(
         Ok(None) => return Some(client),
         Ok(Some(request)) => {
             // rpyc's TCP client reads one recv of up to MAX_MESSAGE bytes
-            if let Some(reply) = registry.answer(request, peer, MAX_MESSAGE) {
+            // a TCP peer's address is not forged: no reply budget
+            if let Some(reply) = registry.answer(request, peer, MAX_MESSAGE, usize::MAX) {
                 // a fresh connection's send buffer holds far more than a
                 // reply; a client that cannot take it gets nothing
                 if let Err(error) = client.stream.write_all(&reply) {

@@ -17,8 +17,24 @@ from rpyc.utils.factory import ForbiddenError
 from rpyc.utils.registry import TCPRegistryClient, UDPRegistryClient
 
 from conftest import binary, free_udp_and_tcp_port as free_port, server_env, wait_until
+from reliability import record
 
 HOST = "127.0.0.1"
+# The registry's limits, as its documentation states them: entries per source
+# host and in all; the top quarter of the table is kept for hosts already
+# registered; over UDP a source gets back at most REPLY_RATIO times the bytes
+# it sent, plus SOURCE_BURST, and all sources together at most POOL_BURST
+# plus POOL_RATE bytes a second beyond their REPLY_RATIO.
+PER_HOST = 64
+TABLE = 16384
+RESERVED = TABLE // 4
+REPLY_RATIO = 4
+SOURCE_BURST = 4096
+POOL_BURST = 16384
+POOL_RATE = 1024
+# Over TCP, connections waiting for their request: from one source, and in all.
+PER_SOURCE_CONNECTIONS = 32
+CONNECTIONS = 256
 
 
 def registry(daemons, tmp_path, mode="UDP", *args, env=None, log=None):
@@ -216,9 +232,9 @@ def test_malformed_tcp_requests_are_dropped(daemons, tmp_path):
 def test_query_replies_fit_what_rpyc_reads(daemons, tmp_path, mode):
     daemon, port = registry(daemons, tmp_path, mode)
     c = client(mode, port)
-    # 300 servers of one name: about 5 kB of endpoints
-    for p in range(20000, 20300):
-        assert c.register(("BIG",), p)
+    # 300 servers of one name (50 on each of six hosts): about 5 kB of endpoints
+    for n, p in enumerate(range(20000, 20300)):
+        assert c.register(("BIG",), p, interface=f"127.0.0.{10 + n // 50}")
     found = c.discover("BIG")
     assert 50 < len(found) < 300
     assert [p for _, p in found] == list(range(20000, 20000 + len(found)))
@@ -231,7 +247,7 @@ def test_list_replies_fit_what_rpyc_reads(daemons, tmp_path, mode):
     # 200 names of 14 bytes each in brine: about 2.8 kB
     names = tuple(f"SERVICE-{i:04}" for i in range(200))
     for start in range(0, len(names), 50):
-        assert c.register(names[start:start + 50], 18812 + start)
+        assert c.register(names[start:start + 50], 18812 + start, interface=f"127.0.0.{10 + start // 50}")
     listed = c.list()
     if mode == "UDP":
         # rpyc's UDP client reads up to 15000 bytes of a LIST reply
@@ -243,22 +259,34 @@ def test_list_replies_fit_what_rpyc_reads(daemons, tmp_path, mode):
 
 def test_a_registration_flood_is_capped_per_host(daemons, tmp_path):
     daemon, port = registry(daemons, tmp_path, "UDP", "-l")
-    batch = tuple(f"N{i:03}" for i in range(200))
+    batch = tuple(f"N{i:03}" for i in range(30))
     answers = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.settimeout(5)
-        for p in range(30000, 30005):  # 1000 entries: all fit
+        for p in range(30000, 30002):  # 60 entries: all fit
             sock.sendto(request("REGISTER", (batch, p)), (HOST, port))
             answers.append(brine.load(sock.recvfrom(1500)[0]))
-        # 1200 would not: refused whole, and not acknowledged
-        sock.sendto(request("REGISTER", (batch, 30005)), (HOST, port))
-    assert answers == ["OK"] * 5
-    daemon.wait_log(f"refusing to register {HOST}:30005")
-    daemon.wait_log("already holds 1000 of its 1024 entries")
+        # 90 would not: refused whole, and not acknowledged
+        sock.sendto(request("REGISTER", (batch, 30002)), (HOST, port))
+    assert answers == ["OK"] * 2
+    daemon.wait_log(f"refusing to register {HOST}:30002")
+    daemon.wait_log(f"already holds 60 of its {PER_HOST} entries")
     c = client("UDP", port)
-    assert 30005 not in ports(c.discover("N000"))
-    assert len(c.discover("N199")) == 5
+    assert 30002 not in ports(c.discover("N000"))
+    assert len(c.discover("N029")) == 2
     # another host is not affected
+    assert c.register(("OTHER",), 1, interface="127.0.0.2")
+
+
+def test_the_per_host_cap_holds_over_tcp_too(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "TCP")
+    c = client("TCP", port)
+    batch = tuple(f"N{i:03}" for i in range(30))
+    assert c.register(batch, 30000) and c.register(batch, 30001)
+    # refused: the connection closes without an answer
+    assert not c.register(batch, 30002)
+    daemon.wait_log(f"already holds 60 of its {PER_HOST} entries")
+    assert ports(c.discover("N000")) == {30000, 30001}
     assert c.register(("OTHER",), 1, interface="127.0.0.2")
 
 
@@ -389,3 +417,230 @@ def test_socket_activation_of_the_wrong_kind_is_an_error(daemons, tmp_path, kind
         assert daemon.wait() == 69
     message = daemon.log()
     assert f"systemd passed fd 3, {found}, but -m {mode} needs" in message, message
+
+
+# Hostile sources: reflection, spoofed registration floods, connection hogs.
+# Other sources are other loopback addresses (127.0.0.0/8 is all loopback).
+
+
+def udp_from(source, port, data, timeout=2.0):
+    """One datagram from `source` and the registry's raw answer."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.settimeout(timeout)
+        sock.sendto(data, (HOST, port))
+        return sock.recvfrom(65536)[0]
+
+
+def fill_for_reflection(port):
+    """200 servers of BIG and 200 names, from sources other than the ones
+    that measure (each within the per-host cap)."""
+    for n, source in enumerate(f"127.0.0.{i}" for i in range(10, 14)):
+        for p in range(50):
+            assert brine.load(udp_from(source, port, request("REGISTER", (("BIG",), 20000 + 50 * n + p)))) == "OK"
+    names = [f"SERVICE-{i:04}" for i in range(200)]
+    for n, source in enumerate(f"127.0.0.{i}" for i in range(20, 24)):
+        assert brine.load(udp_from(source, port, request("REGISTER", (tuple(names[50 * n:50 * n + 50]), 18812)))) == "OK"
+    # LIST answers in the order names first appeared
+    return ("BIG", *names)
+
+
+def reflect(port, source, data, count, deadline=30.0):
+    """Sends `data` up to `count` times from `source`, each after the last
+    answer (or half a second of silence); returns bytes in, bytes out and
+    the answers."""
+    sent = received = 0
+    answers = []
+    end = time.monotonic() + deadline
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source, 0))
+        sock.settimeout(0.5)
+        for _ in range(count):
+            if time.monotonic() > end:
+                break
+            sock.sendto(data, (HOST, port))
+            sent += len(data)
+            try:
+                reply = sock.recvfrom(65536)[0]
+            except socket.timeout:
+                continue
+            received += len(reply)
+            answers.append(brine.load(reply))
+    return sent, received, answers
+
+
+def test_udp_replies_to_one_source_stay_within_a_multiple_of_its_requests(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "UDP", "-l")
+    names = fill_for_reflection(port)
+    query = request("QUERY", ("BIG",))
+    listing = request("LIST", ((None,),))
+    q_in, q_out, q_answers = reflect(port, "127.0.0.5", query, 300)
+    l_in, l_out, l_answers = reflect(port, "127.0.0.6", listing, 300)
+    # every answer is whole and true, if shorter than the full one
+    assert len(q_answers) == 300 and len(l_answers) == 300
+    for answer in q_answers:
+        assert 1 <= len(answer) and all(p in range(20000, 20200) for _, p in answer)
+    for answer in l_answers:
+        assert answer == names[:len(answer)]
+    # the first answers draw on the source's burst: a whole list, as rpyc reads it
+    assert l_answers[0] == names
+    assert q_out <= REPLY_RATIO * q_in + SOURCE_BURST, (q_in, q_out, q_out / q_in)
+    assert l_out <= REPLY_RATIO * l_in + SOURCE_BURST, (l_in, l_out, l_out / l_in)
+    # the stock clients, from a source of their own, still get whole answers
+    # while its burst lasts, then what their requests earn, cut to what fits
+    c = client("UDP", port)
+    assert c.list() == names
+    assert len(c.discover("BIG")) > 4
+    assert rpyc.discover("BIG", registrar=c)
+    listed = rpyc.list_services(registrar=c)
+    assert listed and listed == names[:len(listed)]
+    q_ratio, l_ratio = q_out / q_in, l_out / l_in
+    record("registry UDP reflection, one source",
+           "200 servers under one name and 200 names (--listing); 300 QUERYs, then 300 LISTs, "
+           "each from one source, answer by answer",
+           f"bytes out per byte in: QUERY x{q_ratio:.1f}, LIST x{l_ratio:.1f} "
+           f"(bound x{REPLY_RATIO} plus {SOURCE_BURST} bytes)",
+           query_in=q_in, query_out=q_out, list_in=l_in, list_out=l_out,
+           query_ratio=round(q_ratio, 2), list_ratio=round(l_ratio, 2))
+
+
+def test_udp_replies_to_many_sources_share_one_burst(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "UDP", "-l")
+    names = fill_for_reflection(port)
+    listing = request("LIST", ((None,),))
+    sent = received = 0
+    start = time.monotonic()
+    # 150 fresh sources, one LIST each: as 150 spoofed victims would see it
+    for i in range(150):
+        data_in, data_out, answers = reflect(port, f"127.0.3.{i + 1}", listing, 1)
+        assert len(answers) == 1 and answers[0] == names[:len(answers[0])]
+        sent += data_in
+        received += data_out
+    elapsed = time.monotonic() - start
+    assert received <= REPLY_RATIO * sent + POOL_BURST + POOL_RATE * elapsed, (
+        sent, received, elapsed, received / sent)
+    record("registry UDP reflection, many sources",
+           "200 names (--listing); one LIST from each of 150 fresh source addresses",
+           f"bytes out per byte in: x{received / sent:.1f} over {elapsed:.1f} s "
+           f"(bound x{REPLY_RATIO} plus {POOL_BURST} bytes plus {POOL_RATE} bytes/s)",
+           sent=sent, received=received, seconds=round(elapsed, 2))
+
+
+def test_a_spoofed_registration_flood_leaves_room_for_real_servers(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "UDP", "-t", "6")
+    real = client("UDP", port)
+    assert real.register(("REAL",), 18812)
+    # 300 sources each registering its whole share, far more than the table
+    # holds, then 100 more with one name each to fill what is left
+    share = tuple(f"F{i:02}" for i in range(PER_HOST))
+    waves = [(request("REGISTER", (share, 40000)), [f"127.0.{1 + i // 200}.{1 + i % 200}" for i in range(300)]),
+             (request("REGISTER", (("ONE",), 40000)), [f"127.0.5.{1 + i}" for i in range(100)])]
+    admitted = []
+    for flood, sources in waves:
+        sockets = []
+        try:
+            for i, source in enumerate(sources):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(sock)
+                sock.bind((source, 0))
+                sock.setblocking(False)
+                sock.sendto(flood, (HOST, port))
+                if i % 50 == 49:
+                    # a round trip, so that the registry's queue never overflows
+                    assert real.discover("REAL") == ((HOST, 18812),)
+            assert real.discover("REAL") == ((HOST, 18812),)
+            acknowledged = 0
+            for sock in sockets:
+                try:
+                    acknowledged += brine.load(sock.recv(100)) == "OK"
+                except BlockingIOError:
+                    pass
+            admitted.append(acknowledged)
+        finally:
+            for sock in sockets:
+                sock.close()
+    # new sources stop at three quarters, exactly; the refused get no "OK", and a line
+    entries = admitted[0] * PER_HOST + admitted[1]
+    assert 1 + entries == TABLE - RESERVED, admitted
+    # (the first refusals; the log keeps a flood's lines to a rate)
+    daemon.wait_log("refusing to register 127.0.1.")
+    daemon.wait_log("keeps the rest for hosts already registered")
+    # the server that was there before: refreshed, and even back after
+    # unregistering (a restart), as the registrar and rpyc servers do
+    assert real.register(("REAL",), 18812)
+    real.unregister(18812)
+    assert real.register(("REAL", "MORE"), 18812)
+    assert rpyc.discover("REAL", registrar=real) == ((HOST, 18812),)
+    # a host new to the registry is refused while the flood holds: no "OK"
+    newcomer = client("UDP", port)
+    assert not newcomer.register(("NEW",), 1, interface="127.0.0.2")
+    record("registry UDP registration flood",
+           f"300 source addresses each registering {PER_HOST} names, then 100 one name each, "
+           f"into a {TABLE}-entry table",
+           f"{sum(admitted)} of 400 sources admitted ({entries} entries: the table up to its reserve), "
+           f"the rest refused; a server registered before the flood re-registered, came back after "
+           f"unregistering and was found; a new host refused until the flood expired",
+           admitted_sources=sum(admitted), admitted_entries=entries)
+    # the flood is not refreshed and expires; the real server, refreshed, stays
+    deadline = time.monotonic() + 30
+    while not newcomer.register(("NEW",), 1, interface="127.0.0.2"):
+        assert time.monotonic() < deadline, daemon.log()[-2000:]
+        assert real.register(("REAL", "MORE"), 18812)
+    assert real.discover("REAL") == ((HOST, 18812),)
+    assert newcomer.discover("NEW") == (("127.0.0.2", 1),)
+
+
+def connect_from(source, port, count):
+    """Up to `count` connections from `source` that say nothing."""
+    held = []
+    for _ in range(count):
+        held.append(socket.create_connection((HOST, port), timeout=5, source_address=(source, 0)))
+    return held
+
+
+def test_one_tcp_source_cannot_hold_every_slot(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "TCP")
+    c = client("TCP", port)
+    assert c.register(("FOO",), 12345)
+    held = connect_from("127.0.0.2", port, 300)
+    try:
+        start = time.monotonic()
+        assert c.discover("FOO") == ((HOST, 12345),)
+        assert c.register(("BAR",), 12346)
+        assert time.monotonic() - start < 1.0
+        daemon.wait_log("refusing 127.0.0.2:")
+        # the source's own connections beyond its share were closed at once
+        closed = 0
+        for sock in held:
+            sock.settimeout(0.01)
+            try:
+                closed += sock.recv(1) == b""
+            except socket.timeout:
+                pass
+            except ConnectionResetError:
+                closed += 1
+        assert closed >= 300 - PER_SOURCE_CONNECTIONS
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_many_tcp_sources_filling_every_slot_still_let_another_in(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path, "TCP")
+    c = client("TCP", port)
+    assert c.register(("FOO",), 12345)
+    held = []
+    try:
+        # 10 sources of 30 connections: more than the slots in all
+        for i in range(10):
+            held += connect_from(f"127.0.4.{i + 1}", port, 30)
+        assert 10 * 30 > CONNECTIONS
+        start = time.monotonic()
+        assert c.discover("FOO") == ((HOST, 12345),)
+        assert TCPRegistryClient("127.0.0.1", port=port).discover("FOO") == ((HOST, 12345),)
+        assert time.monotonic() - start < 1.0
+        # room was made by closing the busiest sources' oldest connections
+        daemon.wait_log(f"all {CONNECTIONS} slots taken, 30 of them from that address, and ")
+    finally:
+        for sock in held:
+            sock.close()

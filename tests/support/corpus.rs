@@ -2,6 +2,9 @@
 //! seeds and deterministic mutants of them, their committed regression
 //! inputs, and whatever a local `cargo fuzz` run left behind.
 
+// each test binary that includes this uses a part of it
+#![allow(dead_code)]
+
 use std::path::Path;
 
 /// Mutants made of each seed: enough to hit every kind of damage at several
@@ -25,7 +28,7 @@ impl XorShift {
 
 fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
     let mut data = seed.to_vec();
-    match rng.below(6) {
+    match rng.below(7) {
         0 if !data.is_empty() => {
             let at = rng.below(data.len());
             data[at] ^= 1 << rng.below(8);
@@ -45,6 +48,12 @@ fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
             let piece = data[start..end].to_vec();
             let at = rng.below(data.len() + 1);
             data.splice(at..at, piece);
+        }
+        5 if !data.is_empty() => {
+            // a tag swapped for a neighbour (a tuple for a longer one, a
+            // string for another kind): the shapes decoders tell apart
+            let at = rng.below(data.len());
+            data[at] = data[at].wrapping_add(1 + rng.below(3) as u8);
         }
         _ => {
             // a length or count field pushed to an extreme
@@ -81,7 +90,12 @@ pub fn inputs(folder: &str, target: &str) -> Vec<Vec<u8>> {
 
 /// Runs `check` over the target's seeds and their mutants, its regression
 /// inputs and its local corpus; returns how many inputs it tried.
-pub fn exercise(target: &str, mut check: impl FnMut(&[u8])) -> usize {
+pub fn exercise(target: &str, check: impl FnMut(&[u8])) -> usize {
+    exercise_with(target, MUTANTS_PER_SEED, check)
+}
+
+/// [`exercise`] with `mutants` mutants of each seed.
+pub fn exercise_with(target: &str, mutants: usize, mut check: impl FnMut(&[u8])) -> usize {
     let seeds = inputs("seeds", target);
     assert!(
         !seeds.is_empty(),
@@ -91,10 +105,10 @@ pub fn exercise(target: &str, mut check: impl FnMut(&[u8])) -> usize {
     let mut tried = 0;
     for seed in &seeds {
         check(seed);
-        for _ in 0..MUTANTS_PER_SEED {
+        for _ in 0..mutants {
             check(&mutate(seed, &mut rng));
         }
-        tried += 1 + MUTANTS_PER_SEED;
+        tried += 1 + mutants;
     }
     for input in inputs("regressions", target)
         .iter()
