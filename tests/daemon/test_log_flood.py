@@ -118,6 +118,8 @@ def test_a_connection_flood_writes_a_burst_and_counts_the_rest(daemons, tmp_path
 
 def test_refusals_beyond_max_connections_are_counted(daemons, tmp_path):
     daemon, port = classic_daemon(daemons, tmp_path, "--max-connections", "1")
+    # the start-up probe holds the one slot until the server has seen it close
+    daemon.wait_log("goodbye")
     holder = rpyc.classic.connect(HOST, port)
     assert holder.eval("1") == 1
     connect_and_close(port, 300)
