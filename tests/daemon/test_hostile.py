@@ -4,6 +4,7 @@ stall halfway through a frame or trickle it. Each costs only the
 connection that sends it: the daemon lives, and a session opened before
 keeps answering, in every serving mode and in rpyc-serve."""
 
+import functools
 import socket
 import struct
 import time
@@ -42,8 +43,14 @@ SERVERS = ["threaded", "threadpool", "forking", "serve"]
 
 def start(daemons, tmp_path, server, *args):
     if server == "serve":
-        return serve_daemon(daemons, tmp_path, *args)
-    return classic_daemon(daemons, tmp_path, "-m", server, *args)
+        daemon, port = serve_daemon(daemons, tmp_path, *args)
+    else:
+        daemon, port = classic_daemon(daemons, tmp_path, "-m", server, *args)
+    # the start-up probe counts against --max-connections until it is gone
+    # (a hosted service's session cannot even start: it asks the peer first)
+    wait_until(lambda: "goodbye" in daemon.log() or "cannot start a session" in daemon.log(),
+               "the start-up probe to be gone")
+    return daemon, port
 
 
 def session(server, port):
@@ -65,6 +72,7 @@ def peak_rss(pid):
     raise AssertionError("no VmHWM")
 
 
+@functools.lru_cache(maxsize=2)
 def nested_counts_bomb(inflated, depth=64):
     """A compressed frame whose payload is a request whose brine value opens
     `depth` tuples, each claiming about as many items as bytes remain, then
