@@ -1,5 +1,6 @@
 //! What makes a server a system daemon: logging, sd-notify and signals.
 
+pub mod accept;
 pub mod log;
 pub mod notify;
 pub mod signals;

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use super::protocol::{Request, RequestError, MAX_MESSAGE};
 use super::service::{peer_text, Registry};
 use super::source::Source;
+use crate::daemon::accept::{is_exhaustion, ACCEPT_PAUSE};
 use crate::protocol::brine::DecodeError;
 
 /// Connections waiting for their request at once.
@@ -91,8 +92,12 @@ impl Clients {
                 Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
                 Err(error) => {
                     // out of descriptors or memory, or a peer that gave up:
-                    // the listener itself is fine, try again on the next wake-up
+                    // the listener itself is fine, try again on the next
+                    // wake-up (after a rest, if that try would fail alike)
                     registry.warn(peer_unknown(), format_args!("accept failed: {error}"));
+                    if is_exhaustion(&error) {
+                        std::thread::sleep(ACCEPT_PAUSE);
+                    }
                     return;
                 }
             };

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::connection::{Config, ConnError, Connection, Served};
+use crate::daemon::accept::{is_exhaustion, ACCEPT_PAUSE};
 use crate::daemon::log::{Flood, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
@@ -301,23 +302,6 @@ fn is_transient(error: &std::io::Error) -> bool {
             | std::io::ErrorKind::Interrupted
     ) || is_exhaustion(error)
 }
-
-/// No descriptor or memory for one more connection: the next try fails
-/// the same way until something is freed.
-fn is_exhaustion(error: &std::io::Error) -> bool {
-    use nix::errno::Errno;
-    matches!(
-        error.raw_os_error().map(Errno::from_raw),
-        Some(Errno::EMFILE | Errno::ENFILE | Errno::ENOMEM | Errno::ENOBUFS)
-    )
-}
-
-/// The rest after an accept that failed for a reason the next try would
-/// meet again: the waiting connection keeps the listener readable, and
-/// without a rest the loop retried as fast as it turns, a core busy and a
-/// log line per try. nginx rests its accepts too, for 500 ms; this is
-/// shorter, so that a descriptor freed is soon used.
-const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 
 /// A stopping server ends a connection once the peer has been this quiet:
 /// long enough that a session in the middle of a script (requests ms

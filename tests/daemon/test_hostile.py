@@ -5,6 +5,7 @@ connection that sends it: the daemon lives, and a session opened before
 keeps answering, in every serving mode and in rpyc-serve."""
 
 import functools
+import os
 import socket
 import struct
 import time
@@ -404,3 +405,48 @@ def test_rpyc_serve_carries_the_deepest_nesting_allowed(daemons, tmp_path, deep_
     daemon.wait_log("nests deeper than 1024 levels")
     assert daemon.proc.poll() is None, daemon.log()
     assert answers()
+
+
+def cpu_seconds(pid):
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_tcp_registry_rests_when_it_has_no_descriptor_left(daemons, tmp_path):
+    import resource
+    from conftest import free_udp_and_tcp_port
+
+    def few_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (48, 48))
+
+    port = free_udp_and_tcp_port()
+    daemon = daemons([binary("rpyc-registry"), "-m", "TCP", "--host", "127.0.0.1", "-p", str(port)],
+                     tmp_path, preexec_fn=few_descriptors)
+    wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
+               "the registry to start")
+    # silent connections from several sources until the registry has no
+    # descriptor left, then one more waiting in the backlog
+    held = []
+    for source in range(2, 10):
+        for _ in range(8):
+            sock = socket.socket()
+            sock.bind((f"127.0.0.{source}", 0))
+            sock.connect(("127.0.0.1", port))
+            held.append(sock)
+    daemon.wait_log("accept failed")
+    before = cpu_seconds(daemon.proc.pid)
+    time.sleep(2)
+    spent = cpu_seconds(daemon.proc.pid) - before
+    assert daemon.proc.poll() is None, daemon.log()
+    # it used to retry as fast as it turned: two seconds of a core
+    assert spent < 0.5, spent
+    for sock in held:
+        sock.close()
+    # with descriptors free again, a client is served
+    from rpyc.utils.registry import TCPRegistryClient
+    client = TCPRegistryClient("127.0.0.1", port=port)
+    assert client.register(("HOSTILE",), 18812)
+    record("TCP registry out of descriptors",
+           "rpyc-registry -m TCP with RLIMIT_NOFILE 48, 64 silent connections from 8 sources",
+           f"{spent:.2f} s of CPU in 2 s while accepts failed (it used to spin); served once "
+           "descriptors were free", cpu_seconds=spent)
