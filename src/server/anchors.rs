@@ -37,13 +37,16 @@ impl Anchor {
     }
 }
 
+/// Which anchors a verifier holds, and the verifier (`None` when none is held).
+type Verifying = (Vec<bool>, Option<Arc<dyn ClientCertVerifier>>);
+
 /// The anchors of one bundle, and webpki verifiers over the ones valid now.
 pub struct Anchors {
     anchors: Vec<Anchor>,
     provider: Arc<CryptoProvider>,
-    /// Which anchors the cached verifier holds, and the verifier (`None`
-    /// when no anchor is valid): rebuilt only when that set changes.
-    current: Mutex<(Vec<bool>, Option<Arc<dyn ClientCertVerifier>>)>,
+    /// The verifier of the last handshake, rebuilt only when the set of
+    /// anchors valid at a handshake changes.
+    current: Mutex<Verifying>,
     /// Over every anchor, for the CA names sent to clients.
     all: Arc<dyn ClientCertVerifier>,
 }

@@ -48,8 +48,8 @@ pub enum TlsError {
     #[error("{}: {reason}", path.display())]
     BadCa { path: PathBuf, reason: String },
     #[error(
-        "{}: certificate {position} ({subject}) cannot vouch for clients: {reason}; \
-         remove it from the CA bundle",
+        "{}: certificate {position} ({subject}) cannot be trusted to issue client \
+         certificates: {reason}; remove it from the CA bundle",
         path.display()
     )]
     NotACa {
@@ -486,7 +486,7 @@ impl ClientCertVerifier for ClientVerifier {
                     now,
                 )
                 .map(|()| ClientCertVerified::assertion())
-                .map_err(|why| rustls::Error::General(why.into())),
+                .map_err(rustls::Error::InvalidCertificate),
         };
         // a client refused because its CA is out of date is told so, as OpenSSL does
         verified.map_err(|error| {

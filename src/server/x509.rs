@@ -21,6 +21,7 @@
 
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::UnixTime;
+use rustls::CertificateError;
 
 /// One DER item: its tag, its contents, the whole item, and what follows it.
 #[derive(Clone, Copy)]
@@ -381,36 +382,40 @@ impl<'a> Certificate<'a> {
     /// `X509_verify_cert` makes of every certificate of a chain.
     pub fn anchor_refusal(&self) -> Option<String> {
         let ext = &self.extensions;
+        let mut why: Vec<String> = Vec::new();
         if let Some(oid) = &ext.unhandled_critical {
-            return Some(format!(
+            why.push(format!(
                 "it has a critical extension ({}) that is not understood",
                 dotted(oid)
             ));
         }
         // the ssl_client purpose: extendedKeyUsage, if there, must allow clientAuth
         if ext.client_auth == Some(false) {
-            return Some("its extendedKeyUsage does not include clientAuth".into());
+            why.push("its extendedKeyUsage does not include clientAuth".into());
         }
         if ext.key_usage.is_some_and(|bits| bits & KEY_CERT_SIGN == 0) {
-            return Some("its keyUsage does not include keyCertSign".into());
+            why.push("its keyUsage does not include keyCertSign".into());
         }
         match ext.ca {
-            Some(true) => None,
-            Some(false) => Some("its basicConstraints say CA:FALSE".into()),
+            Some(true) => {}
+            Some(false) => why.push("its basicConstraints say CA:FALSE".into()),
             None if self.version == 0 => {
-                (!self.self_signed()).then(|| "it is a v1 certificate but not self-signed".into())
+                if !self.self_signed() {
+                    why.push("it is a v1 certificate but not self-signed".into());
+                }
             }
-            None if ext.key_usage.is_some() => None,
+            None if ext.key_usage.is_some() => {}
             // legacy Netscape CA types; for TLS, sslCA is the one that counts
             None => match ext.netscape_type {
-                Some(bits) if bits & NS_ANY_CA != 0 && bits & NS_SSL_CA != 0 => None,
-                _ => Some(
-                    "it has no basicConstraints CA:TRUE, no keyUsage keyCertSign, \
+                Some(bits) if bits & NS_ANY_CA != 0 && bits & NS_SSL_CA != 0 => {}
+                _ => why.push(
+                    "it has neither basicConstraints CA:TRUE nor keyUsage keyCertSign, \
                      and is not a self-signed v1 certificate"
                         .into(),
                 ),
             },
         }
+        (!why.is_empty()).then(|| why.join(", and "))
     }
 
     /// The issuer Name as encoded (to compare with a subject).
@@ -523,14 +528,16 @@ impl<'a> V1Certificate<'a> {
     }
 
     /// Signed by one of `issuers` with an algorithm of `algorithms`, and
-    /// valid at `now`. The signature comes first: nothing else the peer
-    /// wrote is believed before it is known to come from a trusted issuer.
+    /// valid at `now`, or why not, as webpki would say it of a v3 one (and
+    /// so with the alert OpenSSL sends). The signature comes first: nothing
+    /// else the peer wrote is believed before it is known to come from a
+    /// trusted issuer.
     pub fn verify(
         &self,
         issuers: &[&IssuerKey],
         algorithms: &WebPkiSupportedAlgorithms,
         now: UnixTime,
-    ) -> Result<(), &'static str> {
+    ) -> Result<(), CertificateError> {
         let cert = &self.parsed;
         let signed = issuers
             .iter()
@@ -545,14 +552,14 @@ impl<'a> V1Certificate<'a> {
                 })
             });
         if !signed {
-            return Err("certificate not signed by a trusted CA");
+            return Err(CertificateError::UnknownIssuer);
         }
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         if now < cert.not_before {
-            return Err("certificate not valid yet");
+            return Err(CertificateError::NotValidYet);
         }
         if now > cert.not_after {
-            return Err("certificate expired");
+            return Err(CertificateError::Expired);
         }
         Ok(())
     }
