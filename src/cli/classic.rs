@@ -163,7 +163,11 @@ pub struct ClassicArgs {
     )]
     pub ssl_certfile: Option<PathBuf>,
 
-    /// CA certificates (PEM); if given, clients must present a certificate signed by one
+    /// CA certificates (PEM); if given, clients must present a certificate signed by one.
+    /// Every certificate in the file must be able to act as a CA (basicConstraints CA:TRUE,
+    /// or keyUsage keyCertSign, or a self-signed v1 root), or the server does not start;
+    /// a CA outside its validity period vouches for no one. With $CREDENTIALS_DIRECTORY
+    /// set, bare file names for all three TLS files are looked up there and nowhere else
     #[arg(
         long,
         value_name = "FILE",
