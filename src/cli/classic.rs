@@ -165,8 +165,9 @@ pub struct ClassicArgs {
 
     /// CA certificates (PEM); if given, clients must present a certificate signed by one.
     /// Every certificate in the file must be able to act as a CA (basicConstraints CA:TRUE,
-    /// or keyUsage keyCertSign, or a self-signed v1 root), or the server does not start;
-    /// a CA outside its validity period vouches for no one. With $CREDENTIALS_DIRECTORY
+    /// or keyUsage keyCertSign, or a self-signed v1 root) and lead to a self-signed root in
+    /// the file, or the server does not start; a CA outside its validity period, or below
+    /// one that is, vouches for no one. With $CREDENTIALS_DIRECTORY
     /// set, bare file names for all three TLS files are looked up there and nowhere else
     #[arg(
         long,

@@ -6,10 +6,12 @@
 //! bundle is judged here: an entry OpenSSL would never accept as the root of
 //! a client's chain (a leaf, a CA whose keyUsage forbids signing
 //! certificates, ...; see [`x509::Certificate::anchor_refusal`]) stops the
-//! daemon at start, named by its place in the file and its subject; and at
-//! each handshake only the anchors valid at that moment vouch for a client,
-//! as OpenSSL checks the validity of every certificate of a chain, the root
-//! included.
+//! daemon at start, named by its place in the file and its subject, and so
+//! does a CA that leads to no self-signed root in the bundle (OpenSSL, by
+//! default, trusts no chain that does not end at one). At each handshake
+//! only the anchors valid at that moment vouch for a client, a CA below a
+//! root only while its whole chain to the root is valid, as OpenSSL checks
+//! the validity of every certificate of a chain, the root included.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -78,6 +80,59 @@ fn verifier(
         .map_err(|e| e.to_string())
 }
 
+fn not_a_ca(
+    path: &Path,
+    position: usize,
+    cert: &x509::Certificate<'_>,
+    reason: String,
+) -> TlsError {
+    TlsError::NotACa {
+        path: path.to_owned(),
+        position,
+        subject: cert
+            .subject_cn()
+            .unwrap_or_else(|| "without a common name".into()),
+        reason,
+    }
+}
+
+/// When entry `start` of the bundle may vouch for clients: a self-signed
+/// root, over its own validity; a CA below one, only while every
+/// certificate from it up to the root is valid, as OpenSSL checks the whole
+/// chain up to the root. `None` if no chain of signatures within the bundle
+/// leads from it to a self-signed root.
+fn validity_to_root(
+    bundle: &[x509::Certificate<'_>],
+    start: usize,
+    algorithms: &WebPkiSupportedAlgorithms,
+) -> Option<(i64, i64)> {
+    // depth-first over issuers, each entry at most once on a path: a
+    // bundle of n certificates has no chain longer than n
+    fn walk(
+        bundle: &[x509::Certificate<'_>],
+        at: usize,
+        on_path: &mut Vec<usize>,
+        algorithms: &WebPkiSupportedAlgorithms,
+    ) -> Option<(i64, i64)> {
+        let cert = &bundle[at];
+        let own = (cert.not_before, cert.not_after);
+        if cert.self_signed() {
+            return Some(own);
+        }
+        on_path.push(at);
+        let issuers: Vec<usize> = (0..bundle.len())
+            .filter(|issuer| !on_path.contains(issuer))
+            .filter(|&issuer| cert.signed_by(&bundle[issuer].issuer_key(), algorithms))
+            .collect();
+        let found = issuers
+            .into_iter()
+            .find_map(|issuer| walk(bundle, issuer, on_path, algorithms));
+        on_path.pop();
+        found.map(|(before, after)| (before.max(own.0), after.min(own.1)))
+    }
+    walk(bundle, start, &mut Vec::new(), algorithms)
+}
+
 fn seconds(now: UnixTime) -> i64 {
     i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
 }
@@ -91,29 +146,33 @@ impl Anchors {
         certs: Vec<CertificateDer<'static>>,
         provider: Arc<CryptoProvider>,
     ) -> Result<Anchors, TlsError> {
-        let mut anchors = Vec::with_capacity(certs.len());
-        for (index, der) in certs.into_iter().enumerate() {
+        let mut parsed = Vec::with_capacity(certs.len());
+        for (index, der) in certs.iter().enumerate() {
             let position = index + 1;
-            let Some(cert) = x509::Certificate::parse(&der) else {
+            let Some(cert) = x509::Certificate::parse(der) else {
                 return Err(TlsError::BadCa {
                     path: path.to_owned(),
                     reason: format!("certificate {position}: {}", x509::UNREADABLE),
                 });
             };
             if let Some(reason) = cert.anchor_refusal() {
-                return Err(TlsError::NotACa {
-                    path: path.to_owned(),
-                    position,
-                    subject: cert
-                        .subject_cn()
-                        .unwrap_or_else(|| "without a common name".into()),
-                    reason,
-                });
+                return Err(not_a_ca(path, position, &cert, reason));
             }
-            let (key, not_before, not_after) = (cert.issuer_key(), cert.not_before, cert.not_after);
+            parsed.push(cert);
+        }
+        let algorithms = &provider.signature_verification_algorithms;
+        let mut anchors = Vec::with_capacity(certs.len());
+        for (index, cert) in parsed.iter().enumerate() {
+            let Some((not_before, not_after)) = validity_to_root(&parsed, index, algorithms) else {
+                let reason = "it is not self-signed and does not lead to a self-signed root \
+                              in the bundle (OpenSSL trusts a chain only when it ends at one); \
+                              add its root CA"
+                    .to_string();
+                return Err(not_a_ca(path, index + 1, cert, reason));
+            };
             anchors.push(Anchor {
-                der: der.clone(),
-                key,
+                der: certs[index].clone(),
+                key: cert.issuer_key(),
                 not_before,
                 not_after,
             });

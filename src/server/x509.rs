@@ -136,6 +136,8 @@ const HANDLED_WHEN_CRITICAL: &[&[u8]] = &[
     &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x01, 0x08], // sbgp-autonomousSysNum
 ];
 const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
+const SUBJECT_KEY_ID: &[u8] = &[0x55, 0x1d, 0x0e];
+const AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1d, 0x23];
 const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 
 /// keyUsage's keyCertSign, as OpenSSL numbers it.
@@ -157,6 +159,11 @@ pub struct Extensions {
     pub netscape_type: Option<u16>,
     /// The first critical extension OpenSSL would not handle (its OID contents).
     pub unhandled_critical: Option<Vec<u8>>,
+    /// subjectKeyIdentifier.
+    pub key_id: Option<Vec<u8>>,
+    /// authorityKeyIdentifier's keyIdentifier and authorityCertSerialNumber.
+    pub authority_key_id: Option<Vec<u8>>,
+    pub authority_serial: Option<Vec<u8>>,
 }
 
 fn extensions(data: &[u8]) -> Option<Extensions> {
@@ -228,6 +235,24 @@ fn extensions(data: &[u8]) -> Option<Extensions> {
             NETSCAPE_CERT_TYPE => {
                 found.netscape_type = Some(named_bits(only(value, BIT_STRING)?)? & 0xff);
             }
+            SUBJECT_KEY_ID => found.key_id = Some(only(value, OCTET_STRING)?.to_vec()),
+            AUTHORITY_KEY_ID => {
+                let mut fields = only(value, SEQUENCE)?;
+                if let Some(key_id) = expect(fields, 0x80) {
+                    found.authority_key_id = Some(key_id.contents.to_vec());
+                    fields = key_id.rest;
+                }
+                if let Some(issuer) = expect(fields, 0xa1) {
+                    fields = issuer.rest;
+                }
+                if let Some(serial) = expect(fields, 0x82) {
+                    found.authority_serial = Some(serial.contents.to_vec());
+                    fields = serial.rest;
+                }
+                if !fields.is_empty() {
+                    return None;
+                }
+            }
             _ => {}
         }
         if critical
@@ -245,6 +270,7 @@ fn extensions(data: &[u8]) -> Option<Extensions> {
 pub struct Certificate<'a> {
     /// 0 for v1, 1 for v2, 2 for v3, as encoded.
     pub version: u8,
+    serial: &'a [u8],
     tbs: &'a [u8],
     /// The outer signatureAlgorithm's contents.
     signature_algorithm: &'a [u8],
@@ -332,6 +358,7 @@ impl<'a> Certificate<'a> {
         }
         Some(Certificate {
             version,
+            serial: serial.contents,
             tbs: tbs.whole,
             signature_algorithm: outer_algorithm.contents,
             signature,
@@ -366,13 +393,37 @@ impl<'a> Certificate<'a> {
         None
     }
 
-    /// Subject and issuer are one name, and the signature's algorithm fits
-    /// the key: what OpenSSL calls self-signed (EXFLAG_SS) without checking
-    /// the signature. (Its key identifier check has nothing to compare in a
-    /// v1 certificate, the only kind this is asked of.)
-    fn self_signed(&self) -> bool {
+    /// Subject and issuer are one name, its authority key identifier (if
+    /// any) points at itself, and the signature's algorithm fits the key:
+    /// what OpenSSL calls self-signed (EXFLAG_SS), without checking the
+    /// signature. OpenSSL trusts a chain only when it ends at such a
+    /// certificate of the bundle.
+    pub fn self_signed(&self) -> bool {
+        let ext = &self.extensions;
+        let key_id_fits = match (&ext.authority_key_id, &ext.key_id) {
+            (Some(authority), Some(own)) => authority == own,
+            _ => true,
+        };
+        let serial_fits = ext
+            .authority_serial
+            .as_ref()
+            .is_none_or(|serial| serial.as_slice() == self.serial);
         self.subject == self.issuer
+            && key_id_fits
+            && serial_fits
             && signature_fits_key(oid_of(self.signature_algorithm), oid_of(self.key_algorithm))
+    }
+
+    /// Signed by `issuer`'s key, with one of `algorithms`.
+    pub fn signed_by(&self, issuer: &IssuerKey, algorithms: &WebPkiSupportedAlgorithms) -> bool {
+        issuer.subject == self.issuer
+            && algorithms.all.iter().any(|alg| {
+                *alg.signature_alg_id() == *self.signature_algorithm
+                    && *alg.public_key_alg_id() == *issuer.key_algorithm
+                    && alg
+                        .verify_signature(&issuer.key, self.tbs, self.signature)
+                        .is_ok()
+            })
     }
 
     /// Why OpenSSL would never let this certificate, as a trusted root,
@@ -397,8 +448,13 @@ impl<'a> Certificate<'a> {
             why.push("its keyUsage does not include keyCertSign".into());
         }
         match ext.ca {
+            // below a root, OpenSSL wants exactly this (strict for intermediates)
             Some(true) => {}
             Some(false) => why.push("its basicConstraints say CA:FALSE".into()),
+            None if self.version != 0 && !self.self_signed() => why.push(
+                "it is not self-signed, and a CA below a root needs basicConstraints CA:TRUE"
+                    .into(),
+            ),
             None if self.version == 0 => {
                 if !self.self_signed() {
                     why.push("it is a v1 certificate but not self-signed".into());
@@ -541,16 +597,7 @@ impl<'a> V1Certificate<'a> {
         let cert = &self.parsed;
         let signed = issuers
             .iter()
-            .filter(|issuer| issuer.subject == cert.issuer)
-            .any(|issuer| {
-                algorithms.all.iter().any(|alg| {
-                    *alg.signature_alg_id() == *cert.signature_algorithm
-                        && *alg.public_key_alg_id() == *issuer.key_algorithm
-                        && alg
-                            .verify_signature(&issuer.key, cert.tbs, cert.signature)
-                            .is_ok()
-                })
-            });
+            .any(|issuer| cert.signed_by(issuer, algorithms));
         if !signed {
             return Err(CertificateError::UnknownIssuer);
         }
@@ -988,6 +1035,20 @@ mod tests {
             &tlv(OCTET_STRING, &[1])
         )]))
         .is_some());
+        // self-signed, as OpenSSL tells it: the authority key identifier points at itself
+        let key_id = |id: u8| extension(SUBJECT_KEY_ID, false, &tlv(OCTET_STRING, &[id]));
+        let authority =
+            |id: u8| extension(AUTHORITY_KEY_ID, false, &tlv(SEQUENCE, &tlv(0x80, &[id])));
+        let own = Certificate::parse(&v3(&[key_id(1), authority(1), key_usage(0x04)]))
+            .map(|c| c.self_signed());
+        assert_eq!(own, Some(true));
+        let other = v3(&[key_id(1), authority(2), key_usage(0x04)]);
+        assert_eq!(
+            Certificate::parse(&other).map(|c| c.self_signed()),
+            Some(false)
+        );
+        // below a root, only basicConstraints CA:TRUE makes a CA
+        assert!(refusal(&other).is_some_and(|why| why.contains("CA:TRUE")));
         // a v3 self-signed certificate is no V1 root
         let san = extension(&[0x55, 0x1d, 0x11], false, &tlv(SEQUENCE, &tlv(0x82, b"x")));
         assert!(refusal(&v3(&[san])).is_some());

@@ -233,7 +233,9 @@ def make_trust(pki, directory):
     - kim-*: from a CA:TRUE certificate whose keyUsage lacks keyCertSign;
     - sam-*: from a CA whose extendedKeyUsage is serverAuth only;
     - carol-*: from a CA that expired in 2020; frank-*: from one valid from 2090;
-    - dave-*: from a self-signed v1 root (a valid anchor, as in OpenSSL)."""
+    - dave-*: from a self-signed v1 root (a valid anchor, as in OpenSSL);
+    - ivy-*: from the good CA's intermediate (pathlen:0), trusted only with its root;
+    - otto-*: from an intermediate, valid now, of the CA that expired in 2020."""
     m = _Maker(directory)
     ca = Pair(str(Path(pki.ca).with_suffix(".key")), pki.ca)
     bob = m.leaf("bob", "bob", "rsa", ca, server=False)
@@ -243,9 +245,14 @@ def make_trust(pki, directory):
     expired = m.dated_ca("expired-ca", "expired CA", "20200101000000Z", "20200201000000Z")
     future = m.dated_ca("future-ca", "future CA", "20900101000000Z", "20900201000000Z")
     v1_root = m.v1("v1-root", "v1 root", None)
+    intermediate = Pair(str(Path(pki.directory) / "intermediate.key"),
+                        str(Path(pki.directory) / "intermediate.crt"))
+    old_intermediate = m.signed("old-intermediate", "intermediate of the expired CA", "rsa",
+                                expired, INTERMEDIATE_EXTENSIONS)
     clients = {"alice-v3": pki.alice, "alice-v1": alice_v1}
     for name, issuer in (("eve", bob), ("vic", alice_v1), ("kim", kim_ca), ("sam", sam_ca),
-                         ("carol", expired), ("frank", future), ("dave", v1_root)):
+                         ("carol", expired), ("frank", future), ("dave", v1_root),
+                         ("ivy", intermediate), ("otto", old_intermediate)):
         clients[f"{name}-v3"] = m.signed(f"{name}-v3", f"{name} v3", "rsa", issuer,
                                          CLIENT_EXTENSIONS)
         clients[f"{name}-v1"] = m.v1(f"{name}-v1", f"{name} v1", issuer)
@@ -259,5 +266,9 @@ def make_trust(pki, directory):
         "ca+expired": m.bundle("ca+expired", pki.ca, expired.cert),
         "ca+future": m.bundle("ca+future", pki.ca, future.cert),
         "v1-root": m.bundle("v1-root", v1_root.cert),
+        "ca+intermediate": m.bundle("ca+intermediate", pki.ca, intermediate.cert),
+        "intermediate": m.bundle("intermediate-only", intermediate.cert),
+        "expired+intermediate": m.bundle("expired+intermediate", expired.cert,
+                                         old_intermediate.cert),
     }
     return Trust(bundles=bundles, clients=clients)

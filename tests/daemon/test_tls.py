@@ -531,6 +531,10 @@ TRUST_MATRIX = {
                    {"carol-v3": "CERTIFICATE_EXPIRED", "carol-v1": "CERTIFICATE_EXPIRED"}),
     "ca+future": (["alice-v3"], {"frank-v3": None, "frank-v1": None}),
     "v1-root": (["dave-v3", "dave-v1"], {"alice-v3": "UNKNOWN_CA"}),
+    "ca+intermediate": (["ivy-v3", "ivy-v1", "alice-v3"], {"dave-v3": "UNKNOWN_CA"}),
+    # valid itself, but the root above it expired: OpenSSL checks the whole chain
+    "expired+intermediate": ([], {"otto-v3": "CERTIFICATE_EXPIRED",
+                                  "otto-v1": "CERTIFICATE_EXPIRED"}),
 }
 
 # bundle -> (for Python: clients served, clients refused;
@@ -545,6 +549,10 @@ NOT_ANCHORS = {
                   ["certificate 2 (CN=CA without keyCertSign)", "keyCertSign"]),
     "ca+sam-ca": (["alice-v3"], ["sam-v3", "sam-v1"],
                   ["certificate 2 (CN=CA for servers only)", "clientAuth"]),
+    # OpenSSL (without the partial-chain flag) trusts a chain only when it
+    # ends at a self-signed root of the bundle
+    "intermediate": ([], ["ivy-v3", "ivy-v1"],
+                     ["certificate 1 (CN=rpycd intermediate CA)", "self-signed root"]),
 }
 
 
@@ -577,7 +585,8 @@ def assert_bundle_decides(server, pki, trust, served, refusals):
 @pytest.mark.parametrize("bundle", list(TRUST_MATRIX))
 def test_trust_matrix(tls_server, pki, trust, kind, bundle):
     """CA-made clients (v1 and v3) served; a CA out of its validity (expired,
-    not yet valid) issues nothing; a self-signed v1 root is an anchor."""
+    not yet valid), or below a root that is, issues nothing; a self-signed v1
+    root is an anchor; an intermediate with its root in the bundle issues."""
     served, refusals = TRUST_MATRIX[bundle]
     server = tls_server(cafile=trust.bundles[bundle])
     seen = assert_bundle_decides(server, pki, trust, served, list(refusals))
@@ -591,8 +600,9 @@ def test_trust_matrix(tls_server, pki, trust, kind, bundle):
 @pytest.mark.parametrize("bundle", list(NOT_ANCHORS))
 def test_bundle_entries_that_cannot_issue(tls_server, pki, trust, kind, bundle):
     """A leaf, a v1 certificate that is not self-signed, a CA whose keyUsage
-    forbids signing certificates, a CA for servers only: OpenSSL never lets
-    them vouch for a client; rpycd refuses the bundle at start, naming the entry."""
+    forbids signing certificates, a CA for servers only, an intermediate
+    without its root: OpenSSL never lets them vouch for a client; rpycd
+    refuses the bundle at start, naming the entry."""
     served, refusals, named = NOT_ANCHORS[bundle]
     if kind == "python":
         server = tls_server(cafile=trust.bundles[bundle])
