@@ -29,6 +29,16 @@ use crate::sync::lock;
 struct Anchor {
     der: CertificateDer<'static>,
     key: x509::IssuerKey,
+    /// The subject Name's contents, as webpki names the anchor of a path.
+    subject: Vec<u8>,
+    /// A self-signed root: webpki's trust anchors are these only; the
+    /// other CAs of the bundle are offered to it as intermediates.
+    root: bool,
+    /// A root's pathLenConstraint, which webpki does not keep with an anchor.
+    path_len: Option<u64>,
+    /// Whether the pathLenConstraints above allow it to sign a client directly.
+    issues_v1: bool,
+    /// When it may vouch: a CA below a root only while the whole chain is valid.
     not_before: i64,
     not_after: i64,
 }
@@ -39,8 +49,15 @@ impl Anchor {
     }
 }
 
+/// A verifier over some roots, and those roots for path checks of our own.
+#[derive(Clone)]
+pub struct Verifier {
+    pub webpki: Arc<dyn ClientCertVerifier>,
+    roots: Arc<RootCertStore>,
+}
+
 /// Which anchors a verifier holds, and the verifier (`None` when none is held).
-type Verifying = (Vec<bool>, Option<Arc<dyn ClientCertVerifier>>);
+type Verifying = (Vec<bool>, Option<Verifier>);
 
 /// The anchors of one bundle, and webpki verifiers over the ones valid now.
 pub struct Anchors {
@@ -49,8 +66,10 @@ pub struct Anchors {
     /// The verifier of the last handshake, rebuilt only when the set of
     /// anchors valid at a handshake changes.
     current: Mutex<Verifying>,
-    /// Over every anchor, for the CA names sent to clients.
+    /// Over every root, for the CA names sent to clients.
     all: Arc<dyn ClientCertVerifier>,
+    /// The CAs of the bundle that are not roots.
+    intermediates: Vec<CertificateDer<'static>>,
 }
 
 impl std::fmt::Debug for Anchors {
@@ -65,18 +84,23 @@ fn verifier(
     anchors: &[Anchor],
     take: &[bool],
     provider: &Arc<CryptoProvider>,
-) -> Result<Option<Arc<dyn ClientCertVerifier>>, String> {
+) -> Result<Option<Verifier>, String> {
     let mut roots = RootCertStore::empty();
-    for (anchor, _) in anchors.iter().zip(take).filter(|(_, take)| **take) {
+    for (anchor, _) in anchors
+        .iter()
+        .zip(take)
+        .filter(|(a, take)| **take && a.root)
+    {
         roots.add(anchor.der.clone()).map_err(|e| e.to_string())?;
     }
     if roots.is_empty() {
         return Ok(None);
     }
+    let roots = Arc::new(roots);
     // as rpyc: with a CA given, a client certificate is required
-    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .build()
-        .map(Some)
+        .map(|webpki| Some(Verifier { webpki, roots }))
         .map_err(|e| e.to_string())
 }
 
@@ -96,41 +120,73 @@ fn not_a_ca(
     }
 }
 
-/// When entry `start` of the bundle may vouch for clients: a self-signed
-/// root, over its own validity; a CA below one, only while every
-/// certificate from it up to the root is valid, as OpenSSL checks the whole
-/// chain up to the root. `None` if no chain of signatures within the bundle
-/// leads from it to a self-signed root.
-fn validity_to_root(
+/// The chain of signatures within the bundle from entry `start` up to a
+/// self-signed root (`start` first, the root last); `None` if there is none.
+fn chain_to_root(
     bundle: &[x509::Certificate<'_>],
     start: usize,
     algorithms: &WebPkiSupportedAlgorithms,
-) -> Option<(i64, i64)> {
+) -> Option<Vec<usize>> {
     // depth-first over issuers, each entry at most once on a path: a
     // bundle of n certificates has no chain longer than n
     fn walk(
         bundle: &[x509::Certificate<'_>],
-        at: usize,
         on_path: &mut Vec<usize>,
         algorithms: &WebPkiSupportedAlgorithms,
-    ) -> Option<(i64, i64)> {
+    ) -> bool {
+        let Some(&at) = on_path.last() else {
+            return false;
+        };
         let cert = &bundle[at];
-        let own = (cert.not_before, cert.not_after);
         if cert.self_signed() {
-            return Some(own);
+            return true;
         }
-        on_path.push(at);
         let issuers: Vec<usize> = (0..bundle.len())
             .filter(|issuer| !on_path.contains(issuer))
             .filter(|&issuer| cert.signed_by(&bundle[issuer].issuer_key(), algorithms))
             .collect();
-        let found = issuers
-            .into_iter()
-            .find_map(|issuer| walk(bundle, issuer, on_path, algorithms));
-        on_path.pop();
-        found.map(|(before, after)| (before.max(own.0), after.min(own.1)))
+        for issuer in issuers {
+            on_path.push(issuer);
+            if walk(bundle, on_path, algorithms) {
+                return true;
+            }
+            on_path.pop();
+        }
+        false
     }
-    walk(bundle, start, &mut Vec::new(), algorithms)
+    let mut chain = vec![start];
+    walk(bundle, &mut chain, algorithms).then_some(chain)
+}
+
+/// When a CA vouches for clients through `chain`: while every certificate
+/// on it is valid, as OpenSSL checks the whole chain up to the root.
+fn validity_of(bundle: &[x509::Certificate<'_>], chain: &[usize]) -> (i64, i64) {
+    chain
+        .iter()
+        .fold((i64::MIN, i64::MAX), |(before, after), &at| {
+            (
+                before.max(bundle[at].not_before),
+                after.min(bundle[at].not_after),
+            )
+        })
+}
+
+/// Whether a v1 client certificate signed by `chain[0]` respects every
+/// pathLenConstraint above it (a v3 one has webpki and
+/// [`Anchors::check_root_path_len`] for that): the CA at position k has k
+/// CAs below it, the self-issued ones not counted, as OpenSSL counts.
+fn path_lens_allow(bundle: &[x509::Certificate<'_>], chain: &[usize]) -> bool {
+    let mut below: u64 = 0;
+    for &at in chain {
+        let cert = &bundle[at];
+        if cert.extensions.path_len.is_some_and(|limit| below > limit) {
+            return false;
+        }
+        if cert.subject_contents() != cert.issuer_contents() {
+            below += 1;
+        }
+    }
+    true
 }
 
 fn seconds(now: UnixTime) -> i64 {
@@ -163,20 +219,30 @@ impl Anchors {
         let algorithms = &provider.signature_verification_algorithms;
         let mut anchors = Vec::with_capacity(certs.len());
         for (index, cert) in parsed.iter().enumerate() {
-            let Some((not_before, not_after)) = validity_to_root(&parsed, index, algorithms) else {
+            let Some(chain) = chain_to_root(&parsed, index, algorithms) else {
                 let reason = "it is not self-signed and does not lead to a self-signed root \
                               in the bundle (OpenSSL trusts a chain only when it ends at one); \
                               add its root CA"
                     .to_string();
                 return Err(not_a_ca(path, index + 1, cert, reason));
             };
+            let (not_before, not_after) = validity_of(&parsed, &chain);
             anchors.push(Anchor {
                 der: certs[index].clone(),
                 key: cert.issuer_key(),
+                subject: cert.subject_contents().to_vec(),
+                root: cert.self_signed(),
+                path_len: cert.extensions.path_len,
+                issues_v1: path_lens_allow(&parsed, &chain),
                 not_before,
                 not_after,
             });
         }
+        let intermediates = anchors
+            .iter()
+            .filter(|a| !a.root)
+            .map(|a| a.der.clone())
+            .collect();
         let bad = |reason: String| TlsError::BadCa {
             path: path.to_owned(),
             reason,
@@ -184,7 +250,8 @@ impl Anchors {
         let everyone = vec![true; anchors.len()];
         let all = verifier(&anchors, &everyone, &provider)
             .map_err(bad)?
-            .ok_or_else(|| bad("holds no certificate".into()))?;
+            .ok_or_else(|| bad("holds no certificate".into()))?
+            .webpki;
         let now = seconds(UnixTime::now());
         let valid: Vec<bool> = anchors.iter().map(|a| a.valid_at(now)).collect();
         let current = verifier(&anchors, &valid, &provider).map_err(bad)?;
@@ -193,6 +260,7 @@ impl Anchors {
             provider,
             current: Mutex::new((valid, current)),
             all,
+            intermediates,
         })
     }
 
@@ -201,8 +269,8 @@ impl Anchors {
         &self.all
     }
 
-    /// The verifier over the anchors valid at `now`; `None` when none is.
-    pub fn verifier_at(&self, now: UnixTime) -> Option<Arc<dyn ClientCertVerifier>> {
+    /// The verifier over the roots valid at `now`; `None` when none is.
+    pub fn verifier_at(&self, now: UnixTime) -> Option<Verifier> {
         let now = seconds(now);
         let valid: Vec<bool> = self.anchors.iter().map(|a| a.valid_at(now)).collect();
         let mut current = lock(&self.current);
@@ -221,7 +289,7 @@ impl Anchors {
         let now = seconds(now);
         self.anchors
             .iter()
-            .filter(|a| a.valid_at(now))
+            .filter(|a| a.valid_at(now) && a.issues_v1)
             .map(|a| &a.key)
             .collect()
     }
@@ -246,5 +314,68 @@ impl Anchors {
 
     pub fn algorithms(&self) -> &WebPkiSupportedAlgorithms {
         &self.provider.signature_verification_algorithms
+    }
+
+    /// The client's intermediates, then the bundle's own CAs below its roots.
+    pub fn with_intermediates<'a>(
+        &'a self,
+        client: &[CertificateDer<'a>],
+    ) -> Vec<CertificateDer<'a>> {
+        client
+            .iter()
+            .cloned()
+            .chain(self.intermediates.iter().cloned())
+            .collect()
+    }
+
+    /// What webpki leaves out of a path it accepted: the pathLenConstraint
+    /// of the root, which OpenSSL applies to the CAs below it (counting those
+    /// not self-issued). A path is looked for again, this time with the
+    /// check, only when some root carries such a constraint.
+    pub fn check_root_path_len(
+        &self,
+        verifier: &Verifier,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), rustls::Error> {
+        if !self.anchors.iter().any(|a| a.root && a.path_len.is_some()) {
+            return Ok(());
+        }
+        let limit_of = |subject: &[u8]| {
+            self.anchors
+                .iter()
+                .find(|a| a.root && a.subject == subject)
+                .and_then(|a| a.path_len)
+        };
+        let within = |path: &webpki::VerifiedPath<'_>| {
+            let below = path
+                .intermediate_certificates()
+                .filter(|cert| cert.subject() != cert.issuer())
+                .count();
+            match limit_of(path.anchor().subject.as_ref()) {
+                Some(limit) if u64::try_from(below).unwrap_or(u64::MAX) > limit => {
+                    Err(webpki::Error::PathLenConstraintViolated)
+                }
+                _ => Ok(()),
+            }
+        };
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        cert.verify_for_usage(
+            self.algorithms().all,
+            &verifier.roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::client_auth(),
+            None,
+            Some(&within),
+        )
+        .map(|_| ())
+        .map_err(|error| {
+            rustls::Error::InvalidCertificate(CertificateError::Other(rustls::OtherError(
+                Arc::new(error),
+            )))
+        })
     }
 }

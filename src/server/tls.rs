@@ -474,7 +474,17 @@ impl ClientCertVerifier for ClientVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified = match x509::V1Certificate::parse(end_entity) {
             None => match self.anchors.verifier_at(now) {
-                Some(webpki) => webpki.verify_client_cert(end_entity, intermediates, now),
+                Some(verifier) => {
+                    let intermediates = self.anchors.with_intermediates(intermediates);
+                    verifier
+                        .webpki
+                        .verify_client_cert(end_entity, &intermediates, now)
+                        .and_then(|verified| {
+                            self.anchors
+                                .check_root_path_len(&verifier, end_entity, &intermediates, now)
+                                .map(|()| verified)
+                        })
+                }
                 None => Err(rustls::Error::InvalidCertificate(
                     rustls::CertificateError::UnknownIssuer,
                 )),

@@ -151,6 +151,8 @@ const NS_ANY_CA: u16 = 0x07;
 pub struct Extensions {
     /// basicConstraints' cA, when the extension is there.
     pub ca: Option<bool>,
+    /// basicConstraints' pathLenConstraint (saturated at u64::MAX).
+    pub path_len: Option<u64>,
     /// keyUsage's bits, when the extension is there.
     pub key_usage: Option<u16>,
     /// extendedKeyUsage: whether it names clientAuth, when it is there.
@@ -211,6 +213,9 @@ fn extensions(data: &[u8]) -> Option<Extensions> {
                     if path_len.first().is_none_or(|byte| byte & 0x80 != 0) {
                         return None;
                     }
+                    found.path_len = Some(path_len.iter().fold(0u64, |n, byte| {
+                        n.saturating_mul(256).saturating_add(u64::from(*byte))
+                    }));
                 }
                 found.ca = Some(ca);
             }
@@ -373,6 +378,11 @@ impl<'a> Certificate<'a> {
         })
     }
 
+    /// The subject Name's contents (as webpki keeps a trust anchor's).
+    pub fn subject_contents(&self) -> &'a [u8] {
+        self.subject_contents
+    }
+
     /// The subject as `CN=alice`, for messages.
     pub fn subject_cn(&self) -> Option<String> {
         let mut names = self.subject_contents;
@@ -477,6 +487,11 @@ impl<'a> Certificate<'a> {
     /// The issuer Name as encoded (to compare with a subject).
     pub fn issuer(&self) -> &'a [u8] {
         self.issuer
+    }
+
+    /// The issuer Name's contents.
+    pub fn issuer_contents(&self) -> &'a [u8] {
+        item(self.issuer).map_or(&[], |name| name.contents)
     }
 
     /// Valid at `now` (Unix seconds), as OpenSSL checks: both ends inclusive.

@@ -25,6 +25,10 @@ prompt = no
 basicConstraints = critical, CA:TRUE
 keyUsage = critical, keyCertSign, cRLSign
 subjectKeyIdentifier = hash
+[v3_ca_pathlen0]
+basicConstraints = critical, CA:TRUE, pathlen:0
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
 """
 
 LEAF_EXTENSIONS = """\
@@ -110,9 +114,9 @@ class _Maker:
         openssl("genpkey", *KEY_TYPES[kind], "-out", self.path(name), cwd=self.dir)
         return self.path(name)
 
-    def ca(self, name, cn, kind="rsa"):
+    def ca(self, name, cn, kind="rsa", extensions="v3_ca"):
         key = self.key(f"{name}.key", kind)
-        openssl("req", "-x509", "-new", "-config", "req.cnf", "-extensions", "v3_ca",
+        openssl("req", "-x509", "-new", "-config", "req.cnf", "-extensions", extensions,
                 "-key", key, "-subj", f"/O=rpycd tests/CN={cn}", "-days", "3",
                 "-sha256", "-out", self.path(f"{name}.crt"), cwd=self.dir)
         return Pair(key, self.path(f"{name}.crt"))
@@ -235,7 +239,9 @@ def make_trust(pki, directory):
     - carol-*: from a CA that expired in 2020; frank-*: from one valid from 2090;
     - dave-*: from a self-signed v1 root (a valid anchor, as in OpenSSL);
     - ivy-*: from the good CA's intermediate (pathlen:0), trusted only with its root;
-    - otto-*: from an intermediate, valid now, of the CA that expired in 2020."""
+    - otto-*: from an intermediate, valid now, of the CA that expired in 2020;
+    - tia-*: from a root with pathlen:0; pat-*: from an intermediate below it
+      (pat-chain-v3's file holds pat-v3 and that intermediate)."""
     m = _Maker(directory)
     ca = Pair(str(Path(pki.ca).with_suffix(".key")), pki.ca)
     bob = m.leaf("bob", "bob", "rsa", ca, server=False)
@@ -249,13 +255,19 @@ def make_trust(pki, directory):
                         str(Path(pki.directory) / "intermediate.crt"))
     old_intermediate = m.signed("old-intermediate", "intermediate of the expired CA", "rsa",
                                 expired, INTERMEDIATE_EXTENSIONS)
+    tight = m.ca("tight-ca", "root with pathlen 0", extensions="v3_ca_pathlen0")
+    below_tight = m.signed("below-tight", "intermediate below pathlen 0", "rsa", tight,
+                           INTERMEDIATE_EXTENSIONS)
     clients = {"alice-v3": pki.alice, "alice-v1": alice_v1}
     for name, issuer in (("eve", bob), ("vic", alice_v1), ("kim", kim_ca), ("sam", sam_ca),
                          ("carol", expired), ("frank", future), ("dave", v1_root),
-                         ("ivy", intermediate), ("otto", old_intermediate)):
+                         ("ivy", intermediate), ("otto", old_intermediate), ("tia", tight),
+                         ("pat", below_tight)):
         clients[f"{name}-v3"] = m.signed(f"{name}-v3", f"{name} v3", "rsa", issuer,
                                          CLIENT_EXTENSIONS)
         clients[f"{name}-v1"] = m.v1(f"{name}-v1", f"{name} v1", issuer)
+    pat = clients["pat-v3"]
+    clients["pat-chain-v3"] = Pair(pat.key, m.bundle("pat-chain-v3", pat.cert, below_tight.cert))
     bundles = {
         "ca": pki.ca,
         "ca+bob": m.bundle("ca+bob", pki.ca, bob.cert),
@@ -270,5 +282,7 @@ def make_trust(pki, directory):
         "intermediate": m.bundle("intermediate-only", intermediate.cert),
         "expired+intermediate": m.bundle("expired+intermediate", expired.cert,
                                          old_intermediate.cert),
+        "tight": m.bundle("tight", tight.cert),
+        "tight+intermediate": m.bundle("tight+intermediate", tight.cert, below_tight.cert),
     }
     return Trust(bundles=bundles, clients=clients)

@@ -535,6 +535,11 @@ TRUST_MATRIX = {
     # valid itself, but the root above it expired: OpenSSL checks the whole chain
     "expired+intermediate": ([], {"otto-v3": "CERTIFICATE_EXPIRED",
                                   "otto-v1": "CERTIFICATE_EXPIRED"}),
+    # a root's pathlen:0 forbids any CA below it, whether the bundle or the
+    # client brings that CA
+    "tight": (["tia-v3", "tia-v1"], {"pat-chain-v3": None}),
+    "tight+intermediate": (["tia-v3", "tia-v1"], {"pat-v3": None, "pat-v1": None,
+                                                  "pat-chain-v3": None}),
 }
 
 # bundle -> (for Python: clients served, clients refused;
@@ -586,7 +591,8 @@ def assert_bundle_decides(server, pki, trust, served, refusals):
 def test_trust_matrix(tls_server, pki, trust, kind, bundle):
     """CA-made clients (v1 and v3) served; a CA out of its validity (expired,
     not yet valid), or below a root that is, issues nothing; a self-signed v1
-    root is an anchor; an intermediate with its root in the bundle issues."""
+    root is an anchor; an intermediate with its root in the bundle issues,
+    unless the root's pathLenConstraint forbids it."""
     served, refusals = TRUST_MATRIX[bundle]
     server = tls_server(cafile=trust.bundles[bundle])
     seen = assert_bundle_decides(server, pki, trust, served, list(refusals))
