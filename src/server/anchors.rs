@@ -2,16 +2,19 @@
 //! OpenSSL and so to Python's rpyc server on the same file.
 //!
 //! webpki takes every certificate it is given as a root, whatever the
-//! certificate says of itself, and never looks at a root's validity. So the
-//! bundle is judged here: an entry OpenSSL would never accept as the root of
-//! a client's chain (a leaf, a CA whose keyUsage forbids signing
-//! certificates, ...; see [`x509::Certificate::anchor_refusal`]) stops the
-//! daemon at start, named by its place in the file and its subject, and so
-//! does a CA that leads to no self-signed root in the bundle (OpenSSL, by
-//! default, trusts no chain that does not end at one). At each handshake
-//! only the anchors valid at that moment vouch for a client, a CA below a
-//! root only while its whole chain to the root is valid, as OpenSSL checks
-//! the validity of every certificate of a chain, the root included.
+//! certificate says of itself, never looks at a root's validity, and keeps
+//! no pathLenConstraint with one. So the bundle is judged here: an entry
+//! OpenSSL would never accept in a client's chain (a leaf, a CA whose
+//! keyUsage forbids signing certificates, ...; see
+//! [`x509::Certificate::anchor_refusal`]) stops the daemon at start, named by
+//! its place in the file and its subject, and so does a CA that leads to no
+//! self-signed root in the bundle (OpenSSL, by default, trusts no chain that
+//! does not end at one). Only the self-signed roots are webpki's anchors, and
+//! only those valid at the handshake; the bundle's other CAs are offered to
+//! webpki as intermediates, which it checks as such; a root's
+//! pathLenConstraint is applied to the path webpki built. v1 client
+//! certificates, which webpki cannot read, are checked against the bundle's
+//! CAs here, each valid only while its whole chain to the root is.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
