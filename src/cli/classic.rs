@@ -169,7 +169,12 @@ pub struct ClassicArgs {
     )]
     pub ssl_certfile: Option<PathBuf>,
 
-    /// CA certificates (PEM); if given, clients must present a certificate signed by one
+    /// CA certificates (PEM); if given, clients must present a certificate signed by one.
+    /// Every certificate in the file must be able to act as a CA (basicConstraints CA:TRUE,
+    /// or keyUsage keyCertSign, or a self-signed v1 root) and lead to a self-signed root in
+    /// the file, or the server does not start; a CA outside its validity period, or below
+    /// one that is, vouches for no one. With $CREDENTIALS_DIRECTORY
+    /// set, bare file names for all three TLS files are looked up there and nowhere else
     #[arg(
         long,
         value_name = "FILE",

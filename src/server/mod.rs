@@ -3,6 +3,7 @@
 //! listeners, the signal pipe and the watchdog timer. The loop's thread is
 //! the only thread of the process in forking mode, so fork() stays safe.
 
+mod anchors;
 pub mod classic;
 mod forking;
 pub mod listener;
@@ -13,7 +14,7 @@ mod strategy;
 mod threaded;
 pub mod tls;
 pub mod transport;
-mod x509;
+pub mod x509;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd};

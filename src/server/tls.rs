@@ -17,16 +17,15 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use rustls::client::danger::HandshakeSignatureValid;
-use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::UnixTime;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
-use rustls::server::WebPkiClientVerifier;
 use rustls::{DigitallySignedStruct, DistinguishedName};
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ServerConfig, ServerConnection};
 use thiserror::Error;
 
+use super::anchors::Anchors;
 use super::transport::{Authenticated, Authenticator, ReadFd, Refusal, Transport};
 use super::x509;
 use crate::sync::lock;
@@ -48,6 +47,25 @@ pub enum TlsError {
     },
     #[error("{}: {reason}", path.display())]
     BadCa { path: PathBuf, reason: String },
+    #[error(
+        "{}: certificate {position} ({subject}) cannot be trusted to issue client \
+         certificates: {reason}; remove it from the CA bundle",
+        path.display()
+    )]
+    NotACa {
+        path: PathBuf,
+        position: usize,
+        subject: String,
+        reason: String,
+    },
+    #[error(
+        "{} is not among the credentials in {} ($CREDENTIALS_DIRECTORY); \
+         write ./{} for a file in the working directory",
+        name.display(),
+        directory.display(),
+        name.display()
+    )]
+    NoCredential { name: PathBuf, directory: PathBuf },
 }
 
 /// The TLS files of the command line (`None` for the CA: no client certificates asked).
@@ -63,18 +81,29 @@ pub struct TlsAuthenticator {
 }
 
 /// A file named on the command line; a bare name is looked up among the
-/// credentials systemd passed (`LoadCredential=`) when there is one.
-pub fn resolve(path: &Path) -> PathBuf {
+/// credentials systemd passed (`LoadCredential=`) when there are any.
+pub fn resolve(path: &Path) -> Result<PathBuf, TlsError> {
+    resolve_in(path, std::env::var_os("CREDENTIALS_DIRECTORY").as_deref())
+}
+
+fn resolve_in(path: &Path, credentials: Option<&std::ffi::OsStr>) -> Result<PathBuf, TlsError> {
     let bare = path.components().count() == 1 && !path.starts_with(".");
-    if bare {
-        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-            let credential = Path::new(&dir).join(path);
+    match credentials.filter(|dir| !dir.is_empty()) {
+        Some(dir) if bare => {
+            let credential = Path::new(dir).join(path);
+            // never the working directory instead: in the units that is the
+            // state directory, which the clients' code can write
             if credential.exists() {
-                return credential;
+                Ok(credential)
+            } else {
+                Err(TlsError::NoCredential {
+                    name: path.to_owned(),
+                    directory: dir.into(),
+                })
             }
         }
+        _ => Ok(path.to_owned()),
     }
-    path.to_owned()
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -105,8 +134,8 @@ impl TlsAuthenticator {
     /// Loads and checks everything before anything is bound: each error
     /// names the file at fault.
     pub fn from_files(files: &TlsFiles<'_>) -> Result<TlsAuthenticator, TlsError> {
-        let key_path = resolve(files.key);
-        let cert_path = resolve(files.cert);
+        let key_path = resolve(files.key)?;
+        let cert_path = resolve(files.cert)?;
         let key_pem = read(&key_path)?;
         let key = PrivateKeyDer::from_pem_slice(&key_pem).map_err(|_| TlsError::NotPem {
             path: key_path.clone(),
@@ -124,29 +153,10 @@ impl TlsAuthenticator {
         let builder = match files.ca {
             None => builder.with_no_client_auth(),
             Some(ca) => {
-                let ca_path = resolve(ca);
-                let mut roots = RootCertStore::empty();
-                let mut issuers = Vec::new();
-                for cert in certificates(&ca_path)? {
-                    issuers.extend(x509::Issuer::from_der(&cert));
-                    roots.add(cert).map_err(|e| TlsError::BadCa {
-                        path: ca_path.clone(),
-                        reason: e.to_string(),
-                    })?;
-                }
-                // as rpyc: with a CA given, a client certificate is required
-                let webpki =
-                    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                        .build()
-                        .map_err(|e| TlsError::BadCa {
-                            path: ca_path.clone(),
-                            reason: e.to_string(),
-                        })?;
-                builder.with_client_cert_verifier(Arc::new(ClientVerifier {
-                    webpki,
-                    issuers,
-                    algorithms: provider.signature_verification_algorithms,
-                }))
+                let ca_path = resolve(ca)?;
+                let anchors =
+                    Anchors::from_bundle(&ca_path, certificates(&ca_path)?, provider.clone())?;
+                builder.with_client_cert_verifier(Arc::new(ClientVerifier { anchors }))
             }
         };
         let config = builder
@@ -443,18 +453,17 @@ fn subject_of(der: &[u8]) -> String {
     x509::subject_cn(der).unwrap_or_else(|| "a certificate without a common name".into())
 }
 
-/// webpki's client verification, plus X.509 v1 client certificates (see
-/// `x509`), which it refuses and Python's ssl accepts.
+/// webpki's client verification over the anchors valid at the time, plus
+/// X.509 v1 client certificates (see `x509`), which webpki refuses and
+/// Python's ssl accepts.
 #[derive(Debug)]
 struct ClientVerifier {
-    webpki: Arc<dyn ClientCertVerifier>,
-    issuers: Vec<x509::Issuer>,
-    algorithms: WebPkiSupportedAlgorithms,
+    anchors: Anchors,
 }
 
 impl ClientCertVerifier for ClientVerifier {
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.webpki.root_hint_subjects()
+        self.anchors.all().root_hint_subjects()
     }
 
     fn verify_client_cert(
@@ -463,15 +472,38 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        match x509::V1Certificate::parse(end_entity) {
-            None => self
-                .webpki
-                .verify_client_cert(end_entity, intermediates, now),
+        let verified = match x509::V1Certificate::parse(end_entity) {
+            None => match self.anchors.verifier_at(now) {
+                Some(verifier) => {
+                    let intermediates = self.anchors.with_intermediates(intermediates);
+                    verifier
+                        .webpki
+                        .verify_client_cert(end_entity, &intermediates, now)
+                        .and_then(|verified| {
+                            self.anchors
+                                .check_root_path_len(&verifier, end_entity, &intermediates, now)
+                                .map(|()| verified)
+                        })
+                }
+                None => Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::UnknownIssuer,
+                )),
+            },
             Some(v1) => v1
-                .verify(&self.issuers, &self.algorithms, now)
+                .verify(
+                    &self.anchors.issuers_at(now),
+                    self.anchors.algorithms(),
+                    now,
+                )
                 .map(|()| ClientCertVerified::assertion())
-                .map_err(|why| rustls::Error::General(why.into())),
-        }
+                .map_err(rustls::Error::InvalidCertificate),
+        };
+        // a client refused because its CA is out of date is told so, as OpenSSL does
+        verified.map_err(|error| {
+            x509::Certificate::parse(end_entity)
+                .and_then(|cert| self.anchors.lapsed_issuer(cert.issuer(), now))
+                .map_or(error, rustls::Error::InvalidCertificate)
+        })
     }
 
     fn verify_tls12_signature(
@@ -481,7 +513,10 @@ impl ClientCertVerifier for ClientVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         match x509::V1Certificate::parse(cert) {
-            None => self.webpki.verify_tls12_signature(message, cert, dss),
+            None => self
+                .anchors
+                .all()
+                .verify_tls12_signature(message, cert, dss),
             Some(v1) => self.verify_v1(&v1, message, dss),
         }
     }
@@ -493,7 +528,10 @@ impl ClientCertVerifier for ClientVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         match x509::V1Certificate::parse(cert) {
-            None => self.webpki.verify_tls13_signature(message, cert, dss),
+            None => self
+                .anchors
+                .all()
+                .verify_tls13_signature(message, cert, dss),
             Some(_) if !allowed_in_tls13(dss.scheme) => Err(rustls::Error::General(
                 "signature scheme not allowed in TLS 1.3".into(),
             )),
@@ -502,7 +540,7 @@ impl ClientCertVerifier for ClientVerifier {
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.webpki.supported_verify_schemes()
+        self.anchors.all().supported_verify_schemes()
     }
 }
 
@@ -523,7 +561,8 @@ impl ClientVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         let candidates = self
-            .algorithms
+            .anchors
+            .algorithms()
             .mapping
             .iter()
             .find(|(scheme, _)| *scheme == dss.scheme)
@@ -541,11 +580,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bare_names_are_found_among_credentials_only_when_there() {
+    fn bare_names_are_found_among_credentials_and_nowhere_else() {
+        let dir = std::env::temp_dir().join(format!("rpycd-credentials-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        std::fs::write(dir.join("there.key"), b"").expect("a scratch file");
+        let credentials = Some(dir.as_os_str());
+        let resolved = |name: &str, credentials| resolve_in(Path::new(name), credentials);
         assert_eq!(
-            resolve(Path::new("/etc/x.key")),
-            PathBuf::from("/etc/x.key")
+            resolved("/etc/x.key", credentials).ok(),
+            Some(PathBuf::from("/etc/x.key"))
         );
-        assert_eq!(resolve(Path::new("./x.key")), PathBuf::from("./x.key"));
+        assert_eq!(
+            resolved("./x.key", credentials).ok(),
+            Some(PathBuf::from("./x.key"))
+        );
+        assert_eq!(
+            resolved("there.key", credentials).ok(),
+            Some(dir.join("there.key"))
+        );
+        assert_eq!(resolved("x.key", None).ok(), Some(PathBuf::from("x.key")));
+        let missing = resolved("x.key", credentials).expect_err("no fallback");
+        let message = missing.to_string();
+        assert!(
+            message.contains("x.key") && message.contains(&*dir.to_string_lossy()),
+            "{message}"
+        );
+        std::fs::remove_dir_all(&dir).expect("cleaned up");
     }
 }

@@ -48,7 +48,7 @@ import rpyc.core.protocol
 from rpyc.core.stream import SocketStream
 from rpyc.utils.factory import connect_stream
 
-from certs import make_pki
+from certs import make_pki, make_trust
 from reliability import record
 from conftest import accepts, binary, free_port, server_env, wait_until
 
@@ -507,6 +507,156 @@ def test_socket_activation_passes_the_socket(daemons, tmp_path, pki, kind):
     assert ssl_connect(port, pki).eval("'ok'") == "ok"
 
 
+# --- what a CA bundle vouches for ------------------------------------------
+#
+# Each bundle is put to both servers with the same files: Python's rpyc_classic
+# (OpenSSL) is the reference. A bundle entry OpenSSL would never accept as the
+# root of a client's chain is, to rpycd, a configuration error: it exits 78 at
+# start naming the entry, where OpenSSL silently never uses it.
+
+@pytest.fixture(scope="session")
+def trust(pki, tmp_path_factory):
+    return make_trust(pki, tmp_path_factory.mktemp("trust"))
+
+
+TLS_VERSIONS = [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3]
+
+# bundle -> (clients served, {client refused: the alert both servers send}); see
+# certs.make_trust for who is who. (A CA not valid yet: OpenSSL sends
+# bad_certificate, rustls certificate_expired, as for any certificate not valid
+# yet; RFC 8446 allows either.)
+TRUST_MATRIX = {
+    "ca": (["alice-v3", "alice-v1"], {"dave-v3": "UNKNOWN_CA", "dave-v1": "UNKNOWN_CA"}),
+    "ca+expired": (["alice-v3", "alice-v1"],
+                   {"carol-v3": "CERTIFICATE_EXPIRED", "carol-v1": "CERTIFICATE_EXPIRED"}),
+    "ca+future": (["alice-v3"], {"frank-v3": None, "frank-v1": None}),
+    "v1-root": (["dave-v3", "dave-v1"], {"alice-v3": "UNKNOWN_CA"}),
+    "ca+intermediate": (["ivy-v3", "ivy-v1", "alice-v3"], {"dave-v3": "UNKNOWN_CA"}),
+    # valid itself, but the root above it expired: OpenSSL checks the whole chain
+    "expired+intermediate": ([], {"otto-v3": "CERTIFICATE_EXPIRED",
+                                  "otto-v1": "CERTIFICATE_EXPIRED"}),
+    # a root's pathlen:0 forbids any CA below it, whether the bundle or the
+    # client brings that CA
+    "tight": (["tia-v3", "tia-v1"], {"pat-chain-v3": None}),
+    "tight+intermediate": (["tia-v3", "tia-v1"], {"pat-v3": None, "pat-v1": None,
+                                                  "pat-chain-v3": None}),
+}
+
+# bundle -> (for Python: clients served, clients refused;
+#            for rpycd: what its exit-78 message names)
+NOT_ANCHORS = {
+    "ca+bob": (["alice-v3", "alice-v1"], ["eve-v3", "eve-v1"],
+               ["certificate 2 (CN=bob)", "CA:FALSE"]),
+    "bob": ([], ["eve-v3", "eve-v1", "alice-v3"], ["certificate 1 (CN=bob)", "CA:FALSE"]),
+    "ca+alice-v1": (["alice-v3"], ["vic-v3", "vic-v1"],
+                    ["certificate 2 (CN=alice v1)", "not self-signed"]),
+    "ca+kim-ca": (["alice-v3"], ["kim-v3", "kim-v1"],
+                  ["certificate 2 (CN=CA without keyCertSign)", "keyCertSign"]),
+    "ca+sam-ca": (["alice-v3"], ["sam-v3", "sam-v1"],
+                  ["certificate 2 (CN=CA for servers only)", "clientAuth"]),
+    # OpenSSL (without the partial-chain flag) trusts a chain only when it
+    # ends at a self-signed root of the bundle
+    "intermediate": ([], ["ivy-v3", "ivy-v1"],
+                     ["certificate 1 (CN=rpycd intermediate CA)", "self-signed root"]),
+}
+
+
+def pinned_context(pki, client, version):
+    """rpyc.ssl_connect's context, held to exactly one TLS version."""
+    ctx = client_context(pki, client, maximum=version)
+    ctx.minimum_version = version
+    return ctx
+
+
+def assert_bundle_decides(server, pki, trust, served, refusals):
+    """Each client of `served` is served and each of `refusals` refused,
+    under TLS 1.2 and 1.3; returns the refusals' exceptions by (client, version)."""
+    seen = {}
+    for version in TLS_VERSIONS:
+        for name in served:
+            conn = connect_with(pinned_context(pki, trust.clients[name], version), server.port)
+            try:
+                assert tls_version(conn) == version.name.replace("v1_", "v1."), name
+                assert conn.eval("'served'") == "served", (name, version)
+            finally:
+                conn.close()
+        for name in refusals:
+            ctx = pinned_context(pki, trust.clients[name], version)
+            seen[name, version.name] = refused(lambda: connect_with(ctx, server.port))
+    assert server.daemon.proc.poll() is None
+    return seen
+
+
+@pytest.mark.parametrize("bundle", list(TRUST_MATRIX))
+def test_trust_matrix(tls_server, pki, trust, kind, bundle):
+    """CA-made clients (v1 and v3) served; a CA out of its validity (expired,
+    not yet valid), or below a root that is, issues nothing; a self-signed v1
+    root is an anchor; an intermediate with its root in the bundle issues,
+    unless the root's pathLenConstraint forbids it."""
+    served, refusals = TRUST_MATRIX[bundle]
+    server = tls_server(cafile=trust.bundles[bundle])
+    seen = assert_bundle_decides(server, pki, trust, served, list(refusals))
+    for (name, version), exc in seen.items():
+        alert = refusals[name]
+        # under TLS 1.3 the client may see the connection end before the alert
+        if alert and (version == "TLSv1_2" or "ALERT" in repr(exc)):
+            assert f"ALERT_{alert}]" in repr(exc), (name, version, exc)
+
+
+@pytest.mark.parametrize("bundle", list(NOT_ANCHORS))
+def test_bundle_entries_that_cannot_issue(tls_server, pki, trust, kind, bundle):
+    """A leaf, a v1 certificate that is not self-signed, a CA whose keyUsage
+    forbids signing certificates, a CA for servers only, an intermediate
+    without its root: OpenSSL never lets them vouch for a client; rpycd
+    refuses the bundle at start, naming the entry."""
+    served, refusals, named = NOT_ANCHORS[bundle]
+    if kind == "python":
+        server = tls_server(cafile=trust.bundles[bundle])
+        assert_bundle_decides(server, pki, trust, served, refusals)
+        return
+    port = free_port()
+    pair = pki.servers["rsa"]
+    out = run_config([binary(), "--host", "127.0.0.1", "-p", str(port), "--ssl-keyfile", pair.key,
+                      "--ssl-certfile", pair.cert, "--ssl-cafile", trust.bundles[bundle]])
+    assert out.returncode == 78, (out.returncode, out.stderr)
+    assert out.stderr.count("\n") == 1, out.stderr
+    for words in [trust.bundles[bundle], *named]:
+        assert words in out.stderr, out.stderr
+    assert not accepts("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
+def test_refused_handshakes_leave_sessions_served(tls_server, pki, trust, kind, mode):
+    """Clients of an expired CA refused under TLS 1.2 and 1.3 while a good
+    session is open: it keeps answering, and a new one is served."""
+    if mode == "threadpool":
+        rpycd_only(kind, "rpyc 6.0.2's rpyc_classic has no threadpool mode")
+    server = tls_server(cafile=trust.bundles["ca+expired"], args=("-m", mode))
+    good = ssl_connect(server.port, pki, client=pki.alice)
+    assert good.eval("'before'") == "before"
+    refusals = 0
+    for version in TLS_VERSIONS:
+        for name in ("carol-v3", "carol-v1"):
+            ctx = pinned_context(pki, trust.clients[name], version)
+            exc = refused(lambda: connect_with(ctx, server.port))
+            if version == ssl.TLSVersion.TLSv1_2 or "ALERT" in repr(exc):
+                assert "ALERT_CERTIFICATE_EXPIRED]" in repr(exc), (name, version, exc)
+            refusals += 1
+            assert good.eval("6 * 7") == 42
+    good.close()
+    after = connect_with(pinned_context(pki, trust.clients["alice-v1"], ssl.TLSVersion.TLSv1_2),
+                         server.port)
+    assert_classic_session_works(after)
+    after.close()
+    assert server.daemon.proc.poll() is None
+    if kind == "rpycd":
+        record(f"TLS client of an expired CA ({mode})",
+               "v1 and v3 client certificates from a CA that expired in 2020, in the bundle "
+               "beside the good CA, under TLS 1.2 and 1.3, while a good session is open",
+               f"{refusals} refused (certificate_expired, as OpenSSL); the open session "
+               "answered after each; a new session served", refused=refusals)
+
+
 # --- slow and silent clients -----------------------------------------------
 
 def wait_for_close(sock, deadline, trickle=b""):
@@ -675,6 +825,33 @@ def test_bare_names_are_read_from_the_credentials_directory(daemons, tmp_path, p
     assert_classic_session_works(conn)
     assert (conn._channel.stream.sock.getpeercert(binary_form=True)
             == der_of_first_cert(pki.servers["rsa"].cert))
+
+
+@pytest.mark.parametrize("missing", ["server.crt", "ca.crt"])
+def test_a_credential_missing_is_an_error_not_the_working_directory(tmp_path, pki, kind, missing):
+    """With $CREDENTIALS_DIRECTORY set, a bare name is a credential or
+    nothing: a file of that name in the working directory (in the units, the
+    state directory, which clients' code can write) is never read instead."""
+    rpycd_only(kind, "rpyc 6.0.2 knows nothing of systemd credentials")
+    credentials = tmp_path / "credentials"
+    workdir = tmp_path / "workdir"
+    credentials.mkdir()
+    workdir.mkdir()
+    files = {"server.key": pki.servers["rsa"].key, "server.crt": pki.servers["rsa"].cert,
+             "ca.crt": pki.ca}
+    for name, source in files.items():
+        shutil.copy(source, workdir / name)
+        if name != missing:
+            shutil.copy(source, credentials / name)
+    port = free_port()
+    out = run_config([binary(), "--host", "127.0.0.1", "-p", str(port), "-m", "oneshot",
+                      "--ssl-keyfile", "server.key", "--ssl-certfile", "server.crt",
+                      "--ssl-cafile", "ca.crt"],
+                     cwd=workdir, env=server_env(CREDENTIALS_DIRECTORY=str(credentials)))
+    assert out.returncode == 78, (out.returncode, out.stdout, out.stderr)
+    assert missing in out.stderr and str(credentials) in out.stderr, out.stderr
+    assert out.stderr.count("\n") == 1, out.stderr
+    assert not accepts("127.0.0.1", port)
 
 
 def test_bulk_bytes_over_tls(tls_server, pki):

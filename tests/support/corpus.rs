@@ -28,7 +28,7 @@ impl XorShift {
 
 fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
     let mut data = seed.to_vec();
-    match rng.below(7) {
+    match rng.below(9) {
         0 if !data.is_empty() => {
             let at = rng.below(data.len());
             data[at] ^= 1 << rng.below(8);
@@ -54,6 +54,21 @@ fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
             // string for another kind): the shapes decoders tell apart
             let at = rng.below(data.len());
             data[at] = data[at].wrapping_add(1 + rng.below(3) as u8);
+        }
+        6 if data.len() > 2 => {
+            // a one-byte length (DER's, brine's short forms): long forms,
+            // zero, all ones
+            let at = 1 + rng.below(data.len() - 1);
+            data[at] = [0x80, 0x81, 0x84, 0x85, 0x00, 0x7f, 0xff][rng.below(7)];
+        }
+        7 => {
+            // one digit of a DER time turned into another character
+            if let Some(at) = data.windows(2).position(|w| w == [0x17, 0x0d]) {
+                let at = at + 2 + rng.below(13);
+                if at < data.len() {
+                    data[at] = [b'0', b'9', b'+', b'-', b' ', 0xff][rng.below(6)];
+                }
+            }
         }
         _ => {
             // a length or count field pushed to an extreme
