@@ -1,0 +1,90 @@
+"""The daemon inside the packaged units' sandbox, where bind() and listen()
+fail with EPERM (nobind.py installs the same denial): it serves the
+sockets it is given, and `--register` still registers, from the server's
+own address, as rpyc's registrar does with bind()."""
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+import rpyc
+
+import nobind
+from conftest import binary, free_port, free_udp_and_tcp_port, wait_until, accepts
+from test_runtime import registrar_for
+
+NOBIND = str(Path(__file__).with_name("nobind.py"))
+
+pytestmark = pytest.mark.skipif(not nobind.supported(),
+                                reason="nobind.py knows the syscall numbers of x86_64 and aarch64")
+
+
+def start_registry(daemons, tmp_path, mode):
+    port = free_udp_and_tcp_port()
+    daemons([binary("rpyc-registry"), "-m", mode, "-p", str(port), "--host", "127.0.0.1"],
+            tmp_path)
+    wait_until(lambda: _answers(mode, port), f"the {mode} registry to answer")
+    return port
+
+
+def _answers(mode, port):
+    try:
+        return registrar_for(mode, port).list() is None
+    except OSError:
+        return False
+
+
+def sandboxed_classic(daemons, tmp_path, host, *args):
+    """rpyc-classic given a listening socket by systemd-socket-activate and
+    running with bind() and listen() denied; returns (daemon, port)."""
+    port = free_port(host=host)
+    daemon = daemons(["systemd-socket-activate", "-l", f"{host}:{port}", sys.executable,
+                      NOBIND, binary(), *args], tmp_path)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts(host, port),
+               f"port {port} to accept")
+    assert daemon.proc.poll() is None, daemon.log()
+    return daemon, port
+
+
+def test_the_sandbox_denies_binding_to_client_code(daemons, tmp_path):
+    """What the other tests rely on: code in a session cannot bind or listen."""
+    _, port = sandboxed_classic(daemons, tmp_path, "127.0.0.1")
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    try:
+        conn.execute("import socket; s = socket.socket()")
+        with pytest.raises(PermissionError):
+            conn.execute("s.bind(('127.0.0.1', 0))")
+        with pytest.raises(PermissionError):
+            conn.execute("s.listen()")
+        # and the daemon itself serves on
+        assert conn.eval("6 * 7") == 42
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("mode", ["UDP", "TCP"])
+def test_register_without_bind(daemons, tmp_path, mode):
+    registry_port = start_registry(daemons, tmp_path, mode)
+    daemon, port = sandboxed_classic(daemons, tmp_path, "127.0.0.1", "--register",
+                                     "--registry-type", mode, "--registry-host", "127.0.0.1",
+                                     "--registry-port", str(registry_port))
+    client = registrar_for(mode, registry_port)
+    found = wait_until(lambda: client.discover("SLAVE"), f"the registration:\n{daemon.log()}")
+    assert tuple(found) == (("127.0.0.1", port),)
+    assert "did not work" not in daemon.log(), daemon.log()
+
+
+def test_udp_registration_comes_from_the_servers_address(daemons, tmp_path):
+    """A server on 127.0.0.2 registering with a registry on 127.0.0.1: the
+    route alone would send from 127.0.0.1, and the registry records the
+    address a datagram comes from. rpyc binds to the server's address; here
+    IP_PKTINFO picks it, with bind() denied."""
+    registry_port = start_registry(daemons, tmp_path, "UDP")
+    daemon, port = sandboxed_classic(daemons, tmp_path, "127.0.0.2", "--register",
+                                     "--registry-type", "UDP", "--registry-host", "127.0.0.1",
+                                     "--registry-port", str(registry_port))
+    client = registrar_for("UDP", registry_port)
+    found = wait_until(lambda: client.discover("SLAVE"), f"the registration:\n{daemon.log()}")
+    assert tuple(found) == (("127.0.0.2", port),)
