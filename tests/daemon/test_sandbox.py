@@ -4,8 +4,8 @@ sockets it is given, and `--register` still registers, from the server's
 own address, as rpyc's registrar does with bind()."""
 
 import os
-import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -88,3 +88,76 @@ def test_udp_registration_comes_from_the_servers_address(daemons, tmp_path):
     client = registrar_for("UDP", registry_port)
     found = wait_until(lambda: client.discover("SLAVE"), f"the registration:\n{daemon.log()}")
     assert tuple(found) == (("127.0.0.2", port),)
+
+
+# -- tasks: the units' TasksMax= and LimitNPROC= --------------------------------
+
+# a user id no process on the machine has: RLIMIT_NPROC counts every task
+# of the real user, so the daemon's must be the only ones
+UNUSED_UID = 64123
+TASKS = 64
+TASK_BOMB = """
+import os, threading
+threading.stack_size(256 * 1024)
+release = threading.Event()
+held, thread_error = [], None
+while len(held) < 1000:
+    thread = threading.Thread(target=release.wait)
+    try:
+        thread.start()
+    except RuntimeError as error:
+        thread_error = repr(error)
+        break
+    held.append(thread)
+"""
+
+
+def as_unused_user_with_few_tasks():
+    import resource
+    resource.setrlimit(resource.RLIMIT_NPROC, (TASKS, TASKS))
+    os.setgroups([])
+    os.setgid(UNUSED_UID)
+    os.setuid(UNUSED_UID)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the daemon as a user of its own")
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
+def test_a_quiet_session_answers_while_clients_code_holds_every_task(daemons, tmp_path, mode):
+    """Clients' code takes every task the unit allows (as LimitNPROC= or
+    TasksMax= count them): it gets an error, and another session, quiet
+    until then, still answers. In threaded mode a quiet session has no
+    thread of its own (it is parked) and needs one to answer: it waits for
+    one to come free instead of being closed."""
+    busy = [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == UNUSED_UID]
+    assert not busy, f"uid {UNUSED_UID} is in use: {busy}"
+    port = free_port()
+    daemon = daemons([binary(), "--host", "127.0.0.1", "-p", str(port), "-m", mode], tmp_path,
+                     preexec_fn=as_unused_user_with_few_tasks)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts("127.0.0.1", port),
+               f"port {port} to accept")
+    assert daemon.proc.poll() is None, daemon.log()
+    bomber = rpyc.classic.connect("127.0.0.1", port)
+    other = rpyc.classic.connect("127.0.0.1", port)
+    try:
+        assert other.eval("1") == 1
+        # quiet long enough to be parked, and for the threads that served
+        # it to end (SPARE_WAIT)
+        time.sleep(6.5)
+        bomber.execute(TASK_BOMB)
+        assert bomber.eval("thread_error") and bomber.eval("len(held)") < TASKS
+        assert other.eval("6 * 7") == 42, daemon.log()
+        bomber.execute("release.set()\nfor thread in held: thread.join()")
+        late = rpyc.classic.connect("127.0.0.1", port)
+        assert late.eval("2 + 2") == 4
+        late.close()
+        assert other.eval("6 * 7") == 42
+    finally:
+        bomber.close()
+        other.close()
+
+
+def _uid_of(pid):
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
