@@ -5,8 +5,8 @@
 //! thread that finds no work for a while ends; so does one that would
 //! make too many waiting threads. When no thread can be started (the
 //! unit's TasksMax= or LimitNPROC= reached, e.g. by clients' code), the
-//! work waits for the next thread whose work is done, instead of its
-//! connection being closed.
+//! work waits for the next thread whose work is done, or for the server's
+//! loop to start one when it can, instead of its connection being closed.
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd};
@@ -76,6 +76,14 @@ impl Threaded {
     pub(super) fn serve(&self, stream: Stream) {
         self.threads.run(Work::New(stream));
     }
+
+    /// Tries again to start threads for work that waits for one (none
+    /// could be started when it came); says whether some still waits, and
+    /// so when to try again. Once a bomb in clients' code is gone, a
+    /// session that waited is served even if no other thread comes free.
+    pub(super) fn retry_waiting(&self) -> bool {
+        self.threads.retry_waiting()
+    }
 }
 
 #[derive(Clone)]
@@ -89,13 +97,18 @@ struct Threads {
 }
 
 /// Work that waits for a thread because none could be started: the next
-/// thread whose work is done takes it.
+/// thread whose work is done takes it, or one the server's loop starts
+/// when it tries again (`retry_waiting`).
 #[derive(Clone, Default)]
 struct Waiting(Arc<Mutex<VecDeque<Work>>>);
 
 impl Waiting {
     fn push(&self, work: Work) {
         lock(&self.0).push_back(work);
+    }
+
+    fn push_front(&self, work: Work) {
+        lock(&self.0).push_front(work);
     }
 
     fn pop(&self) -> Option<Work> {
@@ -109,6 +122,20 @@ impl Threads {
         let Some(work) = self.spare.hand_over(work) else {
             return;
         };
+        if let Some((work, error)) = self.start_thread(work) {
+            self.context.log.error(format_args!(
+                "cannot start a thread for a connection: {error}; it waits for a thread to come free"
+            ));
+            // a thread may have come free meanwhile
+            if let Some(work) = self.spare.hand_over(work) {
+                self.waiting.push(work);
+            }
+        }
+    }
+
+    /// A new thread for `work`; the work back, and why, if none can be
+    /// started.
+    fn start_thread(&self, work: Work) -> Option<(Work, std::io::Error)> {
         let threads = self.clone();
         // the closure takes the work from here, so that a thread that
         // cannot be started leaves it behind
@@ -123,16 +150,24 @@ impl Threads {
                 }
                 threads.serve_more();
             });
-        if let Err(error) = spawned {
-            self.context.log.error(format_args!(
-                "cannot start a thread for a connection: {error}; it waits for a thread to come free"
-            ));
-            let work = lock(&slot).take();
-            // a thread may have come free meanwhile
-            if let Some(work) = work.and_then(|work| self.spare.hand_over(work)) {
-                self.waiting.push(work);
+        let error = spawned.err()?;
+        let work = lock(&slot).take()?;
+        Some((work, error))
+    }
+
+    /// Starts threads for the work that waits for one, as long as threads
+    /// can be started; says whether some still waits.
+    fn retry_waiting(&self) -> bool {
+        while let Some(work) = self.waiting.pop() {
+            let Some(work) = self.spare.hand_over(work) else {
+                continue;
+            };
+            if let Some((work, _)) = self.start_thread(work) {
+                self.waiting.push_front(work);
+                return true;
             }
         }
+        false
     }
 
     /// A thread whose work is done: serves what waits for a thread, and

@@ -12,7 +12,7 @@ import pytest
 import rpyc
 
 import nobind
-from conftest import binary, free_port, free_udp_and_tcp_port, wait_until, accepts
+from conftest import DEADLINE, accepts, binary, free_port, free_udp_and_tcp_port, wait_until
 from test_runtime import registrar_for
 
 NOBIND = str(Path(__file__).with_name("nobind.py"))
@@ -96,12 +96,16 @@ def test_udp_registration_comes_from_the_servers_address(daemons, tmp_path):
 # of the real user, so the daemon's must be the only ones
 UNUSED_UID = 64123
 TASKS = 64
+# threads until none can be started, and a process; `pin` keeps this
+# session on its thread (its thread's Python state is its own)
 TASK_BOMB = """
 import os, threading
+pin = threading.local()
+pin.mine = True
 threading.stack_size(256 * 1024)
 release = threading.Event()
-held, thread_error = [], None
-while len(held) < 1000:
+held, thread_error, fork_error = [], None, None
+while len(held) < 100000:
     thread = threading.Thread(target=release.wait)
     try:
         thread.start()
@@ -109,6 +113,13 @@ while len(held) < 1000:
         thread_error = repr(error)
         break
     held.append(thread)
+try:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+except OSError as error:
+    fork_error = repr(error)
 """
 
 
@@ -120,14 +131,32 @@ def as_unused_user_with_few_tasks():
     os.setuid(UNUSED_UID)
 
 
+def ask_in_background(conn, expression):
+    """conn.eval(expression) in a client thread: (thread, [answer or error])."""
+    import threading
+    result = []
+
+    def ask():
+        try:
+            result.append(conn.eval(expression))
+        except Exception as error:  # the test looks at which
+            result.append(error)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    return thread, result
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the daemon as a user of its own")
 @pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
-def test_a_quiet_session_answers_while_clients_code_holds_every_task(daemons, tmp_path, mode):
+def test_a_quiet_session_survives_clients_code_holding_every_task(daemons, tmp_path, mode):
     """Clients' code takes every task the unit allows (as LimitNPROC= or
-    TasksMax= count them): it gets an error, and another session, quiet
-    until then, still answers. In threaded mode a quiet session has no
-    thread of its own (it is parked) and needs one to answer: it waits for
-    one to come free instead of being closed."""
+    TasksMax= count them) and keeps its session on its thread: it gets an
+    error, and another session, quiet until then, is not closed. In
+    threadpool and forking modes that session has its worker or process and
+    answers at once; in threaded mode a quiet session has no thread (it is
+    parked), so its request waits until a thread can be started, and is
+    answered when the bomb is over."""
     busy = [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == UNUSED_UID]
     assert not busy, f"uid {UNUSED_UID} is in use: {busy}"
     port = free_port()
@@ -145,8 +174,17 @@ def test_a_quiet_session_answers_while_clients_code_holds_every_task(daemons, tm
         time.sleep(6.5)
         bomber.execute(TASK_BOMB)
         assert bomber.eval("thread_error") and bomber.eval("len(held)") < TASKS
-        assert other.eval("6 * 7") == 42, daemon.log()
+        assert bomber.eval("fork_error"), "a process could still be started"
+        time.sleep(0.5)   # the bomber is quiet too, on its own thread
+        thread, answer = ask_in_background(other, "6 * 7")
+        thread.join(3)
+        if mode == "threaded":
+            assert answer in ([], [42]), answer
+        else:
+            assert answer == [42], answer
         bomber.execute("release.set()\nfor thread in held: thread.join()")
+        thread.join(DEADLINE)
+        assert answer == [42], f"{answer}\n{daemon.log()}"
         late = rpyc.classic.connect("127.0.0.1", port)
         assert late.eval("2 + 2") == 4
         late.close()
