@@ -4,6 +4,7 @@ sockets it is given, and `--register` still registers, from the server's
 own address, as rpyc's registrar does with bind()."""
 
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -39,10 +40,12 @@ def _answers(mode, port):
 def sandboxed_classic(daemons, tmp_path, host, *args):
     """rpyc-classic given a listening socket by systemd-socket-activate and
     running with bind() and listen() denied; returns (daemon, port)."""
-    port = free_port(host=host)
-    daemon = daemons(["systemd-socket-activate", "-l", f"{host}:{port}", sys.executable,
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    port = free_port(family, host)
+    address = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    daemon = daemons(["systemd-socket-activate", "-l", address, sys.executable,
                       NOBIND, binary(), *args], tmp_path)
-    wait_until(lambda: daemon.proc.poll() is not None or accepts(host, port),
+    wait_until(lambda: daemon.proc.poll() is not None or accepts(host, port, family),
                f"port {port} to accept")
     assert daemon.proc.poll() is None, daemon.log()
     return daemon, port
@@ -88,6 +91,28 @@ def test_udp_registration_comes_from_the_servers_address(daemons, tmp_path):
     client = registrar_for("UDP", registry_port)
     found = wait_until(lambda: client.discover("SLAVE"), f"the registration:\n{daemon.log()}")
     assert tuple(found) == (("127.0.0.2", port),)
+
+
+def test_udp_registration_over_ipv6(daemons, tmp_path):
+    """The same over IPv6 (IPV6_PKTINFO): a server on ::1, a registry on ::1."""
+    from rpyc.utils.registry import UDPRegistryClient
+    registry_port = free_udp_and_tcp_port()
+    daemons([binary("rpyc-registry"), "-m", "UDP", "-p", str(registry_port), "--ipv6",
+             "--host", "::1"], tmp_path)
+    client = UDPRegistryClient(ip="::1", port=registry_port, ipv6=True)
+    wait_until(lambda: _lists(client), "the IPv6 registry to answer")
+    daemon, port = sandboxed_classic(daemons, tmp_path, "::1", "--register",
+                                     "--registry-type", "UDP", "--registry-host", "::1",
+                                     "--registry-port", str(registry_port))
+    found = wait_until(lambda: client.discover("SLAVE"), f"the registration:\n{daemon.log()}")
+    assert tuple(found) == (("::1", port),)
+
+
+def _lists(client):
+    try:
+        return client.list() is None
+    except OSError:
+        return False
 
 
 # -- tasks: the units' TasksMax= and LimitNPROC= --------------------------------

@@ -585,7 +585,8 @@ def test_client_code_cannot_listen_unless_the_bind_dropin_allows_it(ct, ports):
             stop_all(ct)
         ct.run("systemctl", "start", "rpyc-classic.socket")
         conn = classic(port)
-        assert isinstance(try_listen(conn, "0.0.0.0"), PermissionError), "the drop-in outlived itself"
+        assert isinstance(try_listen(conn, "0.0.0.0"), PermissionError), \
+            "the drop-in outlived itself"
         conn.close()
     finally:
         stop_all(ct)
@@ -664,7 +665,8 @@ def test_tasks_are_bounded_and_a_second_session_survives_a_bomb(ct, ports, mode)
             bomber.execute(TASK_BOMB.replace("LIMIT", "100000"))
             held = bomber.eval("len(held)")
             errors = bomber.eval("(thread_error, fork_error)")
-            assert held < 4096 and errors[0] and "can't start new thread" in errors[0], (held, errors)
+            assert held < 4096 and errors[0] and "can't start new thread" in errors[0], \
+                (held, errors)
             assert errors[1] and "Resource temporarily unavailable" in errors[1], errors
             current = show(ct, "rpyc-classic.service", "TasksCurrent")["TasksCurrent"]
             bound = ("TasksMax (pids controller)" if current.isdigit() else
