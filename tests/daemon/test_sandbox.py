@@ -13,6 +13,7 @@ import pytest
 import rpyc
 
 import nobind
+from reliability import record
 from conftest import DEADLINE, accepts, binary, free_port, free_udp_and_tcp_port, wait_until
 from test_runtime import registrar_for
 
@@ -198,18 +199,30 @@ def test_a_quiet_session_survives_clients_code_holding_every_task(daemons, tmp_p
         # it to end (SPARE_WAIT)
         time.sleep(6.5)
         bomber.execute(TASK_BOMB)
-        assert bomber.eval("thread_error") and bomber.eval("len(held)") < TASKS
+        held = bomber.eval("len(held)")
+        assert bomber.eval("thread_error") and held < TASKS
         assert bomber.eval("fork_error"), "a process could still be started"
         time.sleep(0.5)   # the bomber is quiet too, on its own thread
         thread, answer = ask_in_background(other, "6 * 7")
         thread.join(3)
+        during = bool(answer)
         if mode == "threaded":
             assert answer in ([], [42]), answer
         else:
             assert answer == [42], answer
+        released = time.monotonic()
         bomber.execute("release.set()\nfor thread in held: thread.join()")
         thread.join(DEADLINE)
         assert answer == [42], f"{answer}\n{daemon.log()}"
+        after = time.monotonic() - released
+        record(f"task bomb in clients' code ({mode})",
+               f"RLIMIT_NPROC {TASKS} (as the units' LimitNPROC=/TasksMax= bound tasks); one "
+               "session starts threads until refused, then os.fork(), and keeps its thread; "
+               "another session, quiet for 6.5 s, then asks",
+               f"the bomb refused after {held} threads, fork refused; the quiet session kept, "
+               + ("answered during the bomb" if during else
+                  f"answered {after:.1f} s after the bomb was released"),
+               threads=held, answered_during=during)
         late = rpyc.classic.connect("127.0.0.1", port)
         assert late.eval("2 + 2") == 4
         late.close()
