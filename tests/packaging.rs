@@ -286,6 +286,34 @@ fn services_run_the_packaged_binaries_hardened() {
     }
 }
 
+/// The code a service runs (clients' code, in the classic service) cannot
+/// open listeners of its own, and what it may take from the machine is
+/// bounded: the daemons get their sockets from systemd and need neither
+/// bind() nor listen().
+#[test]
+fn services_deny_listeners_and_bound_tasks_and_memory() {
+    for name in units().iter().filter(|name| name.ends_with(".service")) {
+        let unit = read(&format!("systemd/{name}"));
+        for setting in ["SystemCallFilter=~bind listen", "SocketBindDeny=any"] {
+            assert!(
+                unit.lines().any(|line| line == setting),
+                "{name} lacks {setting}"
+            );
+        }
+        for key in ["TasksMax", "MemoryMax"] {
+            let set = values(&unit, key);
+            assert!(
+                set.len() == 1 && !set[0].is_empty() && set[0] != "infinity",
+                "{name}: {key}={set:?}"
+            );
+        }
+        // the registry runs nobody's code and has no network of its own
+        if !name.starts_with("rpyc-registry") {
+            assert_eq!(values(&unit, "LimitNPROC").len(), 1, "{name}");
+        }
+    }
+}
+
 /// Each example folder holds drop-in directories for units we ship.
 #[test]
 fn examples_are_drop_ins_for_shipped_units() {

@@ -242,14 +242,19 @@ fn classic_sections() -> (Vec<Paragraph>, Vec<Section>) {
                         bold("rpyc-classic-stdio@.service"),
                     ],
                     [roman(
-                        "The units; change them with drop-ins (systemctl edit).",
+                        "The units; change them with drop-ins (systemctl edit). Code that \
+                         clients run there cannot open listening sockets of its own (bind() \
+                         and listen() are denied), and its tasks and memory are bounded \
+                         (TasksMax=, LimitNPROC=, MemoryMax=).",
                     )],
                 ),
                 tagged(
                     [bold("/usr/share/doc/rpycd/examples/")],
                     [roman(
                         "Drop-ins (another port, TLS on the network, a named user, \
-                            registration, a logfile) and inetd.conf and xinetd entries.",
+                            registration, a logfile, higher task and memory bounds, \
+                            listening sockets for clients' code) and inetd.conf and \
+                            xinetd entries.",
                     )],
                 ),
             ],
@@ -478,7 +483,11 @@ fn serve_sections() -> (Vec<Paragraph>, Vec<Section>) {
                     ],
                     [roman(
                         "The unit templates; give an instance its addresses and user with \
-                         drop-ins (rpyc-serve@NAME.socket.d/, rpyc-serve@NAME.service.d/).",
+                         drop-ins (rpyc-serve@NAME.socket.d/, rpyc-serve@NAME.service.d/). \
+                         The service's code cannot open listening sockets of its own (bind() \
+                         and listen() are denied), and its tasks and memory are bounded \
+                         (TasksMax=, LimitNPROC=, MemoryMax=); the classic server's bind/ and \
+                         limits/ examples show the drop-ins that change that.",
                     )],
                 ),
                 tagged(

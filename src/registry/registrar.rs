@@ -7,13 +7,14 @@
 //! loop drives, never blocking: in forking mode that loop's thread must be
 //! the process's only thread, or a fork could copy a lock held mid-way.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::socket::{
-    connect, socket, AddressFamily, SockFlag, SockType, SockaddrIn, SockaddrIn6,
+    connect, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
+    SockaddrIn, SockaddrIn6,
 };
 
 use super::protocol::{is_ok_reply, Request, MAX_MESSAGE};
@@ -181,20 +182,77 @@ impl Registrar {
         .map_err(|error| io::Error::new(io::ErrorKind::InvalidInput, error.to_string()))
     }
 
-    /// A UDP socket on our own address, allowed to broadcast when the
-    /// registry address is a broadcast one (rpyc's default).
+    /// An unbound UDP socket, allowed to broadcast when the registry
+    /// address is a broadcast one (rpyc's default). rpyc binds it to the
+    /// server's address; here the address rides on each datagram instead
+    /// (`send_from`), so that the registrar needs no bind(): the units deny
+    /// bind() to the code they run, and the first send binds the socket to
+    /// an ephemeral port, which is all a reply needs.
     fn udp_socket(&self) -> io::Result<UdpSocket> {
-        let socket = UdpSocket::bind(SocketAddr::new(self.interface_for_family(), 0))?;
+        let family = match self.registry {
+            SocketAddr::V4(_) => AddressFamily::Inet,
+            SocketAddr::V6(_) => AddressFamily::Inet6,
+        };
+        let fd: OwnedFd = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+        let socket = UdpSocket::from(fd);
         if is_broadcast(self.registry.ip()) {
             socket.set_broadcast(true)?;
         }
         Ok(socket)
     }
 
+    /// Sends `datagram` to the registry from the server's own address, as
+    /// rpyc's bind((interface, 0)) does: the registry records the address a
+    /// datagram comes from. IP_PKTINFO / IPV6_PKTINFO pick that source
+    /// address, and the route with it, for this datagram alone.
+    fn send_from(&self, socket: &UdpSocket, datagram: &[u8]) -> io::Result<()> {
+        let source = self.interface_for_family();
+        if source.is_unspecified() {
+            return socket.send_to(datagram, self.registry).map(drop);
+        }
+        let iov = [IoSlice::new(datagram)];
+        let sent = match (source, self.registry) {
+            (IpAddr::V4(source), SocketAddr::V4(to)) => {
+                let info = libc::in_pktinfo {
+                    ipi_ifindex: 0,
+                    ipi_spec_dst: libc::in_addr {
+                        s_addr: u32::from(source).to_be(),
+                    },
+                    ipi_addr: libc::in_addr { s_addr: 0 },
+                };
+                sendmsg(
+                    socket.as_raw_fd(),
+                    &iov,
+                    &[ControlMessage::Ipv4PacketInfo(&info)],
+                    MsgFlags::empty(),
+                    Some(&SockaddrIn::from(to)),
+                )
+            }
+            (IpAddr::V6(source), SocketAddr::V6(to)) => {
+                let info = libc::in6_pktinfo {
+                    ipi6_addr: libc::in6_addr {
+                        s6_addr: source.octets(),
+                    },
+                    ipi6_ifindex: 0,
+                };
+                sendmsg(
+                    socket.as_raw_fd(),
+                    &iov,
+                    &[ControlMessage::Ipv6PacketInfo(&info)],
+                    MsgFlags::empty(),
+                    Some(&SockaddrIn6::from(to)),
+                )
+            }
+            // interface_for_family() answers in the registry's family
+            _ => return socket.send_to(datagram, self.registry).map(drop),
+        };
+        sent.map(drop).map_err(io::Error::from)
+    }
+
     fn send_udp(&self, now: Instant) -> io::Result<State> {
         let socket = self.udp_socket()?;
         socket.set_nonblocking(true)?;
-        socket.send_to(&self.request()?, self.registry)?;
+        self.send_from(&socket, &self.request()?)?;
         Ok(State::UdpSent {
             socket,
             deadline: now + REPLY_TIMEOUT,
@@ -221,7 +279,29 @@ impl Registrar {
         seen
     }
 
+    /// A TCP connection to the registry from the server's own address. The
+    /// route to the registry usually picks that address by itself (always,
+    /// for a loopback server and registry), so the first try connects
+    /// without bind(), which the units deny; only when the kernel picked
+    /// another source address does it bind as rpyc does and try again.
     fn connect_tcp(&self, now: Instant) -> io::Result<State> {
+        let source = self.interface_for_family();
+        let stream = self.tcp_connect(None)?;
+        let picked = stream.local_addr()?.ip();
+        let stream = if source.is_unspecified() || picked == source {
+            stream
+        } else {
+            drop(stream);
+            self.tcp_connect(Some(source))?
+        };
+        Ok(State::TcpConnecting {
+            stream,
+            deadline: now + REPLY_TIMEOUT,
+        })
+    }
+
+    /// A non-blocking connect() to the registry, from `source` if given.
+    fn tcp_connect(&self, source: Option<IpAddr>) -> io::Result<TcpStream> {
         let family = match self.registry {
             SocketAddr::V4(_) => AddressFamily::Inet,
             SocketAddr::V6(_) => AddressFamily::Inet6,
@@ -232,20 +312,21 @@ impl Registrar {
             SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
             None,
         )?;
-        let local = SocketAddr::new(self.interface_for_family(), 0);
-        match local {
-            SocketAddr::V4(v4) => nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?,
-            SocketAddr::V6(v6) => nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(v6))?,
+        match source.map(|ip| SocketAddr::new(ip, 0)) {
+            Some(SocketAddr::V4(v4)) => {
+                nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrIn::from(v4))?
+            }
+            Some(SocketAddr::V6(v6)) => {
+                nix::sys::socket::bind(fd.as_raw_fd(), &SockaddrIn6::from(v6))?
+            }
+            None => {}
         }
         let connected = match self.registry {
             SocketAddr::V4(v4) => connect(fd.as_raw_fd(), &SockaddrIn::from(v4)),
             SocketAddr::V6(v6) => connect(fd.as_raw_fd(), &SockaddrIn6::from(v6)),
         };
         match connected {
-            Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(State::TcpConnecting {
-                stream: TcpStream::from(fd),
-                deadline: now + REPLY_TIMEOUT,
-            }),
+            Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Ok(TcpStream::from(fd)),
             Err(error) => Err(error.into()),
         }
     }
@@ -294,7 +375,7 @@ impl Registrar {
         let sent = match self.transport {
             RegistryTransport::Udp => self
                 .udp_socket()
-                .and_then(|socket| socket.send_to(&request, self.registry).map(drop)),
+                .and_then(|socket| self.send_from(&socket, &request)),
             RegistryTransport::Tcp => {
                 TcpStream::connect_timeout(&self.registry, REPLY_TIMEOUT).and_then(|mut stream| {
                     stream.set_read_timeout(Some(REPLY_TIMEOUT))?;

@@ -1,0 +1,239 @@
+"""The daemon inside the packaged units' sandbox, where bind() and listen()
+fail with EPERM (nobind.py installs the same denial): it serves the
+sockets it is given, and `--register` still registers, from the server's
+own address, as rpyc's registrar does with bind()."""
+
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import rpyc
+
+import nobind
+from reliability import record
+from conftest import DEADLINE, accepts, binary, free_port, free_udp_and_tcp_port, wait_until
+from test_runtime import registrar_for
+
+NOBIND = str(Path(__file__).with_name("nobind.py"))
+
+pytestmark = pytest.mark.skipif(not nobind.supported(),
+                                reason="nobind.py knows the syscall numbers of x86_64 and aarch64")
+
+
+def start_registry(daemons, tmp_path, mode):
+    port = free_udp_and_tcp_port()
+    daemons([binary("rpyc-registry"), "-m", mode, "-p", str(port), "--host", "127.0.0.1"],
+            tmp_path)
+    wait_until(lambda: _answers(mode, port), f"the {mode} registry to answer")
+    return port
+
+
+def _answers(mode, port):
+    try:
+        return registrar_for(mode, port).list() is None
+    except OSError:
+        return False
+
+
+def sandboxed_classic(daemons, tmp_path, host, *args):
+    """rpyc-classic given a listening socket by systemd-socket-activate and
+    running with bind() and listen() denied; returns (daemon, port)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    port = free_port(family, host)
+    address = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    daemon = daemons(["systemd-socket-activate", "-l", address, sys.executable,
+                      NOBIND, binary(), *args], tmp_path)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts(host, port, family),
+               f"port {port} to accept")
+    assert daemon.proc.poll() is None, daemon.log()
+    return daemon, port
+
+
+def test_the_sandbox_denies_binding_to_client_code(daemons, tmp_path):
+    """What the other tests rely on: code in a session cannot bind or listen."""
+    _, port = sandboxed_classic(daemons, tmp_path, "127.0.0.1")
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    try:
+        conn.execute("import socket; s = socket.socket()")
+        with pytest.raises(PermissionError):
+            conn.execute("s.bind(('127.0.0.1', 0))")
+        with pytest.raises(PermissionError):
+            conn.execute("s.listen()")
+        # and the daemon itself serves on
+        assert conn.eval("6 * 7") == 42
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("mode", ["UDP", "TCP"])
+def test_register_without_bind(daemons, tmp_path, mode):
+    registry_port = start_registry(daemons, tmp_path, mode)
+    daemon, port = sandboxed_classic(daemons, tmp_path, "127.0.0.1", "--register",
+                                     "--registry-type", mode, "--registry-host", "127.0.0.1",
+                                     "--registry-port", str(registry_port))
+    client = registrar_for(mode, registry_port)
+    found = wait_until(lambda: client.discover("SLAVE"), f"the registration:\n{daemon.log()}")
+    assert tuple(found) == (("127.0.0.1", port),)
+    assert "did not work" not in daemon.log(), daemon.log()
+
+
+def test_udp_registration_comes_from_the_servers_address(daemons, tmp_path):
+    """A server on 127.0.0.2 registering with a registry on 127.0.0.1: the
+    route alone would send from 127.0.0.1, and the registry records the
+    address a datagram comes from. rpyc binds to the server's address; here
+    IP_PKTINFO picks it, with bind() denied."""
+    registry_port = start_registry(daemons, tmp_path, "UDP")
+    daemon, port = sandboxed_classic(daemons, tmp_path, "127.0.0.2", "--register",
+                                     "--registry-type", "UDP", "--registry-host", "127.0.0.1",
+                                     "--registry-port", str(registry_port))
+    client = registrar_for("UDP", registry_port)
+    found = wait_until(lambda: client.discover("SLAVE"), f"the registration:\n{daemon.log()}")
+    assert tuple(found) == (("127.0.0.2", port),)
+
+
+def test_udp_registration_over_ipv6(daemons, tmp_path):
+    """The same over IPv6 (IPV6_PKTINFO): a server on ::1, a registry on ::1."""
+    from rpyc.utils.registry import UDPRegistryClient
+    registry_port = free_udp_and_tcp_port()
+    daemons([binary("rpyc-registry"), "-m", "UDP", "-p", str(registry_port), "--ipv6",
+             "--host", "::1"], tmp_path)
+    client = UDPRegistryClient(ip="::1", port=registry_port, ipv6=True)
+    wait_until(lambda: _lists(client), "the IPv6 registry to answer")
+    daemon, port = sandboxed_classic(daemons, tmp_path, "::1", "--register",
+                                     "--registry-type", "UDP", "--registry-host", "::1",
+                                     "--registry-port", str(registry_port))
+    found = wait_until(lambda: client.discover("SLAVE"), f"the registration:\n{daemon.log()}")
+    assert tuple(found) == (("::1", port),)
+
+
+def _lists(client):
+    try:
+        return client.list() is None
+    except OSError:
+        return False
+
+
+# -- tasks: the units' TasksMax= and LimitNPROC= --------------------------------
+
+# a user id no process on the machine has: RLIMIT_NPROC counts every task
+# of the real user, so the daemon's must be the only ones
+UNUSED_UID = 64123
+TASKS = 64
+# threads until none can be started, and a process; `pin` keeps this
+# session on its thread (its thread's Python state is its own)
+TASK_BOMB = """
+import os, threading
+pin = threading.local()
+pin.mine = True
+threading.stack_size(256 * 1024)
+release = threading.Event()
+held, thread_error, fork_error = [], None, None
+while len(held) < 100000:
+    thread = threading.Thread(target=release.wait)
+    try:
+        thread.start()
+    except RuntimeError as error:
+        thread_error = repr(error)
+        break
+    held.append(thread)
+try:
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    os.waitpid(pid, 0)
+except OSError as error:
+    fork_error = repr(error)
+"""
+
+
+def as_unused_user_with_few_tasks():
+    import resource
+    resource.setrlimit(resource.RLIMIT_NPROC, (TASKS, TASKS))
+    os.setgroups([])
+    os.setgid(UNUSED_UID)
+    os.setuid(UNUSED_UID)
+
+
+def ask_in_background(conn, expression):
+    """conn.eval(expression) in a client thread: (thread, [answer or error])."""
+    import threading
+    result = []
+
+    def ask():
+        try:
+            result.append(conn.eval(expression))
+        except Exception as error:  # the test looks at which
+            result.append(error)
+
+    thread = threading.Thread(target=ask, daemon=True)
+    thread.start()
+    return thread, result
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the daemon as a user of its own")
+@pytest.mark.parametrize("mode", ["threaded", "threadpool", "forking"])
+def test_a_quiet_session_survives_clients_code_holding_every_task(daemons, tmp_path, mode):
+    """Clients' code takes every task the unit allows (as LimitNPROC= or
+    TasksMax= count them) and keeps its session on its thread: it gets an
+    error, and another session, quiet until then, is not closed. In
+    threadpool and forking modes that session has its worker or process and
+    answers at once; in threaded mode a quiet session has no thread (it is
+    parked), so its request waits until a thread can be started, and is
+    answered when the bomb is over."""
+    busy = [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == UNUSED_UID]
+    assert not busy, f"uid {UNUSED_UID} is in use: {busy}"
+    port = free_port()
+    daemon = daemons([binary(), "--host", "127.0.0.1", "-p", str(port), "-m", mode], tmp_path,
+                     preexec_fn=as_unused_user_with_few_tasks)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts("127.0.0.1", port),
+               f"port {port} to accept")
+    assert daemon.proc.poll() is None, daemon.log()
+    bomber = rpyc.classic.connect("127.0.0.1", port)
+    other = rpyc.classic.connect("127.0.0.1", port)
+    try:
+        assert other.eval("1") == 1
+        # quiet long enough to be parked, and for the threads that served
+        # it to end (SPARE_WAIT)
+        time.sleep(6.5)
+        bomber.execute(TASK_BOMB)
+        held = bomber.eval("len(held)")
+        assert bomber.eval("thread_error") and held < TASKS
+        assert bomber.eval("fork_error"), "a process could still be started"
+        time.sleep(0.5)   # the bomber is quiet too, on its own thread
+        thread, answer = ask_in_background(other, "6 * 7")
+        thread.join(3)
+        during = bool(answer)
+        if mode == "threaded":
+            assert answer in ([], [42]), answer
+        else:
+            assert answer == [42], answer
+        released = time.monotonic()
+        bomber.execute("release.set()\nfor thread in held: thread.join()")
+        thread.join(DEADLINE)
+        assert answer == [42], f"{answer}\n{daemon.log()}"
+        after = time.monotonic() - released
+        record(f"task bomb in clients' code ({mode})",
+               f"RLIMIT_NPROC {TASKS} (as the units' LimitNPROC=/TasksMax= bound tasks); one "
+               "session starts threads until refused, then os.fork(), and keeps its thread; "
+               "another session, quiet for 6.5 s, then asks",
+               f"the bomb refused after {held} threads, fork refused; the quiet session kept, "
+               + ("answered during the bomb" if during else
+                  f"answered {after:.1f} s after the bomb was released"),
+               threads=held, answered_during=during)
+        late = rpyc.classic.connect("127.0.0.1", port)
+        assert late.eval("2 + 2") == 4
+        late.close()
+        assert other.eval("6 * 7") == 42
+    finally:
+        bomber.close()
+        other.close()
+
+
+def _uid_of(pid):
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
