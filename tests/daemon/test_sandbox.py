@@ -122,31 +122,8 @@ def _lists(client):
 # of the real user, so the daemon's must be the only ones
 UNUSED_UID = 64123
 TASKS = 64
-# threads until none can be started, and a process; `pin` keeps this
-# session on its thread (its thread's Python state is its own)
-TASK_BOMB = """
-import os, threading
-pin = threading.local()
-pin.mine = True
-threading.stack_size(256 * 1024)
-release = threading.Event()
-held, thread_error, fork_error = [], None, None
-while len(held) < 100000:
-    thread = threading.Thread(target=release.wait)
-    try:
-        thread.start()
-    except RuntimeError as error:
-        thread_error = repr(error)
-        break
-    held.append(thread)
-try:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-except OSError as error:
-    fork_error = repr(error)
-"""
+# what a client's code does to use up the daemon's tasks
+TASK_BOMB = (Path(__file__).resolve().parents[1] / "data" / "task_bomb.py").read_text()
 
 
 def as_unused_user_with_few_tasks():

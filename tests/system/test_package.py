@@ -592,31 +592,8 @@ def test_client_code_cannot_listen_unless_the_bind_dropin_allows_it(ct, ports):
         stop_all(ct)
 
 
-# threads until none can be started, and a process; `pin` keeps this
-# session on its thread (its thread's Python state is its own)
-TASK_BOMB = """
-import os, threading
-pin = threading.local()
-pin.mine = True
-threading.stack_size(256 * 1024)
-release = threading.Event()
-held, thread_error, fork_error = [], None, None
-while len(held) < LIMIT:
-    thread = threading.Thread(target=release.wait)
-    try:
-        thread.start()
-    except RuntimeError as error:
-        thread_error = repr(error)
-        break
-    held.append(thread)
-try:
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    os.waitpid(pid, 0)
-except OSError as error:
-    fork_error = repr(error)
-"""
+# what a client's code does to use up the daemon's tasks
+TASK_BOMB = (Path(__file__).resolve().parents[1] / "data" / "task_bomb.py").read_text()
 
 
 def show(ct, unit, *props):
@@ -662,7 +639,7 @@ def test_tasks_are_bounded_and_a_second_session_survives_a_bomb(ct, ports, mode)
             # long enough for the other session to be parked and for the
             # threads that served it to end
             time.sleep(7)
-            bomber.execute(TASK_BOMB.replace("LIMIT", "100000"))
+            bomber.execute(TASK_BOMB)
             held = bomber.eval("len(held)")
             errors = bomber.eval("(thread_error, fork_error)")
             assert held < 4096 and errors[0] and "can't start new thread" in errors[0], \
