@@ -81,7 +81,10 @@ impl Listener {
         Ok(Listener::Tcp(TcpListener::from(fd)))
     }
 
-    /// Binds a Unix stream socket at `path`.
+    /// Binds a Unix stream socket at `path`. A socket left there by a
+    /// server that died without removing it (nothing accepts on it) is
+    /// removed first, as a restart after a crash needs; a socket something
+    /// accepts on, and anything that is not a socket, are left alone.
     pub fn bind_unix(path: &Path, backlog: u32) -> io::Result<Listener> {
         let fd = socket(
             AddressFamily::Unix,
@@ -89,7 +92,14 @@ impl Listener {
             SockFlag::SOCK_CLOEXEC,
             None,
         )?;
-        bind(fd.as_raw_fd(), &UnixAddr::new(path)?)?;
+        let address = UnixAddr::new(path)?;
+        match bind(fd.as_raw_fd(), &address) {
+            Err(nix::errno::Errno::EADDRINUSE) => {
+                remove_stale_socket(path)?;
+                bind(fd.as_raw_fd(), &address)?;
+            }
+            other => other?,
+        }
         listen(&fd, backlog_of(backlog)?)?;
         Ok(Listener::Unix(
             UnixListener::from(fd),
@@ -349,6 +359,30 @@ fn set_cloexec(fd: BorrowedFd<'_>) -> io::Result<()> {
     use nix::fcntl::{fcntl, FcntlArg, FdFlag};
     fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))?;
     Ok(())
+}
+
+/// Removes the Unix socket at `path` if nothing accepts on it; an error
+/// that says why not otherwise.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let in_use = |why: String| io::Error::new(io::ErrorKind::AddrInUse, why);
+    let kind = std::fs::symlink_metadata(path)?.file_type();
+    if !kind.is_socket() {
+        return Err(in_use(format!(
+            "{} exists and is not a socket; it is left alone",
+            path.display()
+        )));
+    }
+    match UnixStream::connect(path) {
+        Ok(_) => Err(in_use(format!(
+            "{}: another server accepts connections on it",
+            path.display()
+        ))),
+        Err(error) if error.kind() == io::ErrorKind::ConnectionRefused => {
+            std::fs::remove_file(path)
+        }
+        Err(error) => Err(error),
+    }
 }
 
 fn is_unix(fd: BorrowedFd<'_>) -> bool {

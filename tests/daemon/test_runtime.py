@@ -217,6 +217,33 @@ def test_unix_socket(daemons, tmp_path):
     assert not path.exists()
 
 
+def test_a_stale_unix_socket_is_replaced_and_a_live_one_or_a_file_is_not(daemons, tmp_path):
+    path = tmp_path / "classic.sock"
+    # what a server killed with SIGKILL leaves: a socket nothing accepts on
+    first = daemons([binary(), "--unix-socket", str(path)], tmp_path)
+    wait_until(path.exists, "the socket file")
+    first.signal(signal.SIGKILL)
+    first.wait()
+    assert path.is_socket()
+    restarted = daemons([binary(), "--unix-socket", str(path)], tmp_path)
+    restarted.wait_log("server started")
+    conn = rpyc.classic.unix_connect(str(path))
+    assert conn.eval("'restarted'") == "restarted"
+    # a second server does not take the socket of one that serves
+    second = daemons([binary(), "--unix-socket", str(path)], tmp_path)
+    assert second.wait() == 69
+    assert "another server accepts connections on it" in second.log()
+    assert conn.eval("1 + 1") == 2
+    conn.close()
+    # nor does it remove what is not a socket
+    other = tmp_path / "not-a-socket"
+    other.write_text("keep me")
+    refused = daemons([binary(), "--unix-socket", str(other)], tmp_path)
+    assert refused.wait() == 69
+    assert "is not a socket; it is left alone" in refused.log()
+    assert other.read_text() == "keep me"
+
+
 def test_max_connections_closes_the_extra_one(daemons, tmp_path):
     daemon, port = classic_daemon(daemons, tmp_path, "--max-connections", "1")
     daemon.wait_log("goodbye")
