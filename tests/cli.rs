@@ -104,7 +104,7 @@ fn classic_help_lists_every_switch_with_defaults() {
             "--idle-timeout",
             "--shutdown-timeout",
             "--max-message-size",
-            "-V, --version",
+            "-v, --version",
         ] {
             assert!(
                 help.contains(switch),
@@ -154,7 +154,7 @@ fn registry_help_lists_every_switch_with_defaults() {
         "-t, --timeout",
         "-l, --listing",
         "--syslog",
-        "-V, --version",
+        "-v, --version",
         "UDP",
         "18811",
         "240",
@@ -168,10 +168,18 @@ fn registry_help_lists_every_switch_with_defaults() {
 #[test]
 fn version() {
     let version = env!("CARGO_PKG_VERSION");
-    for (bin, name) in [(CLASSIC, "rpyc-classic"), (REGISTRY, "rpyc-registry")] {
-        let out = run(bin, &["--version"], &[]);
-        assert_eq!(out.status.code(), Some(0));
-        assert_eq!(stdout(&out).trim(), format!("{name} {version}"));
+    let serve = env!("CARGO_BIN_EXE_rpyc-serve");
+    for (bin, name) in [
+        (CLASSIC, "rpyc-classic"),
+        (REGISTRY, "rpyc-registry"),
+        (serve, "rpyc-serve"),
+    ] {
+        // -v as rpyc's own servers take it; -V as clap's programs do
+        for flag in ["--version", "-v", "-V"] {
+            let out = run(bin, &[flag], &[]);
+            assert_eq!(out.status.code(), Some(0), "{name} {flag}");
+            assert_eq!(stdout(&out).trim(), format!("{name} {version}"), "{flag}");
+        }
     }
 }
 

@@ -59,11 +59,16 @@ pub enum Mode {
 #[command(
     name = "rpyc-classic",
     version,
+    disable_version_flag = true,
     after_help = "Every switch can also be set with the environment variable shown beside it \
                   (flags take true/false/1/0); an empty variable counts as unset. \
                   The command line wins over the environment."
 )]
 pub struct ClassicArgs {
+    /// Print the version and exit (-v as rpyc's own servers take it, or -V)
+    #[arg(short = 'v', short_alias = 'V', long, action = clap::ArgAction::Version)]
+    version: Option<bool>,
+
     /// The serving mode
     #[arg(short, long, value_enum, ignore_case = true, default_value_t = Mode::Threaded,
           env = "RPYC_CLASSIC_MODE")]

@@ -19,11 +19,16 @@ pub const DEFAULT_PRUNING_TIMEOUT_SECS: u64 = 240;
 #[command(
     name = "rpyc-registry",
     version,
+    disable_version_flag = true,
     after_help = "Every switch can also be set with the environment variable shown beside it \
                   (flags take true/false/1/0); an empty variable counts as unset. \
                   The command line wins over the environment."
 )]
 pub struct RegistryArgs {
+    /// Print the version and exit (-v as rpyc's own servers take it, or -V)
+    #[arg(short = 'v', short_alias = 'V', long, action = clap::ArgAction::Version)]
+    version: Option<bool>,
+
     /// The registry's transport
     #[arg(short, long, value_enum, ignore_case = true, default_value_t = RegistryTransport::Udp,
           env = "RPYC_REGISTRY_MODE")]
