@@ -214,10 +214,31 @@ fn vdb_is_refused_with_an_explanation() {
 
 #[test]
 fn classic_environment_form() {
-    assert_usage_error(CLASSIC, &[], &[("RPYC_CLASSIC_PORT", "70000")]);
-    assert_usage_error(CLASSIC, &[], &[("RPYC_CLASSIC_MODE", "bogus")]);
+    // a bad value from the environment names its variable: that is what
+    // the administrator wrote, in /etc/default/rpyc-classic
+    for (variable, value, switch) in [
+        ("RPYC_CLASSIC_PORT", "70000", "--port"),
+        ("RPYC_CLASSIC_MODE", "bogus", "--mode"),
+        ("RPYC_CLASSIC_QUIET", "perhaps", "--quiet"),
+        ("RPYC_CLASSIC_MAX_DEPTH", "5000", "--max-depth"),
+    ] {
+        let message = assert_usage_error(CLASSIC, &[], &[(variable, value)]);
+        assert!(
+            message.contains(&format!(
+                "'{value}' for {variable} (from the environment; the switch {switch})"
+            )),
+            "{message}"
+        );
+    }
+    // ...and a bad value typed on the command line, its switch
+    let message = assert_usage_error(CLASSIC, &["--port", "x"], &[("RPYC_CLASSIC_PORT", "1")]);
+    assert!(message.contains("'--port <PORT>'"), "{message}");
+    let message = assert_usage_error(REGISTRY, &[], &[("RPYC_REGISTRY_TIMEOUT", "soon")]);
+    assert!(
+        message.contains("RPYC_REGISTRY_TIMEOUT (from the environment"),
+        "{message}"
+    );
     assert_usage_error(CLASSIC, &[], &[("RPYC_CLASSIC_SSL_KEYFILE", "key.pem")]);
-    assert_usage_error(CLASSIC, &[], &[("RPYC_CLASSIC_QUIET", "perhaps")]);
     assert_usage_error(
         CLASSIC,
         &["--register"],

@@ -67,6 +67,9 @@ pub enum CliError {
     /// A protocol configuration value rpyc-serve must read itself.
     #[error("--protocol-config {key}: {reason}")]
     BadProtocolConfig { key: &'static str, reason: String },
+    /// A bad value from an environment variable, named as such.
+    #[error("{0}")]
+    Environment(String),
     /// A TCP registry cannot be found by broadcast, so there is no default host.
     #[error("--registry-type TCP with --register requires --registry-host")]
     TcpRegistryWithoutHost,
@@ -158,7 +161,54 @@ where
             arg
         }
     });
-    Ok(cmd.try_get_matches_from(args)?)
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    cmd.clone().try_get_matches_from(&args).map_err(|error| {
+        match from_environment(&cmd, &args, &error) {
+            Some(message) => CliError::Environment(message),
+            None => error.into(),
+        }
+    })
+}
+
+/// For a bad value that came from an environment variable rather than the
+/// command line: clap's message with the variable named instead of the
+/// switch (an administrator's bad value sits in /etc/default, under the
+/// variable's name; they never typed the switch).
+fn from_environment(cmd: &clap::Command, args: &[OsString], error: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue};
+    if !matches!(
+        error.kind(),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation
+    ) {
+        return None;
+    }
+    let Some(ContextValue::String(named)) = error.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let arg = cmd.get_arguments().find(|arg| {
+        arg.get_long().is_some_and(|long| {
+            named == &format!("--{long}") || named.starts_with(&format!("--{long} "))
+        })
+    })?;
+    let variable = arg.get_env()?.to_str()?;
+    std::env::var_os(variable).filter(|value| !value.is_empty())?;
+    let long = arg.get_long()?;
+    let typed = args.iter().skip(1).any(|given| {
+        let given = given.to_string_lossy();
+        given == format!("--{long}")
+            || given.starts_with(&format!("--{long}="))
+            || arg.get_short().is_some_and(|short| {
+                given.starts_with('-') && !given.starts_with("--") && given.contains(short)
+            })
+    });
+    if typed {
+        return None;
+    }
+    Some(one_line(error).replacen(
+        &format!("'{named}'"),
+        &format!("{variable} (from the environment; the switch --{long})"),
+        1,
+    ))
 }
 
 /// Value parser for durations given in seconds, fractions allowed ("0.5").
