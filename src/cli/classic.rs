@@ -45,7 +45,7 @@ pub enum Mode {
     /// A process per connection, forked from a warm single-threaded parent.
     Forking,
     /// A fixed pool of worker threads; a connection arriving when all are
-    /// busy is dropped and logged, as the seed describes.
+    /// busy is dropped and logged, as rpyc's documentation describes.
     Threadpool,
     /// Serve one connection, then exit; prints `rpyc-oneshot` and the
     /// address on stdout first.
@@ -127,7 +127,7 @@ pub struct ClassicArgs {
           env = "RPYC_CLASSIC_QUIET")]
     pub quiet: bool,
 
-    /// Log to syslog (facility daemon) instead of stderr
+    /// Log to syslog (facility daemon) instead of stderr; with --logfile, to both
     #[arg(long, help_heading = "Logging", value_parser = BoolishValueParser::new(),
           env = "RPYC_CLASSIC_SYSLOG")]
     pub syslog: bool,

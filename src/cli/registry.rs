@@ -76,7 +76,7 @@ pub struct RegistryArgs {
           value_parser = BoolishValueParser::new(), env = "RPYC_REGISTRY_LISTING")]
     pub listing: bool,
 
-    /// Log to syslog (facility daemon) instead of stderr
+    /// Log to syslog (facility daemon) instead of stderr; with --logfile, to both
     #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_REGISTRY_SYSLOG")]
     pub syslog: bool,
 

@@ -16,7 +16,7 @@ mod syslog;
 
 use std::fmt;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -65,8 +65,33 @@ pub enum Destination {
     /// The local syslog daemon through [`SYSLOG_SOCKET`], facility daemon;
     /// `ident` is the program name syslog shows (the binary's name).
     Syslog { ident: String },
+    /// Both a file and syslog, when both were asked for (one given in
+    /// /etc/default, the other by a unit, say): neither is dropped.
+    FileAndSyslog { path: PathBuf, ident: String },
     /// Nowhere: for stdio mode, where stderr may be the client's socket.
     Silent,
+}
+
+impl Destination {
+    /// Where `--logfile` and `--syslog` send lines; `otherwise` without
+    /// either.
+    pub fn chosen(
+        logfile: Option<&std::path::Path>,
+        syslog: bool,
+        ident: &str,
+        otherwise: Destination,
+    ) -> Destination {
+        let ident = ident.to_owned();
+        match (logfile, syslog) {
+            (Some(path), true) => Destination::FileAndSyslog {
+                path: path.to_owned(),
+                ident,
+            },
+            (Some(path), false) => Destination::File(path.to_owned()),
+            (None, true) => Destination::Syslog { ident },
+            (None, false) => otherwise,
+        }
+    }
 }
 
 /// A destination that cannot be used; found before the daemon binds anything.
@@ -88,6 +113,7 @@ enum Sink {
     Stderr { journal: bool },
     File(Mutex<LogFile>),
     Syslog(Mutex<syslog::SyslogSink>),
+    Both(Box<[Sink; 2]>),
     Silent,
 }
 
@@ -109,6 +135,11 @@ impl Sink {
             }
             Sink::Syslog(syslog) => {
                 lock(syslog).send(level, format_args!("{name}:{message}"));
+            }
+            Sink::Both(sinks) => {
+                for sink in sinks.iter() {
+                    sink.write(level, name, message);
+                }
             }
             Sink::Silent => {}
         }
@@ -182,15 +213,27 @@ impl Logger {
         destination: Destination,
         quiet: bool,
     ) -> Result<Logger, LogError> {
+        Logger::open_with_syslog_at(name, destination, quiet, Path::new(SYSLOG_SOCKET))
+    }
+
+    /// [`Logger::open`] with syslog's socket at `syslog_socket`.
+    fn open_with_syslog_at(
+        name: impl Into<Arc<str>>,
+        destination: Destination,
+        quiet: bool,
+        syslog_socket: &Path,
+    ) -> Result<Logger, LogError> {
+        let syslog = |ident| syslog::SyslogSink::connect(ident, syslog_socket.to_owned());
         let sink = match destination {
             Destination::Stderr => Sink::Stderr {
                 journal: journal::stderr_is_journal(),
             },
             Destination::File(path) => Sink::File(Mutex::new(LogFile::open(path)?)),
-            Destination::Syslog { ident } => Sink::Syslog(Mutex::new(syslog::SyslogSink::connect(
-                ident,
-                SYSLOG_SOCKET.into(),
-            )?)),
+            Destination::Syslog { ident } => Sink::Syslog(Mutex::new(syslog(ident)?)),
+            Destination::FileAndSyslog { path, ident } => Sink::Both(Box::new([
+                Sink::File(Mutex::new(LogFile::open(path)?)),
+                Sink::Syslog(Mutex::new(syslog(ident)?)),
+            ])),
             Destination::Silent => Sink::Silent,
         };
         Ok(Logger::with_sink(name, sink, quiet))

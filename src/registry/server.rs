@@ -54,13 +54,12 @@ impl RunError {
 }
 
 fn destination(args: &RegistryArgs) -> Destination {
-    match (&args.logfile, args.syslog) {
-        (Some(path), _) => Destination::File(path.clone()),
-        (None, true) => Destination::Syslog {
-            ident: "rpyc-registry".into(),
-        },
-        (None, false) => Destination::Stderr,
-    }
+    Destination::chosen(
+        args.logfile.as_deref(),
+        args.syslog,
+        "rpyc-registry",
+        Destination::Stderr,
+    )
 }
 
 /// How often the whole table is pruned: entries outlive the timeout by at

@@ -79,16 +79,12 @@ fn config_of(args: &ClassicArgs) -> Config {
 /// Where the switches send log lines. In stdio mode stderr may be the
 /// client's socket, so there it is a file, syslog or nothing.
 fn destination(args: &ClassicArgs, ident: &str) -> Destination {
-    match (&args.logfile, args.syslog) {
-        (Some(path), _) => Destination::File(path.clone()),
-        (None, true) => Destination::Syslog {
-            ident: ident.into(),
-        },
-        (None, false) if args.mode == Mode::Stdio && stdio::stderr_is_unsafe() => {
-            Destination::Silent
-        }
-        (None, false) => Destination::Stderr,
-    }
+    let otherwise = if args.mode == Mode::Stdio && stdio::stderr_is_unsafe() {
+        Destination::Silent
+    } else {
+        Destination::Stderr
+    };
+    Destination::chosen(args.logfile.as_deref(), args.syslog, ident, otherwise)
 }
 
 /// What a daemon serves, once loaded: the service, the name its log lines

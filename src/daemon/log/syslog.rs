@@ -130,6 +130,31 @@ mod tests {
     }
 
     #[test]
+    fn a_logfile_and_syslog_asked_for_together_both_get_every_line() {
+        let syslogd = FakeSyslogd::bind(&socket_path("both"));
+        let file = std::env::temp_dir().join(format!("rpycd-both-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        let destination = super::super::Destination::chosen(
+            Some(&file),
+            true,
+            "rpyc-classic",
+            super::super::Destination::Stderr,
+        );
+        let log = Logger::open_with_syslog_at("SLAVE/18812", destination, false, &syslogd.path)
+            .expect("opens both");
+        log.info(format_args!("welcome [127.0.0.1]:34044"));
+        assert!(syslogd
+            .receive()
+            .ends_with("SLAVE/18812:welcome [127.0.0.1]:34044"));
+        let written = std::fs::read_to_string(&file).expect("the logfile");
+        let _ = std::fs::remove_file(&file);
+        assert!(
+            written.contains("INFO:SLAVE/18812:welcome [127.0.0.1]:34044"),
+            "{written:?}"
+        );
+    }
+
+    #[test]
     fn a_restarted_syslog_daemon_is_reconnected_to() {
         let path = socket_path("restart");
         let first = FakeSyslogd::bind(&path);
