@@ -57,8 +57,24 @@ fn assert_usage_error(bin: &str, args: &[&str], env: &[(&str, &str)]) -> String 
     err
 }
 
+/// Assert the switches are accepted, though a file they name does not
+/// exist: `--check-config` gets past the switches and stops at the file
+/// (exit 78, naming it), as start-up would, before anything is bound.
+fn assert_parses_to_the_missing_file(bin: &str, args: &[&str], env: &[(&str, &str)], file: &str) {
+    let mut args = args.to_vec();
+    args.push("--check-config");
+    let out = run(bin, &args, env);
+    assert_eq!(
+        out.status.code(),
+        Some(78),
+        "{args:?} {env:?}: stderr {:?}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains(file), "{:?}", stderr(&out));
+}
+
 /// Assert the switches are accepted: `--check-config` stops right after
-/// checking them, before anything is bound.
+/// checking them and what start-up opens, before anything is bound.
 fn assert_parses(bin: &str, args: &[&str], env: &[(&str, &str)]) {
     let mut args = args.to_vec();
     args.push("--check-config");
@@ -244,7 +260,7 @@ fn classic_environment_form() {
         &["--register"],
         &[("RPYC_CLASSIC_REGISTRY_TYPE", "tcp")],
     );
-    assert_parses(
+    assert_parses_to_the_missing_file(
         CLASSIC,
         &[],
         &[
@@ -256,6 +272,7 @@ fn classic_environment_form() {
             ("RPYC_CLASSIC_IPV6", "0"),
             ("RPYC_CLASSIC_MAX_MESSAGE_SIZE", "64M"),
         ],
+        "key.pem",
     );
     // The command line wins over the environment.
     assert_parses(CLASSIC, &["-p", "1234"], &[("RPYC_CLASSIC_PORT", "70000")]);
@@ -281,6 +298,12 @@ fn classic_valid_command_lines_are_accepted() {
             "--registry-host",
             "127.0.0.1",
         ],
+        &["--unix-socket", "/tmp/rpyc.sock"],
+    ] {
+        assert_parses(CLASSIC, args, &[]);
+    }
+    assert_parses_to_the_missing_file(
+        CLASSIC,
         &[
             "--ssl-keyfile",
             "k.pem",
@@ -289,10 +312,9 @@ fn classic_valid_command_lines_are_accepted() {
             "--ssl-cafile",
             "ca.pem",
         ],
-        &["--unix-socket", "/tmp/rpyc.sock"],
-    ] {
-        assert_parses(CLASSIC, args, &[]);
-    }
+        &[],
+        "k.pem",
+    );
 }
 
 #[test]

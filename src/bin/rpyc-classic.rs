@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use rpycd::cli::classic::{ClassicArgs, Mode};
-use rpycd::server::classic::run;
+use rpycd::server::classic::{check, check_outcome, run};
 
 const NAME: &str = "rpyc-classic";
 
@@ -14,8 +14,8 @@ fn main() -> ExitCode {
         Err(err) => return err.report(NAME),
     };
     if args.check_config {
-        println!("configuration ok");
-        return ExitCode::SUCCESS;
+        // as nginx -t: what start-up opens and loads, by the same code
+        return check_outcome(NAME, check(&args));
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

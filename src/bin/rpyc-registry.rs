@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use rpycd::cli::registry::RegistryArgs;
-use rpycd::registry::server::run;
+use rpycd::registry::server::{check, run};
 
 const NAME: &str = "rpyc-registry";
 
@@ -14,8 +14,16 @@ fn main() -> ExitCode {
         Err(err) => return err.report(NAME),
     };
     if args.check_config {
-        println!("configuration ok");
-        return ExitCode::SUCCESS;
+        return match check(&args) {
+            Ok(()) => {
+                println!("configuration ok");
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("{NAME}: {error}");
+                ExitCode::from(error.exit_code())
+            }
+        };
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use rpycd::cli::classic::Mode;
 use rpycd::cli::serve::ServeArgs;
-use rpycd::server::serve::run;
+use rpycd::server::classic::check_outcome;
+use rpycd::server::serve::{check, run};
 
 const NAME: &str = "rpyc-serve";
 
@@ -15,20 +16,7 @@ fn main() -> ExitCode {
         Err(err) => return err.report(NAME),
     };
     if args.server.check_config {
-        // as nginx -t: the service is imported too, so a typo in its name
-        // or a bad protocol config key is found before a restart
-        return match rpycd::service::python::PythonService::load(&rpycd::server::serve::spec_of(
-            &args,
-        )) {
-            Ok(_) => {
-                println!("configuration ok");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("{NAME}: {error}");
-                ExitCode::from(rpycd::cli::exit::CONFIG)
-            }
-        };
+        return check_outcome(NAME, check(&args));
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -218,7 +218,7 @@ pub struct ClassicArgs {
           default_value = "1G", env = "RPYC_CLASSIC_MAX_MESSAGE_SIZE")]
     pub max_message_size: u64,
 
-    /// Check the switches (as `nginx -t` or `sshd -t` do), print "configuration ok" and exit
+    /// Check the switches and open what start-up would (TLS files, the log destination, the service), as `nginx -t` or `sshd -t` do; print "configuration ok" and exit
     #[arg(long)]
     pub check_config: bool,
 

@@ -80,7 +80,7 @@ pub struct RegistryArgs {
     #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_REGISTRY_SYSLOG")]
     pub syslog: bool,
 
-    /// Check the switches (as `nginx -t` or `sshd -t` do), print "configuration ok" and exit
+    /// Check the switches and open what start-up would (the log destination), as `nginx -t` or `sshd -t` do; print "configuration ok" and exit
     #[arg(long)]
     pub check_config: bool,
 }

@@ -53,6 +53,23 @@ impl RunError {
     }
 }
 
+/// Opened first: an unusable logfile or syslog is a configuration error,
+/// reported before anything is bound.
+fn open_log(args: &RegistryArgs) -> Result<Logger, RunError> {
+    let mode = mode_name(args.mode);
+    Ok(Logger::open(
+        format!("REGSRV/{mode}"),
+        destination(args),
+        args.quiet,
+    )?)
+}
+
+/// What `--check-config` checks, as `nginx -t`: what start-up opens before
+/// it binds (the log's destination), by the same code.
+pub fn check(args: &RegistryArgs) -> Result<(), RunError> {
+    open_log(args).map(drop)
+}
+
 fn destination(args: &RegistryArgs) -> Destination {
     Destination::chosen(
         args.logfile.as_deref(),
@@ -71,9 +88,7 @@ fn prune_interval(timeout: Duration) -> Duration {
 /// Serves as the switches say until SIGINT or SIGTERM.
 pub fn run(args: &RegistryArgs) -> Result<(), RunError> {
     let mode = mode_name(args.mode);
-    // opened first: an unusable logfile is a configuration error, reported
-    // before anything is bound
-    let log = Logger::open(format!("REGSRV/{mode}"), destination(args), args.quiet)?;
+    let log = open_log(args)?;
     let sockets = match Sockets::from_systemd(args.mode)? {
         Some(sockets) => sockets,
         None => Sockets::bind(args)?,

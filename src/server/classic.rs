@@ -114,29 +114,44 @@ pub struct Hosting<'a> {
 
 /// Serves the classic service as the switches say until the server stops.
 pub fn run(args: &ClassicArgs) -> Result<(), RunError> {
-    let load = || {
-        Ok(Loaded {
-            service: Arc::new(ClassicService::new()?),
-            name: "SLAVE".into(),
-            aliases: vec!["SLAVE".into()],
-        })
-    };
-    run_hosted(
-        args,
-        &Hosting {
-            program: "rpyc-classic",
-            log_name: "SLAVE",
-            load: &load,
-            exposure: "anyone who can reach it can run any code as this user \
-                       (the classic service is remote code execution)",
-            sync_request_timeout: None,
-        },
-    )
+    run_hosted(args, &classic_hosting(&load_classic))
 }
 
-/// Serves what `hosting` loads as the switches say until the server stops.
-pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunError> {
-    crate::protocol::bulk::map_bulk_allocations();
+/// What `--check-config` checks: everything start-up opens and loads
+/// before it binds (see [`check_hosted`]).
+pub fn check(args: &ClassicArgs) -> Result<(), RunError> {
+    check_hosted(args, &classic_hosting(&load_classic))
+}
+
+fn load_classic() -> Result<Loaded, RunError> {
+    Ok(Loaded {
+        service: Arc::new(ClassicService::new()?),
+        name: "SLAVE".into(),
+        aliases: vec!["SLAVE".into()],
+    })
+}
+
+fn classic_hosting<'a>(load: &'a dyn Fn() -> Result<Loaded, RunError>) -> Hosting<'a> {
+    Hosting {
+        program: "rpyc-classic",
+        log_name: "SLAVE",
+        load,
+        exposure: "anyone who can reach it can run any code as this user \
+                   (the classic service is remote code execution)",
+        sync_request_timeout: None,
+    }
+}
+
+/// What start-up opens before it binds: a logfile, syslog, the TLS files
+/// (key and certificate matching, a CA bundle every entry of which can
+/// issue client certificates) are configuration errors found here.
+struct Opened {
+    config: Config,
+    log: Logger,
+    auth: Option<Arc<dyn Authenticator>>,
+}
+
+fn open_configured(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<Opened, RunError> {
     let mut config = config_of(args);
     if let Some(timeout) = hosting.sync_request_timeout {
         config.sync_request_timeout = timeout;
@@ -150,6 +165,38 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
     )?;
     // the TLS files too: a bad key is reported before anything is bound
     let auth = authenticator(args)?;
+    Ok(Opened { config, log, auth })
+}
+
+/// `--check-config`, as `nginx -t` or `sshd -t`: opens and validates
+/// what start-up would, by the same code ([`open_configured`] and the
+/// service's load, which imports a hosted service and checks its class),
+/// and binds nothing.
+pub fn check_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunError> {
+    open_configured(args, hosting)?;
+    (hosting.load)()?;
+    Ok(())
+}
+
+/// What `--check-config` says, as `nginx -t`: "configuration ok" and 0,
+/// or the error start-up would have met and its exit code.
+pub fn check_outcome(program: &str, checked: Result<(), RunError>) -> std::process::ExitCode {
+    match checked {
+        Ok(()) => {
+            println!("configuration ok");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{program}: {error}");
+            std::process::ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+/// Serves what `hosting` loads as the switches say until the server stops.
+pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunError> {
+    crate::protocol::bulk::map_bulk_allocations();
+    let Opened { config, log, auth } = open_configured(args, hosting)?;
     if args.mode == Mode::Stdio {
         let loaded = (hosting.load)()?;
         let log = log.renamed(format!("{}/stdio", loaded.name));

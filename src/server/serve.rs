@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::classic::{run_hosted, Hosting, Loaded, RunError};
+use super::classic::{check_hosted, run_hosted, Hosting, Loaded, RunError};
 use crate::cli::serve::ServeArgs;
 use crate::service::python::{PythonService, ServiceSpec};
 
@@ -19,6 +19,20 @@ pub fn spec_of(args: &ServeArgs) -> ServiceSpec {
 /// Imports the service (so a typo in its name is reported before anything
 /// is bound) and serves it until the server stops.
 pub fn run(args: &ServeArgs) -> Result<(), RunError> {
+    hosting(args, |hosting| run_hosted(&args.server, hosting))
+}
+
+/// What `--check-config` checks: everything start-up opens before it
+/// binds, and the service imported and its class checked.
+pub fn check(args: &ServeArgs) -> Result<(), RunError> {
+    hosting(args, |hosting| check_hosted(&args.server, hosting))
+}
+
+/// Calls `with` on how rpyc-serve hosts the service `args` name.
+fn hosting(
+    args: &ServeArgs,
+    with: impl FnOnce(&Hosting<'_>) -> Result<(), RunError>,
+) -> Result<(), RunError> {
     let spec = spec_of(args);
     let load = || {
         let service = PythonService::load(&spec).map_err(RunError::Load)?;
@@ -28,15 +42,12 @@ pub fn run(args: &ServeArgs) -> Result<(), RunError> {
             service: Arc::new(service),
         })
     };
-    run_hosted(
-        &args.server,
-        &Hosting {
-            program: "rpyc-serve",
-            log_name: "rpyc-serve",
-            load: &load,
-            exposure: "anyone who can reach it can use the service without authentication",
-            // validated when the switches were parsed
-            sync_request_timeout: args.sync_request_timeout().ok(),
-        },
-    )
+    with(&Hosting {
+        program: "rpyc-serve",
+        log_name: "rpyc-serve",
+        load: &load,
+        exposure: "anyone who can reach it can use the service without authentication",
+        // validated when the switches were parsed
+        sync_request_timeout: args.sync_request_timeout().ok(),
+    })
 }

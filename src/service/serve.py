@@ -9,6 +9,7 @@ safe and public attributes), the pickle switch, and the service's
 """
 import importlib
 import inspect
+import os
 import sys
 
 import rpycd_classic as classic
@@ -55,6 +56,9 @@ SETTABLE = frozenset(DEFAULT_CONFIG) - {"credentials", "endpoints", "connid"}
 def load_service(spec, paths=()):
     """The class ``package.module:ClassName`` names, imported with ``paths``
     in front of ``sys.path``."""
+    for path in paths:
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"--path {path}: no such directory")
     for path in reversed(paths):
         if path not in sys.path:
             sys.path.insert(0, path)
@@ -70,7 +74,28 @@ def load_service(spec, paths=()):
     if not inspect.isclass(obj) and not callable(getattr(obj, "on_connect", None)):
         raise TypeError(f"{spec} is neither a class nor a service instance "
                         f"(it is a {type(obj).__name__})")
+    if inspect.isclass(obj):
+        if not _is_service_class(obj):
+            raise TypeError(f"{spec} is not an rpyc Service: it neither derives from "
+                            f"rpyc.Service nor has on_connect or exposed_ names")
+        try:
+            inspect.signature(obj).bind()
+        except TypeError as error:
+            raise TypeError(f"{spec}() cannot be made without arguments, as a server "
+                            f"makes one per connection: {error}") from None
+        except ValueError:
+            pass  # a signature inspect cannot read: found at the first connection
     return obj
+
+
+def _is_service_class(cls):
+    """An rpyc Service, by its bases (without importing rpyc, which the
+    server's Python need not have), or a class shaped as one."""
+    for base in cls.__mro__:
+        if base.__module__ == "rpyc.core.service" and base.__name__ == "Service":
+            return True
+    return callable(getattr(cls, "on_connect", None)) or any(
+        name.startswith("exposed_") for name in dir(cls))
 
 
 def service_aliases(cls):

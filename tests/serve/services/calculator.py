@@ -90,3 +90,12 @@ class TimeService(rpyc.Service):
 
     def exposed_get_utc(self):
         return time.time()
+
+
+class NeedsArgument(rpyc.Service):
+    """A service a server cannot make per connection: rpyc's servers call
+    the class with no arguments."""
+
+    def __init__(self, name):
+        super().__init__()
+        self.name = name
