@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --example counter_service -- 18861            # or 0: any free port
-//! cargo run --example counter_service -- 0 --mode forking # threaded, pool, forking, oneshot
+//! cargo run --example counter_service -- 0 --mode forking # threaded, threadpool, forking, oneshot
 //! ```
 //!
 //! ```python
@@ -185,7 +185,9 @@ impl Service for CounterService {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: counter_service [PORT] [--host HOST] [--mode threaded|pool|forking|oneshot]");
+    eprintln!(
+        "usage: counter_service [PORT] [--host HOST] [--mode threaded|threadpool|forking|oneshot]"
+    );
     std::process::exit(64)
 }
 
@@ -205,7 +207,7 @@ fn main() {
     let server = rpycd::Server::new(CounterService::new());
     let server = match mode.as_str() {
         "threaded" => server.threaded(),
-        "pool" => server.thread_pool(8),
+        "threadpool" => server.thread_pool(8),
         "forking" => server.forking(),
         "oneshot" => server.oneshot(),
         _ => usage(),

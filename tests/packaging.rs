@@ -455,3 +455,63 @@ fn serve_example_settings_name_real_variables() {
     }
     assert_eq!(active, 2, "the service and its path, nothing else");
 }
+
+/// Words a user cannot look up: the project's internal history (issue and
+/// session numbers, "the seed" its first request was called). Text a user
+/// reads speaks of switches, files and behaviour instead.
+fn internal_words(text: &str) -> Vec<String> {
+    let lower = text.to_lowercase();
+    let mut found = Vec::new();
+    for phrase in ["the seed", "seed's", "the seed's"] {
+        if lower.contains(phrase) {
+            found.push(phrase.to_owned());
+        }
+    }
+    for word in ["issue", "session", "sessions"] {
+        for (at, _) in lower.match_indices(&format!("{word} ")) {
+            let before = lower[..at].chars().next_back();
+            let after = &lower[at + word.len() + 1..];
+            let numbered = after.starts_with(|c: char| c.is_ascii_digit());
+            if numbered && !before.is_some_and(|c| c.is_alphanumeric()) {
+                found.push(format!("{word} {}", &after[..after.len().min(3)]));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn user_facing_text_has_no_internal_words() {
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for file in ["README.md", "BENCH.md", "RELIABILITY.md"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        let text = fs::read_to_string(&path).unwrap_or_else(|e| panic!("{file}: {e}"));
+        texts.push((file.to_owned(), text));
+    }
+    for mut cmd in commands() {
+        let name = cmd.get_name().to_owned();
+        texts.push((format!("{name} --help"), cmd.render_long_help().to_string()));
+    }
+    let out = generated("words");
+    for cmd in commands() {
+        let name = cmd.get_name().to_owned();
+        let page = out.join("man").join(format!("{name}.8"));
+        texts.push((format!("{name}(8)"), man_text(&page)));
+    }
+    let offending: Vec<String> = texts
+        .iter()
+        .filter_map(|(what, text)| {
+            let words = internal_words(text);
+            (!words.is_empty()).then(|| format!("{what}: {words:?}"))
+        })
+        .collect();
+    assert!(offending.is_empty(), "{offending:#?}");
+}
+
+#[test]
+fn internal_words_are_found() {
+    assert_eq!(internal_words("as the seed describes"), ["the seed"]);
+    assert_eq!(internal_words("fixed in session 5."), ["session 5."]);
+    assert_eq!(internal_words("(Issue 9, point 4)"), ["issue 9, "]);
+    assert!(internal_words("a session 's state; tissue 5; 5 sessions").is_empty());
+}

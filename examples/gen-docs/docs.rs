@@ -120,15 +120,19 @@ fn exit_status() -> Section {
     }
 }
 
-fn signals(stdio_note: bool) -> Section {
+/// `serves_requests`: the daemon runs clients' requests (rpyc-classic,
+/// rpyc-serve), which SIGTERM lets finish for up to --shutdown-timeout;
+/// the registry answers each request at once.
+fn signals(serves_requests: bool) -> Section {
+    let stop = if serves_requests {
+        "Stop accepting connections, let requests in flight finish (for up to \
+            --shutdown-timeout), then exit."
+    } else {
+        "Stop answering and exit."
+    };
+    let stdio_note = serves_requests;
     let mut paragraphs = vec![
-        tagged(
-            [bold("SIGTERM")],
-            [roman(
-                "Stop accepting connections, let requests in flight finish (for up to \
-                    --shutdown-timeout in rpyc-classic), then exit.",
-            )],
-        ),
+        tagged([bold("SIGTERM")], [roman(stop)]),
         tagged([bold("SIGINT")], [roman("Stop now.")]),
         tagged(
             [bold("SIGHUP")],
