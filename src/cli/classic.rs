@@ -44,8 +44,9 @@ pub enum Mode {
     Threaded,
     /// A process per connection, forked from a warm single-threaded parent.
     Forking,
-    /// A fixed pool of worker threads; a connection arriving when all are
-    /// busy is dropped and logged, as rpyc's documentation describes.
+    /// A fixed pool of worker threads (--pool-size), each serving one
+    /// connection for the whole of its life: a connection that arrives
+    /// while every worker has one is closed at once, and logged.
     Threadpool,
     /// Serve one connection, then exit; prints `rpyc-oneshot` and the
     /// address on stdout first.
@@ -74,7 +75,7 @@ pub struct ClassicArgs {
           env = "RPYC_CLASSIC_MODE")]
     pub mode: Mode,
 
-    /// Worker threads in threadpool mode (ignored in other modes)
+    /// Worker threads in threadpool mode, and so the most connections it serves at once; one more is closed at once (ignored in other modes)
     #[arg(long, value_name = "N", default_value_t = DEFAULT_POOL_SIZE,
           value_parser = clap::value_parser!(u32).range(1..), env = "RPYC_CLASSIC_POOL_SIZE")]
     pub pool_size: u32,
