@@ -58,6 +58,28 @@ fn stats() -> (usize, usize) {
     )
 }
 
+/// An embedded interpreter finds `sys.executable` by searching PATH for
+/// `python3`, which may be another Python altogether (a pyenv shim, a
+/// venv's); code that starts "the same" Python (`subprocess.run(
+/// [sys.executable, ...])`, multiprocessing's spawn) must get the one
+/// embedded here: its installation's `bin/pythonX.Y`, where there is one.
+fn point_executable_at_the_embedded_python(sys: &Bound<'_, PyModule>) -> PyResult<()> {
+    let base: String = sys.getattr("base_prefix")?.extract()?;
+    let (major, minor): (u32, u32) = sys
+        .getattr("version_info")?
+        .extract::<(u32, u32, u32, String, u32)>()
+        .map(|v| (v.0, v.1))?;
+    let own = std::path::Path::new(&base)
+        .join("bin")
+        .join(format!("python{major}.{minor}"));
+    if own.is_file() {
+        let own = own.display().to_string();
+        sys.setattr("executable", &own)?;
+        sys.setattr("_base_executable", &own)?;
+    }
+    Ok(())
+}
+
 /// The process-wide part: Python, initialised once, and the object space.
 #[derive(Clone)]
 pub struct ClassicService {
@@ -74,6 +96,7 @@ impl ClassicService {
             if !sys.hasattr("argv")? || sys.getattr("argv")?.len()? == 0 {
                 sys.setattr("argv", vec!["rpyc-classic"])?;
             }
+            point_executable_at_the_embedded_python(&sys)?;
             let source = CString::new(OBJECT_SPACE_SOURCE)
                 .map_err(|e| PyTypeError::new_err(e.to_string()))?;
             let file = CString::new("rpycd/classic.py")

@@ -460,3 +460,23 @@ def test_socket_activation_with_a_unix_socket(daemons, tmp_path):
     conn = rpyc.classic.unix_connect(str(path))
     assert conn.eval("'via systemd'") == "via systemd"
     daemon.wait_log(f"server started on {path}")
+
+
+def test_sys_executable_is_the_embedded_python_not_the_first_on_path(daemons, tmp_path):
+    # a python3 first on PATH that is not the embedded interpreter
+    decoy = tmp_path / "bin"
+    decoy.mkdir()
+    (decoy / "python3").write_text("#!/bin/sh\necho decoy\n")
+    (decoy / "python3").chmod(0o755)
+    port = free_port()
+    env = server_env(PATH=f"{decoy}:{os.environ['PATH']}")
+    daemon = daemons([binary(), "--host", "127.0.0.1", "-p", str(port)], tmp_path, env=env)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts("127.0.0.1", port), "the port")
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    executable = conn.modules.sys.executable
+    assert not executable.startswith(str(decoy)), executable
+    # it starts the same Python: same version, same installation
+    out = conn.modules.subprocess.run(
+        [executable, "-c", "import sys; print(sys.version_info[:2], sys.base_prefix)"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert out == f"{tuple(conn.modules.sys.version_info[:2])} {conn.modules.sys.base_prefix}"
