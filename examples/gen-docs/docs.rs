@@ -120,6 +120,61 @@ fn exit_status() -> Section {
     }
 }
 
+/// Commands as a user types them; the TLS ones use the files that the
+/// README's "TLS between a server and its clients" shows how to make.
+fn examples(program: &str) -> Section {
+    let example =
+        |command: &str, what: &str| tagged([bold(command.to_owned())], [roman(what.to_owned())]);
+    let tls = "--ssl-keyfile server.key --ssl-certfile server.crt --ssl-cafile ca.crt";
+    let paragraphs = match program {
+        "classic" => vec![
+            example("rpyc-classic", "Serve on 127.0.0.1, port 18812."),
+            example(
+                &format!("rpyc-classic --check-config {tls}"),
+                "Check the TLS files before a restart: the key fits the certificate, and every \
+                 entry of ca.crt can issue client certificates.",
+            ),
+            example(
+                &format!("rpyc-classic --host :: -m forking {tls}"),
+                "Serve on every address, port 18821, a process per connection, to clients \
+                 with a certificate from ca.crt only.",
+            ),
+            example(
+                "python3 -c 'import rpyc; c = rpyc.classic.ssl_connect(\"localhost\", 18821, \
+                 keyfile=\"alice.key\", certfile=\"alice.crt\", ca_certs=\"ca.crt\"); \
+                 print(c.modules.sys.platform)'",
+                "A stock rpyc client of that server, with alice's certificate.",
+            ),
+        ],
+        "registry" => vec![
+            example(
+                "rpyc-registry",
+                "Answer UDP registry requests on port 18811.",
+            ),
+            example(
+                "rpyc-registry -m TCP --listing",
+                "Answer over TCP instead, and let clients list every registered name.",
+            ),
+        ],
+        _ => vec![
+            example(
+                "rpyc-serve --path /opt/calculator calculator:CalculatorService",
+                "Serve the class CalculatorService of /opt/calculator/calculator.py.",
+            ),
+            example(
+                &format!("rpyc-serve --path /opt/calculator {tls} calculator:CalculatorService"),
+                "The same over TLS, to clients with a certificate from ca.crt only; they \
+                 connect with rpyc.ssl_connect(host, port, keyfile=..., certfile=..., \
+                 ca_certs=...).",
+            ),
+        ],
+    };
+    Section {
+        title: "EXAMPLES",
+        paragraphs,
+    }
+}
+
 /// `serves_requests`: the daemon runs clients' requests (rpyc-classic,
 /// rpyc-serve), which SIGTERM lets finish for up to --shutdown-timeout;
 /// the registry answers each request at once.
@@ -226,6 +281,7 @@ fn classic_sections() -> (Vec<Paragraph>, Vec<Section>) {
         },
         signals(true),
         exit_status(),
+        examples("classic"),
         Section {
             title: "FILES",
             paragraphs: vec![
@@ -373,6 +429,7 @@ fn registry_sections() -> (Vec<Paragraph>, Vec<Section>) {
         },
         signals(false),
         exit_status(),
+        examples("registry"),
         Section {
             title: "FILES",
             paragraphs: vec![
@@ -469,6 +526,7 @@ fn serve_sections() -> (Vec<Paragraph>, Vec<Section>) {
         },
         signals(true),
         exit_status(),
+        examples("serve"),
         Section {
             title: "FILES",
             paragraphs: vec![
