@@ -834,6 +834,16 @@ def test_rpyc_serve_instance_from_the_worked_example(ct, ports):
             # the instance's Unix socket, with Debian's rpyc 5 client inside
             out = ct.run("python3", "-c", UNIX_CLIENT, "/run/rpyc-serve/calculator.sock").stdout
             assert out.split() == ["42", "CALCULATOR"], out
+            # a member of the group rpyc-serve connects; another user cannot
+            ct.run("sh", "-c", "adduser --quiet --disabled-password --gecos '' member && "
+                   "adduser --quiet member rpyc-serve && "
+                   "adduser --quiet --disabled-password --gecos '' outsider")
+            out = ct.run("runuser", "-u", "member", "--", "python3", "-c", UNIX_CLIENT,
+                         "/run/rpyc-serve/calculator.sock").stdout
+            assert out.split() == ["42", "CALCULATOR"], out
+            refused = ct.run("runuser", "-u", "outsider", "--", "python3", "-c", UNIX_CLIENT,
+                             "/run/rpyc-serve/calculator.sock", check=False)
+            assert refused.returncode != 0 and "Permission denied" in refused.stderr, refused
             conn.close()
             ct.run("systemctl", "stop", "rpyc-serve@calculator.service",
                    "rpyc-serve@calculator.socket", timeout=60)
@@ -846,7 +856,9 @@ def test_rpyc_serve_instance_from_the_worked_example(ct, ports):
                "rpyc-serve@calculator.service", check=False)
         ct.run("systemctl", "reset-failed", "rpyc-serve@nothing.service", check=False)
         ct.run("sh", "-c", "rm -rf /etc/rpycd/serve/calculator.conf /opt/calculator "
-               "/var/lib/rpyc-serve; deluser --quiet calculator || true")
+               "/var/lib/rpyc-serve; deluser --quiet calculator || true; "
+               "deluser --quiet --remove-home member || true; "
+               "deluser --quiet --remove-home outsider || true")
         ct.run("apt-get", "purge", "-y", "-q", "--autoremove", "python3-rpyc", timeout=300,
                check=False)
         ct.run("apt-get", "clean", check=False)
