@@ -93,7 +93,13 @@ fn man_pages_mention_every_long_switch_and_variable() {
         for var in env_vars(&cmd) {
             assert!(page.contains(&var), "{name}(8) lacks {var}");
         }
-        for section in ["EXAMPLES", "ENVIRONMENT", "EXIT STATUS", "FILES", "SEE ALSO"] {
+        for section in [
+            "EXAMPLES",
+            "ENVIRONMENT",
+            "EXIT STATUS",
+            "FILES",
+            "SEE ALSO",
+        ] {
             assert!(
                 page.contains(&format!(".SH \"{section}\""))
                     || page.contains(&format!(".SH {section}")),
