@@ -501,7 +501,10 @@ mod tests {
         });
         let left: u64 = limiter.take_all().iter().map(|s| s.count).sum();
         assert_eq!(passed + counted + left, THREADS * LINES);
-        // a burst per window, and the clock spans at most four windows
-        assert!(passed <= 4 * u64::from(RULE.burst), "{passed}");
+        // (how many pass is not bounded here: each thread's clock runs on
+        // its own, so a thread behind the others starts windows in their
+        // past, and a thread ahead ends them; the sequential tests bound
+        // the rate with one clock, as a process has)
+        assert!(passed >= u64::from(RULE.burst), "{passed}");
     }
 }
