@@ -143,10 +143,6 @@ impl Runner {
             // look: check again within half the timeout in any case
             let due = greetings.unwrap_or(now + self.context.greeting_timeout / 2);
             wake = Some(wake.map_or(due, |wake| wake.min(due)));
-            if workers.retry_waiting() {
-                let due = now + WAITING_RETRY;
-                wake = Some(wake.map_or(due, |wake| wake.min(due)));
-            }
             let timeout = match wake {
                 Some(wake) => PollTimeout::try_from(wake.saturating_duration_since(now))
                     .unwrap_or(PollTimeout::MAX),
@@ -314,9 +310,6 @@ fn is_transient(error: &std::io::Error) -> bool {
 /// interactive session does not hold the stop for the whole timeout.
 pub const DRAIN_QUIET: Duration = Duration::from_secs(1);
 const DRAIN_POLL: Duration = Duration::from_millis(50);
-/// How often threaded mode tries again to start a thread for work that
-/// waits for one (none could be started: the unit's task bound reached).
-const WAITING_RETRY: Duration = Duration::from_millis(200);
 
 fn connections_status(children: usize) -> String {
     format!("serving {children} connection(s)")

@@ -108,15 +108,6 @@ impl Drop for Tracked<'_> {
 }
 
 impl Workers {
-    /// Threaded mode: tries again to start threads for work that waits for
-    /// one; true while some still waits.
-    pub(super) fn retry_waiting(&self) -> bool {
-        match self {
-            Workers::Threaded(threads) => threads.retry_waiting(),
-            _ => false,
-        }
-    }
-
     /// Lets a child close what belongs to the parent.
     pub(super) fn set_parent_fds(&mut self, fds: Vec<RawFd>) {
         if let Workers::Forking { parent_fds, .. } = self {

@@ -3,12 +3,8 @@
 //! parked (see [`parking`](super::parking)) and the thread waits for other
 //! work: a new connection, or a parked one whose peer speaks again. A
 //! thread that finds no work for a while ends; so does one that would
-//! make too many waiting threads. When no thread can be started (the
-//! unit's TasksMax= or LimitNPROC= reached, e.g. by clients' code), the
-//! work waits for the next thread whose work is done, or for the server's
-//! loop to start one when it can, instead of its connection being closed.
+//! make too many waiting threads.
 
-use std::collections::VecDeque;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -38,13 +34,11 @@ pub(super) struct Threaded {
 impl Threaded {
     pub(super) fn start(context: &Context) -> std::io::Result<Threaded> {
         let spare = Spare::new();
-        let waiting = Waiting::default();
         // an authenticated (TLS) stream may hold decrypted bytes that its
         // socket no longer shows as readable: such connections keep their
         // thread
         let parking = if context.auth.is_none() {
             let resume_spare = spare.clone();
-            let resume_waiting = waiting.clone();
             let resume_context = context.clone();
             Some(Parking::start(
                 context.config.idle_timeout,
@@ -53,7 +47,6 @@ impl Threaded {
                         spare: resume_spare,
                         context: resume_context,
                         lot: Some(lot),
-                        waiting: resume_waiting,
                     };
                     Box::new(move |parked| threads.run(Work::Resume(parked)))
                 },
@@ -66,7 +59,6 @@ impl Threaded {
             spare,
             context: context.clone(),
             lot: parking.as_ref().map(Parking::lot),
-            waiting,
         };
         Ok(Threaded {
             threads,
@@ -77,14 +69,6 @@ impl Threaded {
     pub(super) fn serve(&self, accepted: Accepted) {
         self.threads.run(Work::New(accepted));
     }
-
-    /// Tries again to start threads for work that waits for one (none
-    /// could be started when it came); says whether some still waits, and
-    /// so when to try again. Once a bomb in clients' code is gone, a
-    /// session that waited is served even if no other thread comes free.
-    pub(super) fn retry_waiting(&self) -> bool {
-        self.threads.retry_waiting()
-    }
 }
 
 #[derive(Clone)]
@@ -93,28 +77,6 @@ struct Threads {
     context: Context,
     /// Where quiet connections go; none when they keep their thread.
     lot: Option<Lot>,
-    /// Work no thread could be started for.
-    waiting: Waiting,
-}
-
-/// Work that waits for a thread because none could be started: the next
-/// thread whose work is done takes it, or one the server's loop starts
-/// when it tries again (`retry_waiting`).
-#[derive(Clone, Default)]
-struct Waiting(Arc<Mutex<VecDeque<Work>>>);
-
-impl Waiting {
-    fn push(&self, work: Work) {
-        lock(&self.0).push_back(work);
-    }
-
-    fn push_front(&self, work: Work) {
-        lock(&self.0).push_front(work);
-    }
-
-    fn pop(&self) -> Option<Work> {
-        lock(&self.0).pop_front()
-    }
 }
 
 impl Threads {
@@ -123,64 +85,26 @@ impl Threads {
         let Some(work) = self.spare.hand_over(work) else {
             return;
         };
-        if let Some((work, error)) = self.start_thread(work) {
-            self.context.log.limited(Flood::Refused).error(format_args!(
-                "cannot start a thread for a connection: {error}; it waits for a thread to come free"
-            ));
-            // a thread may have come free meanwhile
-            if let Some(work) = self.spare.hand_over(work) {
-                self.waiting.push(work);
-            }
-        }
-    }
-
-    /// A new thread for `work`; the work back, and why, if none can be
-    /// started.
-    fn start_thread(&self, work: Work) -> Option<(Work, std::io::Error)> {
         let threads = self.clone();
-        // the closure takes the work from here, so that a thread that
-        // cannot be started leaves it behind
-        let slot = Arc::new(Mutex::new(Some(work)));
-        let taken = slot.clone();
         let spawned = std::thread::Builder::new()
             .name("connection".into())
             .spawn(move || {
-                let work = lock(&taken).take();
-                if let Some(work) = work {
-                    threads.serve(work);
-                }
+                threads.serve(work);
                 threads.serve_more();
             });
-        let error = spawned.err()?;
-        let work = lock(&slot).take()?;
-        Some((work, error))
-    }
-
-    /// Starts threads for the work that waits for one, as long as threads
-    /// can be started; says whether some still waits.
-    fn retry_waiting(&self) -> bool {
-        while let Some(work) = self.waiting.pop() {
-            let Some(work) = self.spare.hand_over(work) else {
-                continue;
-            };
-            if let Some((work, _)) = self.start_thread(work) {
-                self.waiting.push_front(work);
-                return true;
-            }
+        // the work went down with the closure: a parked connection is
+        // closed and uncounted as it is dropped
+        if let Err(error) = spawned {
+            self.context.log.limited(Flood::Refused).error(format_args!(
+                "cannot start a thread for a connection: {error}"
+            ));
         }
-        false
     }
 
-    /// A thread whose work is done: serves what waits for a thread, and
-    /// what is handed to it until none comes for `SPARE_WAIT`, or until
-    /// enough other threads wait.
+    /// A thread whose work is done: serves what is handed to it until
+    /// none comes for `SPARE_WAIT`, or until enough other threads wait.
     fn serve_more(&self) {
-        while let Some(work) = self
-            .waiting
-            .pop()
-            .or_else(|| self.spare.next())
-            .or_else(|| self.waiting.pop())
-        {
+        while let Some(work) = self.spare.next() {
             self.serve(work);
         }
         if let Some(lot) = &self.lot {
