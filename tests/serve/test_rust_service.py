@@ -173,7 +173,7 @@ def test_forking_mode_isolates_connections(tmp_path):
 
 
 def test_thread_pool_mode(tmp_path):
-    served = RustService("pool", tmp_path)
+    served = RustService("threadpool", tmp_path)
     try:
         with rpyc.connect("127.0.0.1", served.port) as c:
             assert c.root.add(1, 2) == 3
