@@ -57,34 +57,32 @@ fn assert_usage_error(bin: &str, args: &[&str], env: &[(&str, &str)]) -> String 
     err
 }
 
-/// Assert the switches are accepted, though a file they name does not
-/// exist: `--check-config` gets past the switches and stops at the file
-/// (exit 78, naming it), as start-up would, before anything is bound.
-fn assert_parses_to_the_missing_file(bin: &str, args: &[&str], env: &[(&str, &str)], file: &str) {
+/// `--check-config` with `args`: it checks the switches and opens what
+/// start-up would, before anything is bound. Asserts its exit code.
+fn check_config(bin: &str, args: &[&str], env: &[(&str, &str)], code: i32) -> Output {
     let mut args = args.to_vec();
     args.push("--check-config");
     let out = run(bin, &args, env);
     assert_eq!(
         out.status.code(),
-        Some(78),
+        Some(code),
         "{args:?} {env:?}: stderr {:?}",
         stderr(&out)
     );
+    out
+}
+
+/// Assert the switches are accepted, though a file they name does not
+/// exist: the check gets past the switches and stops at the file (exit
+/// 78, naming it), as start-up would.
+fn assert_parses_to_the_missing_file(bin: &str, args: &[&str], env: &[(&str, &str)], file: &str) {
+    let out = check_config(bin, args, env, 78);
     assert!(stderr(&out).contains(file), "{:?}", stderr(&out));
 }
 
-/// Assert the switches are accepted: `--check-config` stops right after
-/// checking them and what start-up opens, before anything is bound.
+/// Assert the switches are accepted and what they name can be used.
 fn assert_parses(bin: &str, args: &[&str], env: &[(&str, &str)]) {
-    let mut args = args.to_vec();
-    args.push("--check-config");
-    let out = run(bin, &args, env);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{args:?} {env:?}: stderr {:?}",
-        stderr(&out)
-    );
+    let out = check_config(bin, args, env, 0);
     assert_eq!(stdout(&out), "configuration ok\n", "{args:?}");
 }
 

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use rpycd::cli::classic::{ClassicArgs, Mode};
-use rpycd::server::classic::{check, check_outcome, run};
+use rpycd::server::classic::{check, check_outcome, run, RunError};
 
 const NAME: &str = "rpyc-classic";
 
@@ -15,7 +15,7 @@ fn main() -> ExitCode {
     };
     if args.check_config {
         // as nginx -t: what start-up opens and loads, by the same code
-        return check_outcome(NAME, check(&args));
+        return check_outcome(NAME, check(&args), RunError::exit_code);
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use rpycd::cli::registry::RegistryArgs;
-use rpycd::registry::server::{check, run};
+use rpycd::registry::server::{check, run, RunError};
+use rpycd::server::classic::check_outcome;
 
 const NAME: &str = "rpyc-registry";
 
@@ -14,16 +15,7 @@ fn main() -> ExitCode {
         Err(err) => return err.report(NAME),
     };
     if args.check_config {
-        return match check(&args) {
-            Ok(()) => {
-                println!("configuration ok");
-                ExitCode::SUCCESS
-            }
-            Err(error) => {
-                eprintln!("{NAME}: {error}");
-                ExitCode::from(error.exit_code())
-            }
-        };
+        return check_outcome(NAME, check(&args), RunError::exit_code);
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

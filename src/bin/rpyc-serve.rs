@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use rpycd::cli::classic::Mode;
 use rpycd::cli::serve::ServeArgs;
-use rpycd::server::classic::check_outcome;
+use rpycd::server::classic::{check_outcome, RunError};
 use rpycd::server::serve::{check, run};
 
 const NAME: &str = "rpyc-serve";
@@ -16,7 +16,7 @@ fn main() -> ExitCode {
         Err(err) => return err.report(NAME),
     };
     if args.server.check_config {
-        return check_outcome(NAME, check(&args));
+        return check_outcome(NAME, check(&args), RunError::exit_code);
     }
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,

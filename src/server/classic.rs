@@ -180,7 +180,13 @@ pub fn check_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), Run
 
 /// What `--check-config` says, as `nginx -t`: "configuration ok" and 0,
 /// or the error start-up would have met and its exit code.
-pub fn check_outcome(program: &str, checked: Result<(), RunError>) -> std::process::ExitCode {
+/// `exit_code` maps the error (each program's start-up has its own error
+/// type) to the code start-up would have exited with.
+pub fn check_outcome<E: std::fmt::Display>(
+    program: &str,
+    checked: Result<(), E>,
+    exit_code: impl Fn(&E) -> u8,
+) -> std::process::ExitCode {
     match checked {
         Ok(()) => {
             println!("configuration ok");
@@ -188,7 +194,7 @@ pub fn check_outcome(program: &str, checked: Result<(), RunError>) -> std::proce
         }
         Err(error) => {
             eprintln!("{program}: {error}");
-            std::process::ExitCode::from(error.exit_code())
+            std::process::ExitCode::from(exit_code(&error))
         }
     }
 }
