@@ -249,6 +249,7 @@ impl Connection {
         shutdown: Shutdown,
         config: Config,
     ) -> Arc<Connection> {
+        crate::memory::install_host();
         Arc::new(Connection {
             inbound: Mutex::new(Inbound {
                 reader,
@@ -829,19 +830,6 @@ impl Connection {
         let session = lock(&self.session).take();
         if let Some(session) = session {
             session.close();
-        }
-    }
-}
-
-impl ExceptionInfo {
-    /// An exception of a builtin class, raised by rpycd itself.
-    pub fn builtin(name: &str, message: &str) -> ExceptionInfo {
-        ExceptionInfo {
-            module: "builtins".into(),
-            name: name.into(),
-            args: vec![Value::str(message)],
-            attrs: vec![("_remote_version".into(), Value::str(crate::RPYC_VERSION))],
-            traceback: format!("{name}: {message}\n"),
         }
     }
 }

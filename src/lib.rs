@@ -9,21 +9,18 @@ pub mod bench;
 pub mod cli;
 pub mod connection;
 pub mod daemon;
-pub mod protocol;
+pub mod memory;
 pub mod registry;
 pub mod server;
 pub mod service;
 mod sync;
 
+/// The wire protocol, from the `rpycd-proto` crate.
+pub use rpycd_proto as protocol;
+
 pub use api::{connect, Server, Service};
 
-/// The rpyc release whose protocol rpycd speaks; reported to clients as
-/// the server's version in exceptions, as rpyc reports its own.
-pub const RPYC_VERSION: &str = "6.0.2";
-
-/// What rpycd reports to a client speaking rpyc 5's protocol (the newest
-/// 5.x release, whose wire format it speaks).
-pub const RPYC5_VERSION: &str = "5.3.1";
+pub use rpycd_proto::{RPYC5_VERSION, RPYC_VERSION};
 
 // README.md's Rust code is compiled as a doctest, so it cannot rot.
 #[cfg(doctest)]

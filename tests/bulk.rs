@@ -2,7 +2,7 @@
 //! embedded CPython), past every size where the transfer path changes:
 //! byte strings of 1 MiB and more are written from where they are and keep
 //! the buffer they are read into, and 32 MiB and more ask for huge pages
-//! (src/protocol/bulk.rs). Each value goes to the server and back, and is
+//! (src/memory.rs). Each value goes to the server and back, and is
 //! compared whole.
 
 use std::path::PathBuf;

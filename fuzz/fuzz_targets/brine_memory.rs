@@ -1,9 +1,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rpycd::protocol::fuzz_checks;
+use rpycd_proto::fuzz_checks;
 
-#[path = "../../tests/support/peak_alloc.rs"]
+#[path = "../../proto/tests/support/peak_alloc.rs"]
 mod peak_alloc;
 
 #[global_allocator]

@@ -1,6 +1,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rpycd::protocol::fuzz_checks;
+use rpycd_proto::fuzz_checks;
 
 fuzz_target!(|data: &[u8]| fuzz_checks::frames_any_chunking(data));

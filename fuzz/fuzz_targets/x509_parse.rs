@@ -1,6 +1,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rpycd::server::x509;
+use rpycd_proto::x509;
 
 fuzz_target!(|data: &[u8]| x509::fuzz_parse(data));

@@ -21,7 +21,7 @@ use super::{BenchError, Result};
 use crate::protocol::brine::Value;
 use crate::protocol::frame;
 use crate::protocol::message::{Boxed, Handler, Message};
-use crate::registry::protocol::Request;
+use crate::protocol::registry::Request;
 
 /// How long a server may take to start answering.
 const START_DEADLINE: Duration = Duration::from_secs(30);

@@ -626,9 +626,9 @@ pub fn registry(plan: &Plan, programs: &Programs, results: &mut Results) -> Resu
     let group = "registry";
     let ours_udp = Server::start(programs, Side::Ours, Kind::RegistryUdp)?;
     let python_udp = Server::start(programs, Side::Python, Kind::RegistryUdp)?;
-    let answer = crate::registry::protocol::endpoints_reply(
+    let answer = crate::protocol::registry::endpoints_reply(
         &[("127.0.0.1".into(), 18812)],
-        crate::registry::protocol::MAX_MESSAGE,
+        crate::protocol::registry::MAX_MESSAGE,
     );
     let responder = UdpResponder::start(answer)?;
     registry::register_once(ours_udp.addr)?;

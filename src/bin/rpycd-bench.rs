@@ -197,9 +197,9 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Ceiling { seconds: secs, udp } => {
             if udp {
                 // what the registry answers a QUERY of the one service
-                let answer = rpycd::registry::protocol::endpoints_reply(
+                let answer = rpycd::protocol::registry::endpoints_reply(
                     &[("127.0.0.1".into(), 18812)],
-                    rpycd::registry::protocol::MAX_MESSAGE,
+                    rpycd::protocol::registry::MAX_MESSAGE,
                 );
                 let responder = UdpResponder::start(answer).map_err(|e| e.to_string())?;
                 println!("zero-cost UDP responder on {}", responder.addr());

@@ -1,11 +1,10 @@
 //! The registry: a bonjour-like agent where servers register their service
 //! names and port and clients ask where a service is (rpyc 6.0.2
-//! `rpyc/utils/registry.py`). [`protocol`] is the wire format, shared by the
-//! registry server and the registrar that `rpyc-classic --register` runs.
+//! `rpyc/utils/registry.py`). Its wire format is [`crate::protocol::registry`],
+//! shared by the registry server and the registrar that `rpyc-classic
+//! --register` runs.
 
 pub mod budget;
-pub mod fuzz_checks;
-pub mod protocol;
 pub mod registrar;
 pub mod server;
 pub mod service;

@@ -17,9 +17,9 @@ use nix::sys::socket::{
     SockaddrIn, SockaddrIn6,
 };
 
-use super::protocol::{is_ok_reply, Request, MAX_MESSAGE};
 use crate::cli::RegistryTransport;
 use crate::daemon::log::Logger;
+use crate::protocol::registry::{is_ok_reply, Request, MAX_MESSAGE};
 
 /// rpyc's RegistryClient.REREGISTER_INTERVAL.
 pub const REREGISTER_INTERVAL: Duration = Duration::from_secs(60);

@@ -13,7 +13,6 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use thiserror::Error;
 
 use super::budget::{Limits as BudgetLimits, ReplyBudget};
-use super::protocol::{Request, MAX_LIST_REPLY};
 use super::service::Registry;
 use super::sockets::{mode_name, SocketError, Sockets};
 use super::table::Limits;
@@ -23,6 +22,7 @@ use crate::cli::registry::RegistryArgs;
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
+use crate::protocol::registry::{Request, MAX_LIST_REPLY};
 
 /// Datagrams or connections taken per socket per wake-up, so that signals
 /// and timers are seen even under a flood.

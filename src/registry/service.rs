@@ -7,12 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::protocol::{endpoints_reply, names_reply, ok_reply, Request, RequestError, MAX_MESSAGE};
 use super::table::{Endpoint, Limits, Removed, Table};
 use super::throttle::Throttle;
 use crate::daemon::log::{Flood, Logger};
 use crate::daemon::notify::Notifier;
 use crate::protocol::brine;
+use crate::protocol::registry::{
+    endpoints_reply, names_reply, ok_reply, Request, RequestError, MAX_MESSAGE,
+};
 use crate::sync::lock;
 
 /// At most one warning per source address in this long.

@@ -21,11 +21,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use super::protocol::{Request, RequestError, MAX_MESSAGE};
 use super::service::{peer_text, Registry};
 use super::source::Source;
 use crate::daemon::accept::{is_exhaustion, ACCEPT_PAUSE};
 use crate::protocol::brine::DecodeError;
+use crate::protocol::registry::{Request, RequestError, MAX_MESSAGE};
 
 /// Connections waiting for their request at once.
 pub const MAX_CLIENTS: usize = 256;

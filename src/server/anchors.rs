@@ -25,8 +25,9 @@ use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{CertificateError, RootCertStore};
 
+use super::signatures::signed_by;
 use super::tls::TlsError;
-use super::x509;
+use crate::protocol::x509;
 use crate::sync::lock;
 
 struct Anchor {
@@ -146,7 +147,7 @@ fn chain_to_root(
         }
         let issuers: Vec<usize> = (0..bundle.len())
             .filter(|issuer| !on_path.contains(issuer))
-            .filter(|&issuer| cert.signed_by(&bundle[issuer].issuer_key(), algorithms))
+            .filter(|&issuer| signed_by(cert, &bundle[issuer].issuer_key(), algorithms))
             .collect();
         for issuer in issuers {
             on_path.push(issuer);

@@ -201,7 +201,7 @@ pub fn check_outcome<E: std::fmt::Display>(
 
 /// Serves what `hosting` loads as the switches say until the server stops.
 pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunError> {
-    crate::protocol::bulk::map_bulk_allocations();
+    crate::memory::map_bulk_allocations();
     let Opened { config, log, auth } = open_configured(args, hosting)?;
     if args.mode == Mode::Stdio {
         let loaded = (hosting.load)()?;

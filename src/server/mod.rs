@@ -9,12 +9,12 @@ mod forking;
 pub mod listener;
 mod parking;
 pub mod serve;
+mod signatures;
 pub mod stdio;
 mod strategy;
 mod threaded;
 pub mod tls;
 pub mod transport;
-pub mod x509;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd};

@@ -26,8 +26,9 @@ use rustls::{ServerConfig, ServerConnection};
 use thiserror::Error;
 
 use super::anchors::Anchors;
+use super::signatures;
 use super::transport::{Authenticated, Authenticator, ReadFd, Refusal, Transport};
-use super::x509;
+use crate::protocol::x509;
 use crate::sync::lock;
 
 /// How long a client may take to complete its handshake, unless told.
@@ -489,14 +490,14 @@ impl ClientCertVerifier for ClientVerifier {
                     rustls::CertificateError::UnknownIssuer,
                 )),
             },
-            Some(v1) => v1
-                .verify(
-                    &self.anchors.issuers_at(now),
-                    self.anchors.algorithms(),
-                    now,
-                )
-                .map(|()| ClientCertVerified::assertion())
-                .map_err(rustls::Error::InvalidCertificate),
+            Some(v1) => signatures::verify_v1(
+                &v1,
+                &self.anchors.issuers_at(now),
+                self.anchors.algorithms(),
+                now,
+            )
+            .map(|()| ClientCertVerified::assertion())
+            .map_err(rustls::Error::InvalidCertificate),
         };
         // a client refused because its CA is out of date is told so, as OpenSSL does
         verified.map_err(|error| {
@@ -567,7 +568,7 @@ impl ClientVerifier {
             .iter()
             .find(|(scheme, _)| *scheme == dss.scheme)
             .map_or(&[][..], |(_, algorithms)| *algorithms);
-        if cert.verify_handshake(message, dss.signature(), candidates) {
+        if signatures::v1_handshake_signed(cert, message, dss.signature(), candidates) {
             Ok(HandshakeSignatureValid::assertion())
         } else {
             Err(rustls::Error::General("bad handshake signature".into()))

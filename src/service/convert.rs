@@ -12,8 +12,8 @@ use pyo3::types::{
 
 use std::sync::Arc;
 
+use crate::memory;
 use crate::protocol::brine::{self, BulkMemory, ByteBuf, Value};
-use crate::protocol::bulk;
 
 /// The brine value of `obj`, or `None` if it is not dumpable and must be
 /// passed by reference. `Err` only when a dumpable value cannot be encoded
@@ -295,9 +295,9 @@ fn scalar_to_python<'py>(py: Python<'py>, value: &Value) -> PyResult<Bound<'py, 
 }
 
 /// A Python bytes object holding a copy of `bytes`; a bulk one on huge
-/// pages (see [`bulk`]), advised before the copy first touches its memory.
+/// pages (see [`memory`]), advised before the copy first touches its memory.
 fn bytes_of<'py>(py: Python<'py>, bytes: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-    if bytes.len() < bulk::LARGE {
+    if bytes.len() < memory::LARGE {
         return Ok(PyBytes::new(py, bytes));
     }
     let (object, data) = unfilled_bytes(py, bytes.len())?;
@@ -322,7 +322,7 @@ fn unfilled_bytes(py: Python<'_>, len: usize) -> PyResult<(Bound<'_, PyBytes>, *
         if data.is_null() {
             return Err(PyErr::fetch(py));
         }
-        bulk::advise_huge(data, len);
+        memory::advise_huge(data, len);
         Ok((object.cast_into_unchecked::<PyBytes>(), data))
     }
 }
@@ -335,7 +335,7 @@ pub fn bulk_memory(len: usize) -> Option<Box<dyn BulkMemory>> {
     Python::attach(|py| {
         let (object, data) = unfilled_bytes(py, len).ok()?;
         // SAFETY: the object's own buffer, malloc'ed and seen by no one
-        unsafe { bulk::zero(data, len) };
+        unsafe { memory::zero(data, len) };
         Some(Box::new(BytesBeingRead(PythonBytes {
             object: object.unbind(),
             data,
@@ -367,7 +367,7 @@ mod tests {
     #[test]
     fn a_bulk_value_read_into_python_memory_becomes_that_bytes_object() {
         Python::initialize();
-        let len = bulk::LARGE + 5;
+        let len = memory::LARGE + 5;
         let mut memory = bulk_memory(len).expect("Python makes the bytes object");
         let target = memory.as_mut_slice();
         assert_eq!(target.len(), len);

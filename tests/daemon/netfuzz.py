@@ -3,7 +3,7 @@ frames to rpyc-classic over TCP, mutated real requests to rpyc-registry
 over UDP and TCP.
 
 The seeds are real traffic: the client-to-server messages rpyc 6.0.2 sent
-in tests/data/messages.json (gen_vectors.py captured them) and the
+in proto/tests/data/messages.json (gen_vectors.py captured them) and the
 registry requests rpyc's own registry clients send. Mutations: bit flips,
 interesting bytes, inserted/deleted/duplicated runs, truncation, splices of
 two seeds, random brine (values and whole request messages, some aimed at
@@ -35,7 +35,7 @@ from pathlib import Path
 from rpyc.core import brine, consts
 
 HOST = "127.0.0.1"
-DATA = Path(__file__).resolve().parents[2] / "tests" / "data"
+DATA = Path(__file__).resolve().parents[2] / "proto" / "tests" / "data"
 COMPRESSION_THRESHOLD = 3000  # rpyc's Channel compresses payloads longer than this
 INTERESTING_BYTES = [0x00, 0x01, 0x0A, 0x7F, 0x80, 0xFE, 0xFF]
 INTERESTING_LENGTHS = [0, 1, 2, 5, 0x7F, 0x80, 0xFF, 0x100, 0xFFFF, 0x10000, 64 << 20,
@@ -63,11 +63,11 @@ def frame(payload, compressed=None):
 
 def classic_seeds():
     """Unframed client-to-server messages of real rpyc sessions, plus the
-    hand-made requests, from tests/data/messages.json."""
+    hand-made requests, from proto/tests/data/messages.json."""
     vectors = json.loads((DATA / "messages.json").read_text())
     seeds = [bytes.fromhex(v["hex"]) for v in vectors
              if "_c2s_" in v["name"] or v["message"].get("type") == "request"]
-    assert len(seeds) >= 20, "tests/data/messages.json holds too few requests"
+    assert len(seeds) >= 20, "proto/tests/data/messages.json holds too few requests"
     return seeds
 
 

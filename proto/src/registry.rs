@@ -11,7 +11,7 @@
 
 use thiserror::Error;
 
-use crate::protocol::brine::{self, DecodeError, EncodeError, Value};
+use crate::brine::{self, DecodeError, EncodeError, Value};
 
 pub const MAGIC: &str = "RPYC";
 /// rpyc's MAX_DGRAM_SIZE: the largest request, and the largest reply a

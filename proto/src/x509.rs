@@ -6,8 +6,9 @@
 //! for client certificates) makes v1 certificates. Python's ssl accepts
 //! them; webpki, which rustls verifies with, accepts v3 only. A v1
 //! certificate has no extensions, so there is nothing to check beyond its
-//! issuer's signature and its validity, which is what [`V1Certificate`]
-//! does, with the same signature algorithms rustls offers.
+//! issuer's signature and its validity: [`V1Certificate`] gives what that
+//! check needs, and the daemon makes it with the signature algorithms
+//! rustls offers (this crate does no cryptography).
 //!
 //! webpki trusts every root it is given as an issuer, whatever the root
 //! says of itself; OpenSSL does not. [`Certificate::anchor_refusal`] is
@@ -18,10 +19,6 @@
 //! Everything read here comes from files or peers: the reading is strict
 //! DER (minimal lengths, no trailing bytes, nothing left unread) and never
 //! panics.
-
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::UnixTime;
-use rustls::CertificateError;
 
 /// One DER item: its tag, its contents, the whole item, and what follows it.
 #[derive(Clone, Copy)]
@@ -424,16 +421,16 @@ impl<'a> Certificate<'a> {
             && signature_fits_key(oid_of(self.signature_algorithm), oid_of(self.key_algorithm))
     }
 
-    /// Signed by `issuer`'s key, with one of `algorithms`.
-    pub fn signed_by(&self, issuer: &IssuerKey, algorithms: &WebPkiSupportedAlgorithms) -> bool {
-        issuer.subject == self.issuer
-            && algorithms.all.iter().any(|alg| {
-                *alg.signature_alg_id() == *self.signature_algorithm
-                    && *alg.public_key_alg_id() == *issuer.key_algorithm
-                    && alg
-                        .verify_signature(&issuer.key, self.tbs, self.signature)
-                        .is_ok()
-            })
+    /// What a signature check needs: the signed bytes (the
+    /// TBSCertificate), the signature algorithm's contents and the
+    /// signature itself.
+    pub fn signed(&self) -> (&'a [u8], &'a [u8], &'a [u8]) {
+        (self.tbs, self.signature_algorithm, self.signature)
+    }
+
+    /// The public key's AlgorithmIdentifier contents, and the key.
+    pub fn public_key(&self) -> (&'a [u8], &'a [u8]) {
+        (self.key_algorithm, self.key)
     }
 
     /// Why OpenSSL would never let this certificate, as a trusted root,
@@ -584,6 +581,11 @@ impl IssuerKey {
     pub fn subject(&self) -> &[u8] {
         &self.subject
     }
+
+    /// The public key's AlgorithmIdentifier contents, and the key.
+    pub fn public_key(&self) -> (&[u8], &[u8]) {
+        (&self.key_algorithm, &self.key)
+    }
 }
 
 /// A certificate without a version field: X.509 v1.
@@ -598,47 +600,9 @@ impl<'a> V1Certificate<'a> {
         (parsed.version == 0).then_some(V1Certificate { parsed })
     }
 
-    /// Signed by one of `issuers` with an algorithm of `algorithms`, and
-    /// valid at `now`, or why not, as webpki would say it of a v3 one (and
-    /// so with the alert OpenSSL sends). The signature comes first: nothing
-    /// else the peer wrote is believed before it is known to come from a
-    /// trusted issuer.
-    pub fn verify(
-        &self,
-        issuers: &[&IssuerKey],
-        algorithms: &WebPkiSupportedAlgorithms,
-        now: UnixTime,
-    ) -> Result<(), CertificateError> {
-        let cert = &self.parsed;
-        let signed = issuers
-            .iter()
-            .any(|issuer| cert.signed_by(issuer, algorithms));
-        if !signed {
-            return Err(CertificateError::UnknownIssuer);
-        }
-        let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
-        if now < cert.not_before {
-            return Err(CertificateError::NotValidYet);
-        }
-        if now > cert.not_after {
-            return Err(CertificateError::Expired);
-        }
-        Ok(())
-    }
-
-    /// The handshake signature made with this certificate's key.
-    pub fn verify_handshake(
-        &self,
-        message: &[u8],
-        signature: &[u8],
-        candidates: &[&dyn rustls::pki_types::SignatureVerificationAlgorithm],
-    ) -> bool {
-        candidates.iter().any(|alg| {
-            *alg.public_key_alg_id() == *self.parsed.key_algorithm
-                && alg
-                    .verify_signature(self.parsed.key, message, signature)
-                    .is_ok()
-        })
+    /// The certificate as read.
+    pub fn certificate(&self) -> &Certificate<'a> {
+        &self.parsed
     }
 }
 

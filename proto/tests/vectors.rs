@@ -6,8 +6,8 @@ mod support;
 
 use std::io::Write;
 
-use rpycd::protocol::frame::{self, Decoder};
-use rpycd::protocol::{brine, Message};
+use rpycd_proto::frame::{self, Decoder};
+use rpycd_proto::{brine, Message};
 use support::{field, hex, text};
 
 #[test]

@@ -1,4 +1,4 @@
-//! The fuzz targets' properties (`rpycd::protocol::fuzz_checks`) run as
+//! The fuzz targets' properties (`rpycd_proto::fuzz_checks`) run as
 //! ordinary tests over the captured vectors, deterministic mutations of them,
 //! and whatever corpus a local `cargo fuzz` run has left in `fuzz/corpus`.
 //! This is what stands in for fuzzing on a machine without nightly, and a
@@ -8,7 +8,7 @@
 mod corpus;
 
 use corpus::exercise;
-use rpycd::protocol::fuzz_checks;
+use rpycd_proto::fuzz_checks;
 
 #[test]
 fn brine_decoder_holds_its_properties_on_mutated_vectors() {

@@ -240,6 +240,19 @@ pub struct ExceptionInfo {
     pub traceback: String,
 }
 
+impl ExceptionInfo {
+    /// An exception of a builtin class, raised by rpycd itself.
+    pub fn builtin(name: &str, message: &str) -> ExceptionInfo {
+        ExceptionInfo {
+            module: "builtins".into(),
+            name: name.into(),
+            args: vec![Value::str(message)],
+            attrs: vec![("_remote_version".into(), Value::str(crate::RPYC_VERSION))],
+            traceback: format!("{name}: {message}\n"),
+        }
+    }
+}
+
 impl RemoteException {
     pub fn to_value(&self) -> Value {
         match self {
@@ -594,8 +607,8 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::frame;
-    use crate::protocol::frame::tests::noise;
+    use crate::frame;
+    use crate::frame::tests::noise;
 
     fn round_trip(message: Message) -> Vec<u8> {
         let bytes = message.encode().expect("encodes");

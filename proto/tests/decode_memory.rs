@@ -8,7 +8,7 @@ mod corpus;
 #[path = "support/peak_alloc.rs"]
 mod peak_alloc;
 
-use rpycd::protocol::fuzz_checks;
+use rpycd_proto::fuzz_checks;
 
 #[global_allocator]
 static ALLOC: peak_alloc::PeakAlloc = peak_alloc::PeakAlloc::new();

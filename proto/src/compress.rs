@@ -2,7 +2,8 @@
 //! core or, for a large payload, from several at once: deflate at level 1
 //! runs at 90-150 MB/s on this kind of core, so a 100 MB bulk transfer
 //! spends most of a second here. A large payload is cut into pieces, each
-//! deflated on its own thread into a raw deflate stream that ends on a
+//! deflated as a job of its own (on a thread of its own where the
+//! [`crate::host::Host`] runs jobs at once) into a raw deflate stream that ends on a
 //! byte boundary (a sync flush, the last piece a final block), and the
 //! pieces are joined behind the zlib header with the Adler-32 of the whole
 //! (combined from the pieces'). That is one valid zlib stream, as pigz
@@ -10,6 +11,8 @@
 //! costs nothing measurable at pieces of megabytes.
 
 use flate2::{Compress, Compression, FlushCompress, Status};
+
+use crate::host::{Host, Job};
 
 /// Pieces are at least this long: shorter payloads are deflated whole,
 /// where a thread's start would cost more than it saves.
@@ -21,7 +24,11 @@ const ZLIB_HEADER_FAST: [u8; 2] = [0x78, 0x01];
 
 /// Appends the zlib stream of `payload` at `level` to `out`.
 pub fn zlib_into(payload: &[u8], level: u32, out: &mut Vec<u8>) {
-    let pieces = piece_count(payload.len());
+    zlib_into_on(crate::host::host(), payload, level, out);
+}
+
+fn zlib_into_on(host: &dyn Host, payload: &[u8], level: u32, out: &mut Vec<u8>) {
+    let pieces = (payload.len() / MIN_PIECE).clamp(1, host.parallelism().max(1));
     if pieces <= 1 || level > 1 {
         deflate_with(payload, level, true, FlushCompress::Finish, out);
         return;
@@ -29,28 +36,23 @@ pub fn zlib_into(payload: &[u8], level: u32, out: &mut Vec<u8>) {
     let size = payload.len().div_ceil(pieces);
     let chunks: Vec<&[u8]> = payload.chunks(size).collect();
     let last = chunks.len() - 1;
-    let deflated: Vec<(Vec<u8>, u32)> = std::thread::scope(|scope| {
-        let helpers: Vec<_> = chunks[..last]
-            .iter()
-            .map(|chunk| {
-                let spawned = std::thread::Builder::new()
-                    .name("deflate".into())
-                    .spawn_scoped(scope, move || piece(chunk, level, false));
-                // no thread to be had: this thread does the piece itself
-                (chunk, spawned.ok())
-            })
-            .collect();
-        let own = piece(chunks[last], level, true);
-        let mut done: Vec<(Vec<u8>, u32)> = helpers
-            .into_iter()
-            .map(|(chunk, helper)| match helper.map(|helper| helper.join()) {
-                Some(Ok(result)) => result,
-                _ => piece(chunk, level, false),
-            })
-            .collect();
-        done.push(own);
-        done
-    });
+    let mut results: Vec<Option<(Vec<u8>, u32)>> = vec![None; chunks.len()];
+    let jobs: Vec<Job<'_>> = chunks
+        .iter()
+        .zip(results.iter_mut())
+        .enumerate()
+        .map(|(at, (chunk, result))| {
+            Box::new(move || *result = Some(piece(chunk, level, at == last))) as Job<'_>
+        })
+        .collect();
+    host.run_all(jobs);
+    // a piece the host could not run (no thread to be had) is done here
+    let deflated: Vec<(Vec<u8>, u32)> = results
+        .into_iter()
+        .zip(&chunks)
+        .enumerate()
+        .map(|(at, (result, chunk))| result.unwrap_or_else(|| piece(chunk, level, at == last)))
+        .collect();
     out.reserve(2 + deflated.iter().map(|(bytes, _)| bytes.len()).sum::<usize>() + 4);
     out.extend_from_slice(&ZLIB_HEADER_FAST);
     let mut adler = 1;
@@ -59,15 +61,6 @@ pub fn zlib_into(payload: &[u8], level: u32, out: &mut Vec<u8>) {
         adler = adler32_combine(adler, *piece_adler, chunk.len());
     }
     out.extend_from_slice(&adler.to_be_bytes());
-}
-
-/// How many pieces a payload of `len` bytes is deflated in.
-fn piece_count(len: usize) -> usize {
-    // asked once: std reads the cgroup's CPU quota files on every call,
-    // milliseconds that a bulk frame would pay each time
-    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    (len / MIN_PIECE).clamp(1, cores)
 }
 
 /// One piece as raw deflate, ending on a byte boundary (or, for the last,
@@ -157,16 +150,33 @@ mod tests {
         out
     }
 
+    /// Runs jobs out of order, and drops the first one unrun, as a host
+    /// out of threads may.
+    struct Unreliable;
+
+    impl Host for Unreliable {
+        fn parallelism(&self) -> usize {
+            4
+        }
+
+        fn run_all(&self, mut jobs: Vec<Job<'_>>) {
+            drop(jobs.remove(0));
+            while let Some(job) = jobs.pop() {
+                job();
+            }
+        }
+    }
+
     #[test]
     fn a_large_payload_deflated_in_pieces_is_one_zlib_stream() {
         let payload = text(3 * MIN_PIECE + 12_345);
         let mut stream = Vec::new();
-        zlib_into(&payload, 1, &mut stream);
+        zlib_into_on(&Unreliable, &payload, 1, &mut stream);
         assert_eq!(&stream[..2], &ZLIB_HEADER_FAST);
         assert!(stream.len() < payload.len() / 2, "{} bytes", stream.len());
         assert_eq!(inflated(&stream), payload);
         // and our own inflater, with its checks, agrees
-        let ours = crate::protocol::frame::inflate(&stream, payload.len()).expect("inflates");
+        let ours = crate::frame::inflate(&stream, payload.len()).expect("inflates");
         assert_eq!(ours, payload);
     }
 

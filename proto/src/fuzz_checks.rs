@@ -2,9 +2,10 @@
 //! targets and the corpus test both call these, so a property is written
 //! once; a violated property panics, which is how a fuzzer notices.
 
-use super::brine;
-use super::frame::{Decoder, FrameError, Limits};
-use super::message::Message;
+use crate::brine::{self, DecodeError};
+use crate::frame::{Decoder, FrameError, Limits};
+use crate::message::Message;
+use crate::registry::{Request, RequestError, MAX_MESSAGE};
 
 /// Small limits, so the fuzzer reaches them with inputs it can afford.
 pub const FUZZ_LIMITS: Limits = Limits {
@@ -65,7 +66,7 @@ pub fn frames_any_chunking(data: &[u8]) {
     for payload in &whole.0 {
         assert!(payload.len() <= FUZZ_LIMITS.max_payload_size);
         // and every payload goes back out as a frame Python can read
-        let frame = super::frame::encode(payload, true).expect("payload encodes");
+        let frame = crate::frame::encode(payload, true).expect("payload encodes");
         let mut decoder = Decoder::new(FUZZ_LIMITS);
         decoder.feed(&frame);
         assert_eq!(
@@ -153,7 +154,7 @@ type MessagesOutcome = (Vec<Option<Message>>, bool);
 fn messages_of(data: &[u8], chunk: usize, locating: bool) -> MessagesOutcome {
     let mut decoder = Decoder::new(FUZZ_LIMITS);
     if locating {
-        decoder = decoder.locating_bulk(super::message::locate_bulk, BULK_FUZZ_MIN);
+        decoder = decoder.locating_bulk(crate::message::locate_bulk, BULK_FUZZ_MIN);
     }
     let mut messages = Vec::new();
     for piece in data.chunks(chunk) {
@@ -176,8 +177,8 @@ fn messages_of(data: &[u8], chunk: usize, locating: bool) -> MessagesOutcome {
                         let full = payload.bytes.len()
                             + payload.bulk.as_ref().map_or(0, |bulk| bulk.bytes.len());
                         let limits = brine::DecodeLimits::for_input(full);
-                        let dialect = super::message::Dialect::detect(&payload.bytes)
-                            .unwrap_or(super::message::Dialect::V6);
+                        let dialect = crate::message::Dialect::detect(&payload.bytes)
+                            .unwrap_or(crate::message::Dialect::V6);
                         let message = Message::decode_with_bulk(
                             &payload.bytes,
                             payload.bulk,
@@ -193,4 +194,72 @@ fn messages_of(data: &[u8], chunk: usize, locating: bool) -> MessagesOutcome {
         }
     }
     (messages, false)
+}
+
+// The registry's request decoder (the `registry_request` target).
+
+/// Strict prefixes checked one by one up to this length; past it, a sample
+/// of them, so that a long input stays cheap for the fuzzer.
+const EVERY_PREFIX_UP_TO: usize = 256;
+const SAMPLED_PREFIXES: usize = 64;
+
+/// Any bytes: decoding never panics. What decodes re-encodes to bytes that
+/// decode to the same request (or, if those bytes are over the size limit,
+/// are refused as such), and every strict prefix of it is "truncated":
+/// the TCP registry reads a request in pieces and waits for more exactly
+/// while the decoder says so.
+pub fn registry_request(data: &[u8]) {
+    let Ok(request) = Request::decode(data) else {
+        return;
+    };
+    let encoded = request.encode().expect("a decoded request re-encodes");
+    match Request::decode(&encoded) {
+        Ok(decoded) => assert_eq!(decoded, request, "re-decoded request differs"),
+        Err(RequestError::TooLarge(length)) => assert!(length > MAX_MESSAGE),
+        Err(error) => panic!("our own encoding of {request:?} does not decode: {error}"),
+    }
+    for length in prefix_lengths(data.len()) {
+        match Request::decode(&data[..length]) {
+            Err(RequestError::Brine(DecodeError::Truncated { .. })) => {}
+            other => panic!("the first {length} bytes of a request gave {other:?}"),
+        }
+    }
+}
+
+fn prefix_lengths(length: usize) -> Box<dyn Iterator<Item = usize>> {
+    if length <= EVERY_PREFIX_UP_TO {
+        Box::new(0..length)
+    } else {
+        Box::new((0..SAMPLED_PREFIXES).map(move |step| step * length / SAMPLED_PREFIXES))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_for_every_kind_of_request_and_for_garbage() {
+        for request in [
+            Request::Register {
+                aliases: vec!["SLAVE".into(), "CLASSIC".into()],
+                port: 18812,
+            },
+            Request::Register {
+                aliases: vec![],
+                port: 65535,
+            },
+            Request::Unregister { port: 1 },
+            Request::Query { name: "é".into() },
+            Request::List { filter_host: None },
+            Request::List {
+                filter_host: Some("::1".into()),
+            },
+        ] {
+            registry_request(&request.encode().expect("encodes"));
+        }
+        for garbage in [&b""[..], b"\x00", b"\xff\xff\xff\xff", &[0x12; 1600]] {
+            registry_request(garbage);
+        }
+    }
 }

@@ -1,4 +1,6 @@
-//! Memory for bulk payloads (tens of megabytes and more).
+//! Memory for bulk payloads (tens of megabytes and more), and the threads
+//! to compress them on: what the daemons give the protocol as its
+//! [`Host`] (the protocol crate itself has no unsafe code and no threads).
 //!
 //! A fresh 100 MB buffer costs 25 600 page faults with 4 KiB pages, each
 //! with its memory-cgroup charge; on the reference VM those faults, not
@@ -11,16 +13,61 @@
 use std::ffi::c_void;
 use std::ptr::NonNull;
 
+use std::sync::OnceLock;
+
 use nix::sys::mman::{madvise, MmapAdvise};
+use rpycd_proto::host::{Host, Job};
 
 /// glibc serves requests this large with their own mmap whatever its
 /// dynamic threshold has grown to (`DEFAULT_MMAP_THRESHOLD_MAX` on 64-bit).
-pub const LARGE: usize = 32 << 20;
+pub use rpycd_proto::host::LARGE;
+
+/// Makes [`Daemon`] the protocol's host, once; every connection asks.
+pub fn install_host() {
+    rpycd_proto::host::install(&Daemon);
+}
+
+/// Bulk buffers backed by huge pages and fresh zero pages, and deflate
+/// pieces on threads of their own.
+pub struct Daemon;
+
+impl Host for Daemon {
+    fn with_capacity(&self, capacity: usize) -> Vec<u8> {
+        with_capacity(capacity)
+    }
+
+    fn zeroed(&self, len: usize) -> Option<Vec<u8>> {
+        zeroed(len)
+    }
+
+    fn parallelism(&self) -> usize {
+        // asked once: std reads the cgroup's CPU quota files on every call,
+        // milliseconds that a bulk frame would pay each time
+        static CORES: OnceLock<usize> = OnceLock::new();
+        *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+    }
+
+    fn run_all(&self, mut jobs: Vec<Job<'_>>) {
+        let Some(own) = jobs.pop() else {
+            return;
+        };
+        std::thread::scope(|scope| {
+            for job in jobs {
+                // no thread to be had: the job is dropped, and its caller
+                // does its piece itself
+                let _ = std::thread::Builder::new()
+                    .name("deflate".into())
+                    .spawn_scoped(scope, job);
+            }
+            own();
+        });
+    }
+}
 
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Makes glibc's malloc map every allocation of a bulk size
-/// ([`super::brine::BULK_MIN`]) or more on its own and unmap it when freed, for a long-running server.
+/// ([`rpycd_proto::brine::BULK_MIN`]) or more on its own and unmap it when freed, for a long-running server.
 ///
 /// By default the threshold grows with each large block freed (up to 32
 /// MiB), after which 1-32 MiB payloads are carved out of per-thread
@@ -37,7 +84,7 @@ pub fn map_bulk_allocations() {
     unsafe {
         libc::mallopt(
             libc::M_MMAP_THRESHOLD,
-            super::brine::BULK_MIN as libc::c_int,
+            rpycd_proto::brine::BULK_MIN as libc::c_int,
         );
     }
 }
@@ -74,12 +121,6 @@ pub fn zeroed(len: usize) -> Option<Vec<u8>> {
     };
     advise_huge(buffer.as_ptr(), len);
     Some(buffer)
-}
-
-pub fn copy_of(bytes: &[u8]) -> Vec<u8> {
-    let mut buffer = with_capacity(bytes.len());
-    buffer.extend_from_slice(bytes);
-    buffer
 }
 
 /// Asks for huge pages for the whole 2 MiB pages inside `start..start +
@@ -220,10 +261,26 @@ mod tests {
     }
 
     #[test]
-    fn copies_are_exact() {
-        let small: Vec<u8> = (0..=255).collect();
-        assert_eq!(copy_of(&small), small);
-        let large = vec![0xa5; LARGE + 3];
-        assert_eq!(copy_of(&large), large);
+    fn jobs_all_run_on_threads_of_their_own_but_the_last() {
+        let caller = std::thread::current().id();
+        let mut ran = vec![None; 4];
+        let jobs: Vec<Job<'_>> = ran
+            .iter_mut()
+            .map(|slot| Box::new(move || *slot = Some(std::thread::current().id())) as Job<'_>)
+            .collect();
+        Daemon.run_all(jobs);
+        let ran: Vec<_> = ran.into_iter().map(|id| id.expect("ran")).collect();
+        assert_eq!(ran[3], caller);
+        assert!(ran[..3].iter().all(|id| *id != caller));
+    }
+
+    #[test]
+    fn zeroed_buffers_are_zero_and_sized() {
+        for len in [1, 4096, LARGE + 3] {
+            let buffer = zeroed(len).expect("memory");
+            assert_eq!(buffer.len(), len);
+            assert!(buffer.iter().all(|&b| b == 0));
+        }
+        assert!(zeroed(usize::MAX / 2).is_none());
     }
 }

@@ -6,8 +6,8 @@
 #[path = "support/corpus.rs"]
 mod corpus;
 
-use rpycd::registry::fuzz_checks::registry_request;
-use rpycd::registry::protocol::Request;
+use rpycd_proto::fuzz_checks::registry_request;
+use rpycd_proto::registry::Request;
 
 /// Mutants per seed: every kind of damage at many positions, still well
 /// under a second in all (the seeds are few and small).

@@ -104,7 +104,7 @@ pub fn encode_into(payload: &[u8], compress: bool, out: &mut Vec<u8>) -> Result<
 /// Room for a frame's header at the start of a buffer the payload is then
 /// written into, so that [`seal`] frames it without copying the payload.
 pub fn begin(capacity: usize) -> Vec<u8> {
-    let mut buffer = super::bulk::with_capacity(HEADER_LEN + capacity + 1);
+    let mut buffer = crate::host::with_capacity(HEADER_LEN + capacity + 1);
     buffer.extend_from_slice(&[0; HEADER_LEN]);
     buffer
 }
@@ -135,7 +135,7 @@ pub fn seal(mut buffer: Vec<u8>, compress: bool) -> Result<Vec<u8>, FrameError> 
 }
 
 /// [`seal`] for a buffer whose bulk byte strings were left out of it (see
-/// [`crate::protocol::Message::encode_detached`]): they are written from
+/// [`crate::Message::encode_detached`]): they are written from
 /// where they are, unless the payload is worth deflating, which needs it
 /// in one piece.
 pub fn seal_detached<'v>(
@@ -204,7 +204,7 @@ impl Frame<'_> {
             return self.head;
         }
         let len = self.head.len() + self.detached.iter().map(|d| d.bytes.len()).sum::<usize>();
-        let mut out = super::bulk::with_capacity(len);
+        let mut out = crate::host::with_capacity(len);
         for piece in self.pieces() {
             out.extend_from_slice(piece);
         }
@@ -258,7 +258,7 @@ fn worth_deflating(payload: &[u8]) -> bool {
 }
 
 fn deflate_into(payload: &[u8], out: &mut Vec<u8>) {
-    super::deflate::zlib_into(payload, COMPRESSION_LEVEL, out);
+    crate::compress::zlib_into(payload, COMPRESSION_LEVEL, out);
 }
 
 /// Inflates a compressed body, refusing to produce more than `limit` bytes.
@@ -429,7 +429,7 @@ impl Decoder {
         fill: impl FnOnce(&mut [u8]) -> Result<usize, E>,
     ) -> Result<usize, E> {
         if let BulkRead::Wanted { len, .. } = self.bulk {
-            match super::bulk::zeroed(len) {
+            match crate::host::zeroed(len) {
                 Some(memory) => self.give_bulk_memory(Box::new(memory)),
                 // without memory for it apart, the string comes with the rest
                 None => self.bulk = BulkRead::Inline,
@@ -529,7 +529,7 @@ impl Decoder {
             });
             let capacity = self.buffer.capacity();
             let whole = matches!(self.bulk, BulkRead::Inline);
-            if whole && needed > capacity && frame_end > capacity && frame_end >= super::bulk::LARGE
+            if whole && needed > capacity && frame_end > capacity && frame_end >= crate::host::LARGE
             {
                 // a bulk frame read whole: a buffer on huge pages, twice
                 // what has arrived (the header's length is only a claim,
@@ -539,7 +539,7 @@ impl Decoder {
                 let size = needed
                     .max(capacity.saturating_mul(2))
                     .min(frame_end.max(needed));
-                if let Some(mut bigger) = super::bulk::zeroed(size + KEEP_BUFFER) {
+                if let Some(mut bigger) = crate::host::zeroed(size + KEEP_BUFFER) {
                     bigger[..self.end].copy_from_slice(&self.buffer[..self.end]);
                     self.buffer = bigger;
                 }
@@ -570,7 +570,7 @@ impl Decoder {
             None => payload.bytes.into_owned(),
             Some(bulk) => {
                 let at = bulk.at.min(payload.bytes.len());
-                let mut whole = super::bulk::with_capacity(payload.bytes.len() + bulk.bytes.len());
+                let mut whole = crate::host::with_capacity(payload.bytes.len() + bulk.bytes.len());
                 whole.extend_from_slice(&payload.bytes[..at]);
                 whole.extend_from_slice(&bulk.bytes);
                 whole.extend_from_slice(&payload.bytes[at..]);
@@ -811,7 +811,7 @@ pub(crate) mod tests {
     #[test]
     fn a_bulk_frame_is_read_into_room_that_grows_with_what_came() {
         // the last read asks for 1 KiB when 500 bytes are left
-        let len = crate::protocol::bulk::LARGE + 1518;
+        let len = crate::host::LARGE + 1518;
         let mut wire = header(len, false).unwrap().to_vec();
         wire.extend((0..len).map(|i| (i % 251) as u8));
         wire.push(FLUSHER);
@@ -852,17 +852,17 @@ pub(crate) mod tests {
     /// small whatever the string's size.
     #[test]
     fn a_located_bulk_string_bypasses_the_frame_buffer() {
-        let len = crate::protocol::bulk::LARGE + 3;
+        let len = crate::host::LARGE + 3;
         let mut payload = Vec::new();
-        crate::protocol::brine::encode_tuple_header(3, &mut payload).unwrap();
-        crate::protocol::brine::encode_int(9, &mut payload);
+        crate::brine::encode_tuple_header(3, &mut payload).unwrap();
+        crate::brine::encode_int(9, &mut payload);
         let bulk: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
-        crate::protocol::brine::encode_bytes(&bulk, &mut payload).unwrap();
-        crate::protocol::brine::encode_int(10, &mut payload);
+        crate::brine::encode_bytes(&bulk, &mut payload).unwrap();
+        crate::brine::encode_int(10, &mut payload);
         let mut wire = encode(&payload, false).unwrap();
         encode_into(b"next", false, &mut wire).unwrap();
-        let mut decoder = Decoder::new(Limits::default())
-            .locating_bulk(crate::protocol::brine::find_bulk, 1 << 20);
+        let mut decoder =
+            Decoder::new(Limits::default()).locating_bulk(crate::brine::find_bulk, 1 << 20);
         let mut fed = 0;
         let mut given = None;
         let mut payloads = Vec::new();

@@ -87,7 +87,7 @@ fn mutate(seed: &[u8], rng: &mut XorShift) -> Vec<u8> {
 /// `cargo fuzz` run left in `corpus`.
 pub fn inputs(folder: &str, target: &str) -> Vec<Vec<u8>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz")
+        .join("../fuzz")
         .join(folder)
         .join(target);
     let Ok(entries) = std::fs::read_dir(dir) else {

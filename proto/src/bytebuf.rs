@@ -74,7 +74,7 @@ impl ByteBuf {
     pub fn into_vec(self) -> Vec<u8> {
         match self.0 {
             Repr::Owned(bytes) => bytes,
-            Repr::Shared(bytes) => super::bulk::copy_of((*bytes).as_ref()),
+            Repr::Shared(bytes) => crate::host::copy_of((*bytes).as_ref()),
         }
     }
 }
@@ -107,7 +107,7 @@ impl From<Vec<u8>> for ByteBuf {
 
 impl From<&[u8]> for ByteBuf {
     fn from(bytes: &[u8]) -> ByteBuf {
-        ByteBuf(Repr::Owned(super::bulk::copy_of(bytes)))
+        ByteBuf(Repr::Owned(crate::host::copy_of(bytes)))
     }
 }
 

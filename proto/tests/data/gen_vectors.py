@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Generate RPyC 6.0.2 wire-format test vectors for rpycd.
 
-Run:  PYTHONHASHSEED=0 python tests/data/gen_vectors.py
+Run:  PYTHONHASHSEED=0 python proto/tests/data/gen_vectors.py
 Writes brine.json, frames.json and messages.json next to this file (formats in
 README.md). Every vector comes from rpyc's own code (brine.dump, Channel.send,
 real Connection traffic) and the files are byte-identical between runs.

@@ -1,4 +1,4 @@
-//! The `x509_parse` fuzz target's property (`rpycd::server::x509::fuzz_parse`)
+//! The `x509_parse` fuzz target's property (`rpycd_proto::x509::fuzz_parse`)
 //! run as an ordinary test over the committed seeds (real certificates made
 //! by `openssl`, see `fuzz/x509_seeds.py`), deterministic mutants of them,
 //! and whatever corpus a local `cargo fuzz` run left in `fuzz/corpus/x509_parse`.
@@ -8,7 +8,7 @@ mod corpus;
 
 use std::path::{Path, PathBuf};
 
-use rpycd::server::x509::{self, Certificate};
+use rpycd_proto::x509::{self, Certificate};
 
 /// Enough mutants to damage every part of a certificate at several places;
 /// the parser is cheap, so this stays well under a second.
@@ -30,7 +30,7 @@ fn files_in(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
 }
 
 fn seeds() -> Vec<(PathBuf, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/x509_parse");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/seeds/x509_parse");
     let seeds = files_in(&dir);
     assert!(
         seeds.len() >= 10,

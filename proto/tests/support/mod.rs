@@ -6,9 +6,9 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use rpycd::protocol::brine::Value;
-use rpycd::protocol::message::{Boxed, ExceptionInfo, IdPack, Message, RemoteException};
-use rpycd::protocol::Handler;
+use rpycd_proto::brine::Value;
+use rpycd_proto::message::{Boxed, ExceptionInfo, IdPack, Message, RemoteException};
+use rpycd_proto::Handler;
 use serde_json::Value as Json;
 
 pub fn data_path(name: &str) -> PathBuf {
@@ -164,7 +164,7 @@ pub fn message(json: &Json) -> Message {
 pub fn python() -> Command {
     let python = std::env::var_os("RPYCD_TEST_PYTHON")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
     assert!(
         python.exists(),
         "no Python with rpyc at {} (run scripts/install-deps or set RPYCD_TEST_PYTHON)",
