@@ -4,8 +4,6 @@
 //! thread or Python; everything that does IO builds on it.
 
 pub mod api;
-#[cfg(feature = "bench")]
-pub mod bench;
 pub mod cli;
 pub mod connection;
 pub mod daemon;

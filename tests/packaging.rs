@@ -437,6 +437,32 @@ fn debian_install_sources_exist() {
     }
 }
 
+/// The package is rpycd's binaries only: debian/rules builds the rpycd
+/// package of the workspace, never bench/'s rpycd-bench, and installs no
+/// rpycd-bench.
+#[test]
+fn debian_build_leaves_the_bench_out() {
+    let rules = read("debian/rules");
+    let builds: Vec<&str> = rules
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.starts_with("cargo build"))
+        .collect();
+    assert!(!builds.is_empty(), "debian/rules runs no cargo build");
+    for build in builds {
+        let words: Vec<&str> = build.split_whitespace().collect();
+        assert!(
+            words.windows(2).any(|w| w == ["-p", "rpycd"]),
+            "debian/rules: {build:?} does not select -p rpycd"
+        );
+        assert!(
+            !words.contains(&"--workspace") && !words.contains(&"--all"),
+            "debian/rules: {build:?} builds the whole workspace"
+        );
+    }
+    assert!(!read("debian/rpycd.install").contains("rpycd-bench"));
+}
+
 /// The serve example's settings file names only variables rpyc-serve reads.
 #[test]
 fn serve_example_settings_name_real_variables() {

@@ -27,7 +27,7 @@ def per_test_timeout():
 def binary(name="rpyc-classic"):
     path = Path(os.environ.get("RPYCD_BIN_DIR") or REPO / "target" / "debug") / name
     if not path.exists():
-        pytest.fail(f"{path} not found: build it with `cargo build --bins` or set RPYCD_BIN_DIR")
+        pytest.fail(f"{path} not found: build it with `cargo build --workspace --bins` or set RPYCD_BIN_DIR")
     return str(path)
 
 

@@ -171,6 +171,9 @@ def test_install_enables_and_starts_nothing(ct):
                  "/usr/share/doc/rpycd/examples/xinetd.d/rpyc-classic",
                  "/usr/share/doc/rpycd/examples/systemd/tls/rpyc-classic.service.d/tls.conf"):
         assert ct.path(path).exists(), path
+    # the benchmark harness is the workspace's other package, never shipped
+    files = ct.run("dpkg", "-L", "rpycd").stdout
+    assert "rpycd-bench" not in files, files
     # shlibs found the libpython the binary links to
     depends = ct.run("dpkg-query", "-W", "-f=${Depends}", "rpycd").stdout
     assert "libpython3.11" in depends, depends

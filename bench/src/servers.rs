@@ -18,10 +18,10 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{BenchError, Result};
-use crate::protocol::brine::Value;
-use crate::protocol::frame;
-use crate::protocol::message::{Boxed, Handler, Message};
-use crate::protocol::registry::Request;
+use rpycd::protocol::brine::Value;
+use rpycd::protocol::frame;
+use rpycd::protocol::message::{Boxed, Handler, Message};
+use rpycd::protocol::registry::Request;
 
 /// How long a server may take to start answering.
 const START_DEADLINE: Duration = Duration::from_secs(30);

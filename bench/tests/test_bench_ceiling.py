@@ -1,12 +1,13 @@
 """The benchmark's zero-cost ping server, checked by the stock rpyc client.
 
 `rpycd-bench ceiling` answers PING by rewriting the request's bytes into the
-reply without decoding them (src/bench/ceiling.rs). rpyc's own `conn.ping()`
+reply without decoding them (bench/src/ceiling.rs). rpyc's own `conn.ping()`
 compares the echo with what it sent and raises PingError on a mismatch, so
 these pings passing is the proof that the rewritten reply is a valid one.
 Not parametrised by server kind: there is only this one server.
 """
 
+import faulthandler
 import os
 import subprocess
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import rpyc
 
 # The ceiling is a benchmark tool for rpyc 6's envelope only (the harness's
-# clients speak 6.x); the suite also runs with an rpyc 5 client.
+# clients speak 6.x): skipped if pytest runs it with an rpyc 5 client.
 pytestmark = pytest.mark.skipif(
     int(rpyc.__version__.split(".")[0]) < 6, reason="the ceiling server speaks rpyc 6 only"
 )
@@ -23,12 +24,21 @@ pytestmark = pytest.mark.skipif(
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def per_test_timeout():
+    """No test may hang: dump the stacks and fail after two minutes (as
+    tests/python's and tests/daemon's conftest.py do for theirs)."""
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
 @pytest.fixture
 def ceiling_port():
     bin_dir = os.environ.get("RPYCD_BIN_DIR") or str(REPO / "target" / "debug")
     binary = os.path.join(bin_dir, "rpycd-bench")
     if not os.path.exists(binary):
-        pytest.fail(f"{binary} not found: build it with `cargo build --bins --features bench` or set RPYCD_BIN_DIR")
+        pytest.fail(f"{binary} not found: build it with `cargo build -p rpycd-bench` or set RPYCD_BIN_DIR")
     proc = subprocess.Popen(
         [binary, "ceiling", "--seconds", "60"],
         stdin=subprocess.DEVNULL,

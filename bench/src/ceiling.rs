@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::protocol::brine::Value;
-use crate::protocol::brine::{TAG_INT_L1, TAG_INT_L4, TAG_TUP1, TAG_TUP2};
-use crate::protocol::frame::{self, FLUSHER, HEADER_LEN};
-use crate::protocol::message::{Boxed, ExceptionInfo, Handler, Message, MsgType, RemoteException};
+use rpycd::protocol::brine::Value;
+use rpycd::protocol::brine::{TAG_INT_L1, TAG_INT_L4, TAG_TUP1, TAG_TUP2};
+use rpycd::protocol::frame::{self, FLUSHER, HEADER_LEN};
+use rpycd::protocol::message::{Boxed, ExceptionInfo, Handler, Message, MsgType, RemoteException};
 
 /// Frames larger than this are refused: nothing the benchmark pings with
 /// comes close, and the server must not buffer whatever a peer announces.
@@ -325,7 +325,7 @@ pub fn loopback_transfer(bytes: usize) -> io::Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::frame::{Decoder, Limits};
+    use rpycd::protocol::frame::{Decoder, Limits};
 
     fn request(seq: i64, data: Value) -> Vec<u8> {
         Message::Request {

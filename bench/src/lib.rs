@@ -1,7 +1,7 @@
 //! `rpycd-bench`: rpycd against Python rpyc 6.0.2, side by side in one run
 //! on one machine, with what the loopback allows as the ceiling (issue 9).
 //!
-//! - [`client`]: a minimal RPyC classic client on [`crate::connection`];
+//! - [`client`]: a minimal RPyC classic client on [`rpycd::connection`];
 //! - [`load`]: N connections in bounded loops, latency percentiles;
 //! - [`ceiling`]: zero-cost servers (a ping echo that never decodes, a UDP
 //!   responder, a raw loopback stream) that bound what any server can do;
@@ -27,7 +27,7 @@ pub mod workloads;
 
 use thiserror::Error;
 
-use crate::connection::ConnError;
+use rpycd::connection::ConnError;
 
 #[derive(Debug, Error)]
 pub enum BenchError {

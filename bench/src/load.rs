@@ -9,7 +9,7 @@
 
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Barrier, Mutex};
+use std::sync::{Barrier, Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -133,9 +133,9 @@ enum Session {
 /// The socket each loop is using now, for the watchdog to cut.
 type Slot = Mutex<Option<TcpStream>>;
 
-fn lock_slot(slot: &Slot) -> std::sync::MutexGuard<'_, Option<TcpStream>> {
+fn lock_slot(slot: &Slot) -> MutexGuard<'_, Option<TcpStream>> {
     // a loop that panicked leaves a usable slot behind
-    crate::sync::lock(slot)
+    slot.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Connects and shows the watchdog the new socket.
@@ -163,7 +163,7 @@ impl Session {
         })
     }
 
-    fn once(&self, addr: SocketAddr, data: &crate::protocol::Value, slot: &Slot) -> Result<()> {
+    fn once(&self, addr: SocketAddr, data: &rpycd::protocol::Value, slot: &Slot) -> Result<()> {
         match self {
             Session::Ping(client) => client.ping(data),
             Session::Call(client, call) => call.call(client),

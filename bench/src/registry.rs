@@ -17,7 +17,7 @@ use serde_json::{json, Value as Json};
 use super::load::{percentiles, Percentiles};
 use super::servers::query_bytes;
 use super::{BenchError, Result};
-use crate::protocol::registry::Request;
+use rpycd::protocol::registry::Request;
 
 /// How long a UDP client waits for one answer.
 pub const UDP_WAIT: Duration = Duration::from_millis(250);
@@ -113,7 +113,7 @@ pub fn register_once(addr: SocketAddr) -> Result<()> {
     socket.send(&register_bytes()?)?;
     let mut answer = [0u8; 1500];
     let n = socket.recv(&mut answer)?;
-    if crate::protocol::registry::is_ok_reply(&answer[..n]) {
+    if rpycd::protocol::registry::is_ok_reply(&answer[..n]) {
         Ok(())
     } else {
         Err(BenchError::Unexpected(

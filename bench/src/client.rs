@@ -11,9 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{BenchError, Result};
-use crate::connection::{Config, Connection, Reply};
-use crate::protocol::brine::Value;
-use crate::protocol::message::{Boxed, Handler, IdPack, RemoteException};
+use rpycd::connection::{Config, Connection, Reply};
+use rpycd::protocol::brine::Value;
+use rpycd::protocol::message::{Boxed, Handler, IdPack, RemoteException};
 
 /// rpyc's default ping payload (`Connection.ping`): the same bytes the
 /// stock Python client sends, so Rust and Python ping figures compare.

@@ -1,5 +1,5 @@
-//! `rpycd-bench`: parse the command line, then run the library's benchmark
-//! (src/bench/); see BENCH.md. Not installed by the Debian package.
+//! `rpycd-bench`: parse the command line, then run this package's benchmark
+//! (bench/src/); see BENCH.md. Not installed by the Debian package.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,15 +8,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use rpycd::bench::ceiling::{PingServer, UdpResponder};
-use rpycd::bench::compare::{self, Options};
-use rpycd::bench::load::{self, Op, Spec};
-use rpycd::bench::registry::{self, UdpOp};
-use rpycd::bench::servers::Programs;
-use rpycd::bench::workloads;
+use rpycd_bench::ceiling::{PingServer, UdpResponder};
+use rpycd_bench::compare::{self, Options};
+use rpycd_bench::load::{self, Op, Spec};
+use rpycd_bench::registry::{self, UdpOp};
+use rpycd_bench::servers::Programs;
+use rpycd_bench::workloads;
 
-/// Where this crate's sources are: bench/ and .venv are found from here.
-const REPO: &str = env!("CARGO_MANIFEST_DIR");
+/// Where this package's sources are: bench/ (the Python helpers), and the
+/// repository's .venv and target/ one level up.
+const BENCH_DIR: &str = env!("CARGO_MANIFEST_DIR");
 
 #[derive(Parser)]
 #[command(
@@ -114,7 +115,11 @@ fn run(cli: Cli) -> Result<(), String> {
             python,
             only,
         } => {
-            let repo = PathBuf::from(REPO);
+            let bench_dir = PathBuf::from(BENCH_DIR);
+            let repo = bench_dir
+                .parent()
+                .map(PathBuf::from)
+                .ok_or("bench/ has no parent directory")?;
             let out_dir = out.unwrap_or_else(|| repo.join("target").join("bench"));
             let bin_dir = match bin_dir {
                 Some(dir) => dir,
@@ -132,7 +137,7 @@ fn run(cli: Cli) -> Result<(), String> {
                 programs: Programs {
                     bin_dir,
                     python,
-                    bench_dir: repo.join("bench"),
+                    bench_dir,
                     log_dir: out_dir.join("logs"),
                 },
                 out_dir,

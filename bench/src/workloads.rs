@@ -19,8 +19,8 @@ use super::registry::{self, UdpOp};
 use super::report::{Better, Row, Series, Target};
 use super::servers::{Kind, Programs, Server, Side};
 use super::{BenchError, Result};
-use crate::protocol::brine::Value;
-use crate::protocol::message::Boxed;
+use rpycd::protocol::brine::Value;
+use rpycd::protocol::message::Boxed;
 
 const MB: f64 = 1e6;
 
@@ -626,9 +626,9 @@ pub fn registry(plan: &Plan, programs: &Programs, results: &mut Results) -> Resu
     let group = "registry";
     let ours_udp = Server::start(programs, Side::Ours, Kind::RegistryUdp)?;
     let python_udp = Server::start(programs, Side::Python, Kind::RegistryUdp)?;
-    let answer = crate::protocol::registry::endpoints_reply(
+    let answer = rpycd::protocol::registry::endpoints_reply(
         &[("127.0.0.1".into(), 18812)],
-        crate::protocol::registry::MAX_MESSAGE,
+        rpycd::protocol::registry::MAX_MESSAGE,
     );
     let responder = UdpResponder::start(answer)?;
     registry::register_once(ours_udp.addr)?;
