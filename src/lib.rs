@@ -4,6 +4,7 @@
 //! thread or Python; everything that does IO builds on it.
 
 pub mod api;
+pub mod app;
 pub mod cli;
 pub mod connection;
 pub mod daemon;

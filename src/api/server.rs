@@ -10,13 +10,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::service::{Service, ServiceFactory};
-use crate::cli::RegistryTransport;
 use crate::connection::Config;
+use crate::daemon::listener::{Inherited, Listener, Stream};
 use crate::daemon::log::{Level, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals, Trigger};
 use crate::registry::registrar::Registrar;
-use crate::server::listener::{Inherited, Listener, Stream};
+use crate::registry::Transport;
 use crate::server::transport::Authenticator;
 use crate::server::{serve_accepted, Context, Options, Runner, Strategy};
 use crate::service::SessionFactory;
@@ -86,7 +86,7 @@ pub struct Server {
     config: Config,
     logger: Option<Logger>,
     signals: bool,
-    registry: Option<(RegistryTransport, SocketAddr)>,
+    registry: Option<(Transport, SocketAddr)>,
     max_connections: Option<usize>,
     shutdown_timeout: Duration,
     greeting_timeout: Duration,
@@ -130,9 +130,9 @@ impl Server {
             signals: false,
             registry: None,
             max_connections: None,
-            shutdown_timeout: crate::cli::classic::DEFAULT_SHUTDOWN_TIMEOUT,
+            shutdown_timeout: crate::server::DEFAULT_SHUTDOWN_TIMEOUT,
             greeting_timeout: Duration::from_secs(10),
-            backlog: crate::cli::classic::DEFAULT_BACKLOG,
+            backlog: crate::server::DEFAULT_BACKLOG,
         }
     }
 
@@ -224,7 +224,7 @@ impl Server {
 
     /// Registers the service's aliases with an rpyc registry while serving
     /// (as `rpyc-classic --register` does).
-    pub fn register(mut self, transport: RegistryTransport, registry: SocketAddr) -> Server {
+    pub fn register(mut self, transport: Transport, registry: SocketAddr) -> Server {
         self.registry = Some((transport, registry));
         self
     }

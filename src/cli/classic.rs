@@ -7,9 +7,8 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 
-use super::{
-    parse_bytes, parse_positive_seconds, parse_seconds, parse_with_env, CliError, RegistryTransport,
-};
+use super::{parse_bytes, parse_positive_seconds, parse_seconds, parse_with_env, CliError};
+use crate::registry::Transport;
 
 /// The classic server's default port (rpyc's `DEFAULT_SERVER_PORT`).
 pub const DEFAULT_PORT: u16 = 18812;
@@ -27,13 +26,10 @@ pub const DEFAULT_UDP_REGISTRY_HOST: &str = "255.255.255.255";
 pub const MAX_DEPTH_ALLOWED: i64 = 1024;
 /// Workers in `-m threadpool`: rpyc's `ThreadPoolServer` default `nbThreads`.
 pub const DEFAULT_POOL_SIZE: u32 = 20;
-/// `listen()` backlog: rpyc passes `socket.SOMAXCONN`, 4096 on Linux.
-pub const DEFAULT_BACKLOG: u32 = 4096;
 /// Largest frame, compressed or decompressed: big enough for real bulk
 /// transfers, small enough that one client cannot take all memory.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 30;
-/// Grace period for in-flight requests after SIGTERM.
-pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::server::{DEFAULT_BACKLOG, DEFAULT_SHUTDOWN_TIMEOUT};
 
 /// How connections are served (`-m`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -140,8 +136,8 @@ pub struct ClassicArgs {
 
     /// The registry's transport
     #[arg(long, value_name = "REGTYPE", help_heading = "Registry", value_enum, ignore_case = true,
-          default_value_t = RegistryTransport::Udp, env = "RPYC_CLASSIC_REGISTRY_TYPE")]
-    pub registry_type: RegistryTransport,
+          default_value_t = Transport::Udp, env = "RPYC_CLASSIC_REGISTRY_TYPE")]
+    pub registry_type: Transport,
 
     /// The registry's UDP/TCP port
     #[arg(long, value_name = "REGPORT", help_heading = "Registry",
@@ -299,8 +295,8 @@ impl ClassicArgs {
             .filter(|host| !host.is_empty());
         match (given, self.registry_type) {
             (Some(host), _) => Some(host),
-            (None, RegistryTransport::Udp) => Some(DEFAULT_UDP_REGISTRY_HOST),
-            (None, RegistryTransport::Tcp) => None,
+            (None, Transport::Udp) => Some(DEFAULT_UDP_REGISTRY_HOST),
+            (None, Transport::Tcp) => None,
         }
     }
 }
@@ -308,7 +304,7 @@ impl ClassicArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::exit;
+    use crate::app::exit::{self, Failure};
 
     fn parse(args: &[&str]) -> Result<ClassicArgs, CliError> {
         ClassicArgs::parse_from(std::iter::once("rpyc-classic").chain(args.iter().copied()))
@@ -346,7 +342,7 @@ mod tests {
         assert_eq!(a.unix_socket, None);
         assert_eq!(a.backlog, 4096);
         assert_eq!(a.logfile, None);
-        assert_eq!(a.registry_type, RegistryTransport::Udp);
+        assert_eq!(a.registry_type, Transport::Udp);
         assert_eq!(a.registry_port, 18811);
         assert_eq!(a.effective_registry_host(), Some("255.255.255.255"));
         assert_eq!(a.max_connections, None);
@@ -431,7 +427,7 @@ mod tests {
         ])
         .expect("tcp");
         assert!(a.register);
-        assert_eq!(a.registry_type, RegistryTransport::Tcp);
+        assert_eq!(a.registry_type, Transport::Tcp);
         assert_eq!(a.effective_registry_host(), Some("reg"));
         let a = parse(&[
             "--register",

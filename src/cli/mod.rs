@@ -5,25 +5,28 @@
 //! from an environment variable so that `/etc/default/rpyc-classic` and
 //! `/etc/default/rpyc-registry` (systemd `EnvironmentFile=`) can set it.
 //!
-//! Parsing never exits the process: it returns a [`CliError`] that knows its
-//! exit code, so the binaries stay thin and the error paths are testable.
+//! Parsing never exits the process: it returns a [`CliError`], whose exit
+//! code `crate::app::exit` knows, so the error paths are testable.
 
 pub mod classic;
 pub mod registry;
 pub mod serve;
 
-/// How a registry is reached: `-m` of `rpyc-registry`, `--registry-type` of
-/// `rpyc-classic` (rpyc's names, any case).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum RegistryTransport {
-    #[value(name = "UDP")]
-    Udp,
-    #[value(name = "TCP")]
-    Tcp,
+use crate::registry::Transport;
+
+/// `-m` of `rpyc-registry`, `--registry-type` of `rpyc-classic`: rpyc's
+/// names, any case (the switches say `ignore_case`).
+impl clap::ValueEnum for Transport {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Transport::Udp, Transport::Tcp]
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.name()))
+    }
 }
 
 use std::ffi::OsString;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::error::ErrorKind;
@@ -31,21 +34,6 @@ use clap::{CommandFactory, FromArgMatches};
 
 pub use classic::ClassicArgs;
 pub use registry::RegistryArgs;
-
-/// Process exit codes, sysexits(3) style, so that init systems and scripts
-/// can tell a typo in a unit file from a daemon that could not start.
-pub mod exit {
-    /// Clean stop, or `--help`/`--version`.
-    pub const OK: u8 = 0;
-    /// EX_USAGE: a bad switch, value or combination of switches.
-    pub const USAGE: u8 = 64;
-    /// EX_UNAVAILABLE: the service cannot be provided.
-    pub const UNAVAILABLE: u8 = 69;
-    /// EX_SOFTWARE: an internal error (a bug).
-    pub const SOFTWARE: u8 = 70;
-    /// EX_CONFIG: a file named on the command line cannot be used.
-    pub const CONFIG: u8 = 78;
-}
 
 /// Why the command line was not turned into arguments.
 #[derive(Debug, thiserror::Error)]
@@ -76,19 +64,16 @@ pub enum CliError {
 }
 
 impl CliError {
-    /// The exit code this error ends the process with.
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            CliError::Clap(e) if is_informational(e) => exit::OK,
-            _ => exit::USAGE,
-        }
+    /// `--help` or `--version`: not a failure, the program's answer.
+    pub fn is_informational(&self) -> bool {
+        matches!(self, CliError::Clap(e) if is_informational(e))
     }
 
-    /// Print the error the way the binaries do and return the exit code:
-    /// help and version text to stdout, anything else as one line on stderr
-    /// prefixed with the binary's name (one line, because under systemd each
-    /// line becomes a separate journal entry).
-    pub fn report(&self, bin: &str) -> ExitCode {
+    /// Prints the error the way the binaries do: help and version text to
+    /// stdout, anything else as one line on stderr prefixed with the
+    /// binary's name (one line, because under systemd each line becomes a
+    /// separate journal entry).
+    pub fn print(&self, bin: &str) {
         match self {
             CliError::Clap(e) if is_informational(e) => {
                 // A closed stdout (e.g. `--help | head -1`) is not worth a failure.
@@ -96,7 +81,6 @@ impl CliError {
             }
             other => eprintln!("{bin}: {other}"),
         }
-        ExitCode::from(self.exit_code())
     }
 }
 
@@ -261,6 +245,7 @@ pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::exit::{self, Failure};
 
     #[test]
     fn seconds() {

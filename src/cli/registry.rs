@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::Parser;
 
-use super::{parse_with_env, CliError, RegistryTransport};
+use super::{parse_with_env, CliError};
+use crate::registry::Transport;
 
 /// rpyc's `REGISTRY_PORT`.
 pub const DEFAULT_PORT: u16 = 18811;
@@ -30,9 +31,9 @@ pub struct RegistryArgs {
     version: Option<bool>,
 
     /// The registry's transport
-    #[arg(short, long, value_enum, ignore_case = true, default_value_t = RegistryTransport::Udp,
+    #[arg(short, long, value_enum, ignore_case = true, default_value_t = Transport::Udp,
           env = "RPYC_REGISTRY_MODE")]
-    pub mode: RegistryTransport,
+    pub mode: Transport,
 
     /// The UDP/TCP port to listen on
     #[arg(short, long, default_value_t = DEFAULT_PORT, env = "RPYC_REGISTRY_PORT")]
@@ -111,7 +112,7 @@ impl RegistryArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::exit;
+    use crate::app::exit::{self, Failure};
 
     fn parse(args: &[&str]) -> Result<RegistryArgs, CliError> {
         RegistryArgs::parse_from(std::iter::once("rpyc-registry").chain(args.iter().copied()))
@@ -138,7 +139,7 @@ mod tests {
     #[test]
     fn defaults() {
         let a = parse(&[]).expect("no switches");
-        assert_eq!(a.mode, RegistryTransport::Udp);
+        assert_eq!(a.mode, Transport::Udp);
         assert_eq!(a.port, 18811);
         assert_eq!(a.effective_host(), "0.0.0.0");
         assert!(!a.ipv6 && !a.quiet && !a.listing && !a.syslog);
@@ -149,7 +150,7 @@ mod tests {
     #[test]
     fn switches() {
         let a = parse(&["-m", "tcp", "-p", "0", "-6", "-t", "5", "-f", "reg.log"]).expect("short");
-        assert_eq!(a.mode, RegistryTransport::Tcp);
+        assert_eq!(a.mode, Transport::Tcp);
         assert_eq!(a.port, 0);
         assert!(a.ipv6);
         assert_eq!(a.effective_host(), "::");
@@ -164,7 +165,7 @@ mod tests {
             "--syslog",
         ])
         .expect("long");
-        assert_eq!(a.mode, RegistryTransport::Udp);
+        assert_eq!(a.mode, Transport::Udp);
         assert_eq!(a.logfile, Some(PathBuf::from("x.log")));
         assert_eq!(a.effective_host(), "127.0.0.1");
         assert!(a.syslog);

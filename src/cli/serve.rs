@@ -188,7 +188,7 @@ impl ServeArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::exit;
+    use crate::app::exit::{self, Failure};
 
     fn parse(args: &[&str]) -> Result<ServeArgs, CliError> {
         ServeArgs::parse_from(std::iter::once("rpyc-serve").chain(args.iter().copied()))

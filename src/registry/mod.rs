@@ -4,9 +4,26 @@
 //! shared by the registry server and the registrar that `rpyc-classic
 //! --register` runs.
 
+/// How a registry is reached: UDP (found by broadcast) or TCP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+    Tcp,
+}
+
+impl Transport {
+    /// rpyc's name for it, as its switches take it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+        }
+    }
+}
+
 pub mod budget;
+pub mod event_loop;
 pub mod registrar;
-pub mod server;
 pub mod service;
 pub mod sockets;
 pub mod source;

@@ -17,9 +17,9 @@ use nix::sys::socket::{
     SockaddrIn, SockaddrIn6,
 };
 
-use crate::cli::RegistryTransport;
 use crate::daemon::log::Logger;
 use crate::protocol::registry::{is_ok_reply, Request, MAX_MESSAGE};
+use crate::registry::Transport;
 
 /// rpyc's RegistryClient.REREGISTER_INTERVAL.
 pub const REREGISTER_INTERVAL: Duration = Duration::from_secs(60);
@@ -47,7 +47,7 @@ enum State {
 }
 
 pub struct Registrar {
-    transport: RegistryTransport,
+    transport: Transport,
     registry: SocketAddr,
     /// The server's own address: registrations leave from it, so the
     /// registry records the address clients should connect to.
@@ -67,7 +67,7 @@ pub struct Interest<'a> {
 
 impl Registrar {
     pub fn new(
-        transport: RegistryTransport,
+        transport: Transport,
         registry: SocketAddr,
         interface: IpAddr,
         aliases: Vec<String>,
@@ -165,8 +165,8 @@ impl Registrar {
         self.log
             .info(format_args!("registering on {}", self.registry));
         let started = match self.transport {
-            RegistryTransport::Udp => self.send_udp(now),
-            RegistryTransport::Tcp => self.connect_tcp(now),
+            Transport::Udp => self.send_udp(now),
+            Transport::Tcp => self.connect_tcp(now),
         };
         started.unwrap_or_else(|error| {
             self.failed(now, &format!("cannot reach the registry: {error}"))
@@ -373,10 +373,10 @@ impl Registrar {
         let request = Request::Unregister { port: self.port }.encode();
         let Ok(request) = request else { return };
         let sent = match self.transport {
-            RegistryTransport::Udp => self
+            Transport::Udp => self
                 .udp_socket()
                 .and_then(|socket| self.send_from(&socket, &request)),
-            RegistryTransport::Tcp => {
+            Transport::Tcp => {
                 TcpStream::connect_timeout(&self.registry, REPLY_TIMEOUT).and_then(|mut stream| {
                     stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
                     stream.write_all(&request)?;

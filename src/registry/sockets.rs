@@ -9,9 +9,8 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use nix::sys::socket::SockaddrStorage;
 use nix::sys::socket::{getsockname, getsockopt, sockopt, AddressFamily, SockType, SockaddrLike};
 
-use crate::cli::registry::RegistryArgs;
-use crate::cli::RegistryTransport;
-use crate::server::listener::{resolve, Listener};
+use crate::daemon::listener::{resolve, Listener};
+use crate::registry::Transport;
 
 /// rpyc's TCP registry listens with a backlog of 10; a concurrent server
 /// can afford more before connections are refused.
@@ -40,23 +39,16 @@ pub enum SocketError {
     },
 }
 
-pub fn mode_name(mode: RegistryTransport) -> &'static str {
-    match mode {
-        RegistryTransport::Udp => "UDP",
-        RegistryTransport::Tcp => "TCP",
-    }
-}
-
 impl Sockets {
     /// The sockets systemd passed, if it passed any.
-    pub fn from_systemd(mode: RegistryTransport) -> Result<Option<Sockets>, SocketError> {
+    pub fn from_systemd(mode: Transport) -> Result<Option<Sockets>, SocketError> {
         let mut fds = listenfd::ListenFd::from_env();
         if fds.len() == 0 {
             return Ok(None);
         }
         let mut sockets = match mode {
-            RegistryTransport::Udp => Sockets::Udp(Vec::new()),
-            RegistryTransport::Tcp => Sockets::Tcp(Vec::new()),
+            Transport::Udp => Sockets::Udp(Vec::new()),
+            Transport::Tcp => Sockets::Tcp(Vec::new()),
         };
         for index in 0..fds.len() {
             let Some(raw) = fds.take_raw_fd(index).map_err(SocketError::Inherit)? else {
@@ -74,10 +66,10 @@ impl Sockets {
                     return Err(SocketError::WrongKind {
                         fd: raw,
                         found: found.describe(),
-                        mode: mode_name(mode),
+                        mode: mode.name(),
                         wanted: match mode {
-                            RegistryTransport::Udp => "an IP datagram socket (ListenDatagram=)",
-                            RegistryTransport::Tcp => {
+                            Transport::Udp => "an IP datagram socket (ListenDatagram=)",
+                            Transport::Tcp => {
                                 "a listening IP stream socket (ListenStream=, Accept=no)"
                             }
                         },
@@ -90,24 +82,25 @@ impl Sockets {
 
     /// Binds the first address of the requested family, as rpyc's
     /// `getaddrinfo(...)[0]` does.
-    pub fn bind(args: &RegistryArgs) -> Result<Sockets, SocketError> {
-        let host = args.effective_host();
-        let port = args.port;
+    pub fn bind(
+        host: &str,
+        port: u16,
+        ipv6: bool,
+        transport: Transport,
+    ) -> Result<Sockets, SocketError> {
         let bind_error = |source| SocketError::Bind {
             address: format!("[{host}]:{port}"),
             source,
         };
-        let addr = resolve(host, port, args.ipv6).map_err(bind_error)?;
-        match args.mode {
-            RegistryTransport::Udp => Ok(Sockets::Udp(vec![
+        let addr = resolve(host, port, ipv6).map_err(bind_error)?;
+        match transport {
+            Transport::Udp => Ok(Sockets::Udp(vec![
                 UdpSocket::bind(addr).map_err(bind_error)?
             ])),
-            RegistryTransport::Tcp => {
-                match Listener::bind_tcp(addr, TCP_BACKLOG).map_err(bind_error)? {
-                    Listener::Tcp(listener) => Ok(Sockets::Tcp(vec![listener])),
-                    Listener::Unix(..) => Err(bind_error(io::Error::other("bound a Unix socket"))),
-                }
-            }
+            Transport::Tcp => match Listener::bind_tcp(addr, TCP_BACKLOG).map_err(bind_error)? {
+                Listener::Tcp(listener) => Ok(Sockets::Tcp(vec![listener])),
+                Listener::Unix(..) => Err(bind_error(io::Error::other("bound a Unix socket"))),
+            },
         }
     }
 

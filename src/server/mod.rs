@@ -4,11 +4,8 @@
 //! the only thread of the process in forking mode, so fork() stays safe.
 
 mod anchors;
-pub mod classic;
 mod forking;
-pub mod listener;
 mod parking;
-pub mod serve;
 mod signatures;
 pub mod stdio;
 mod strategy;
@@ -26,15 +23,20 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::connection::{Config, ConnError, Connection, Served};
 use crate::daemon::accept::{is_exhaustion, ACCEPT_PAUSE};
+pub use crate::daemon::listener::{Inherited, Listener, Stream};
 use crate::daemon::log::{Flood, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
 use crate::registry::registrar::Registrar;
 use crate::service::{PeerInfo, SessionFactory};
 use crate::sync::lock;
-pub use listener::{Inherited, Listener, Stream};
 pub use strategy::Strategy;
 use transport::{Authenticator, Transport};
+
+/// `listen()` backlog: rpyc passes `socket.SOMAXCONN`, 4096 on Linux.
+pub const DEFAULT_BACKLOG: u32 = 4096;
+/// Grace period for in-flight requests after SIGTERM.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What every connection of a server needs, cloned into its thread.
 #[derive(Clone)]

@@ -1,22 +1,25 @@
 //! The `rpyc-classic` daemon: from parsed switches to a serving server.
 
 use std::net::ToSocketAddrs;
+use std::process::ExitCode;
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::listener::{resolve, Inherited, Listener};
-use super::tls::{TlsAuthenticator, TlsError, TlsFiles};
-use super::transport::{Authenticator, Transport};
-use super::{serve_accepted, serve_transport, stdio, Context, Options, Runner, Stop, Strategy};
+use super::exit;
 use crate::cli::classic::{ClassicArgs, Mode};
-use crate::cli::exit;
 use crate::connection::Config;
+use crate::daemon::listener::{resolve, Inherited, Listener};
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::Signals;
 use crate::protocol::frame::Limits;
 use crate::registry::registrar::Registrar;
+use crate::server::tls::{TlsAuthenticator, TlsError, TlsFiles};
+use crate::server::transport::{Authenticator, Transport};
+use crate::server::{
+    serve_accepted, serve_transport, stdio, Context, Options, Runner, Stop, Strategy,
+};
 use crate::service::classic::{ClassicService, ServiceError};
 use crate::service::SessionFactory;
 
@@ -48,19 +51,24 @@ pub enum RunError {
     Tls(#[from] TlsError),
 }
 
-impl RunError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Bind { .. } | RunError::Inherit(_) => exit::UNAVAILABLE,
-            RunError::Log(_) | RunError::Register(_) | RunError::Tls(_) | RunError::Load(_) => {
-                exit::CONFIG
-            }
-            RunError::Service(_)
-            | RunError::Stdio(_)
-            | RunError::Signals(_)
-            | RunError::Server(_) => exit::SOFTWARE,
-        }
+/// `rpyc-classic`, start to end.
+pub fn main(program: &str) -> ExitCode {
+    let args = match ClassicArgs::parse_from(std::env::args_os()) {
+        Ok(args) => args,
+        Err(error) => return exit::bad_command_line(program, &error),
+    };
+    if args.check_config {
+        // as nginx -t: what start-up opens and loads, by the same code
+        return exit::check_outcome(program, check(&args));
     }
+    let ran = run(&args);
+    exit::run_outcome(program, ran, stderr_is_the_client(args.mode))
+}
+
+/// In stdio mode fd 2 may be the client's socket (inetd passes it as 0, 1
+/// and 2): then not even an error line may be written there.
+pub fn stderr_is_the_client(mode: Mode) -> bool {
+    mode == Mode::Stdio && stdio::stderr_is_unsafe()
 }
 
 fn config_of(args: &ClassicArgs) -> Config {
@@ -176,27 +184,6 @@ pub fn check_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), Run
     open_configured(args, hosting)?;
     (hosting.load)()?;
     Ok(())
-}
-
-/// What `--check-config` says, as `nginx -t`: "configuration ok" and 0,
-/// or the error start-up would have met and its exit code.
-/// `exit_code` maps the error (each program's start-up has its own error
-/// type) to the code start-up would have exited with.
-pub fn check_outcome<E: std::fmt::Display>(
-    program: &str,
-    checked: Result<(), E>,
-    exit_code: impl Fn(&E) -> u8,
-) -> std::process::ExitCode {
-    match checked {
-        Ok(()) => {
-            println!("configuration ok");
-            std::process::ExitCode::SUCCESS
-        }
-        Err(error) => {
-            eprintln!("{program}: {error}");
-            std::process::ExitCode::from(exit_code(&error))
-        }
-    }
 }
 
 /// Serves what `hosting` loads as the switches say until the server stops.

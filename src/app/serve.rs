@@ -1,13 +1,28 @@
 //! The `rpyc-serve` daemon: a Python rpyc `Service` class behind every
 //! serving mode of `rpyc-classic`.
 
+use std::process::ExitCode;
 use std::sync::Arc;
 
-use super::classic::{check_hosted, run_hosted, Hosting, Loaded, RunError};
+use super::classic::{check_hosted, run_hosted, stderr_is_the_client, Hosting, Loaded, RunError};
+use super::exit;
 use crate::cli::serve::ServeArgs;
 use crate::service::python::{PythonService, ServiceSpec};
 
 /// What the switches name, as the service loader takes it.
+/// `rpyc-serve`, start to end.
+pub fn main(program: &str) -> ExitCode {
+    let args = match ServeArgs::parse_from(std::env::args_os()) {
+        Ok(args) => args,
+        Err(error) => return exit::bad_command_line(program, &error),
+    };
+    if args.server.check_config {
+        return exit::check_outcome(program, check(&args));
+    }
+    let ran = run(&args);
+    exit::run_outcome(program, ran, stderr_is_the_client(args.server.mode))
+}
+
 pub fn spec_of(args: &ServeArgs) -> ServiceSpec {
     ServiceSpec {
         class: args.service.service.clone(),

@@ -1,5 +1,4 @@
-//! The `rpyc-registry` daemon: from parsed switches to a serving registry.
-//! One thread, one poll loop over the registry's sockets, the TCP
+//! The registry's serving loop: one thread, one poll loop over the registry's sockets, the TCP
 //! connections still sending their request, the signal pipe, the watchdog
 //! and the pruning timer. An answer is a table lookup: nothing here waits
 //! on a client, so one loop serves every client at once.
@@ -10,16 +9,11 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use thiserror::Error;
 
 use super::budget::{Limits as BudgetLimits, ReplyBudget};
 use super::service::Registry;
-use super::sockets::{mode_name, SocketError, Sockets};
-use super::table::Limits;
+use super::sockets::Sockets;
 use super::tcp::Clients;
-use crate::cli::exit;
-use crate::cli::registry::RegistryArgs;
-use crate::daemon::log::{Destination, LogError, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals};
 use crate::protocol::registry::{Request, MAX_LIST_REPLY};
@@ -31,97 +25,15 @@ const BATCH: usize = 256;
 /// requests from malformed ones.
 const MAX_DATAGRAM: usize = 65536;
 
-#[derive(Debug, Error)]
-pub enum RunError {
-    #[error("{0}")]
-    Socket(#[from] SocketError),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(io::Error),
-    #[error("server failed: {0}")]
-    Server(io::Error),
-    #[error("{0}")]
-    Log(#[from] LogError),
-}
-
-impl RunError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            RunError::Socket(_) => exit::UNAVAILABLE,
-            RunError::Log(_) => exit::CONFIG,
-            RunError::Signals(_) | RunError::Server(_) => exit::SOFTWARE,
-        }
-    }
-}
-
-/// Opened first: an unusable logfile or syslog is a configuration error,
-/// reported before anything is bound.
-fn open_log(args: &RegistryArgs) -> Result<Logger, RunError> {
-    let mode = mode_name(args.mode);
-    Ok(Logger::open(
-        format!("REGSRV/{mode}"),
-        destination(args),
-        args.quiet,
-    )?)
-}
-
-/// What `--check-config` checks, as `nginx -t`: what start-up opens before
-/// it binds (the log's destination), by the same code.
-pub fn check(args: &RegistryArgs) -> Result<(), RunError> {
-    open_log(args).map(drop)
-}
-
-fn destination(args: &RegistryArgs) -> Destination {
-    Destination::chosen(
-        args.logfile.as_deref(),
-        args.syslog,
-        "rpyc-registry",
-        Destination::Stderr,
-    )
-}
-
 /// How often the whole table is pruned: entries outlive the timeout by at
 /// most this much even if nobody queries their name.
-fn prune_interval(timeout: Duration) -> Duration {
+pub fn prune_interval(timeout: Duration) -> Duration {
     timeout.clamp(Duration::from_secs(1), Duration::from_secs(60))
 }
 
-/// Serves as the switches say until SIGINT or SIGTERM.
-pub fn run(args: &RegistryArgs) -> Result<(), RunError> {
-    let mode = mode_name(args.mode);
-    let log = open_log(args)?;
-    let sockets = match Sockets::from_systemd(args.mode)? {
-        Some(sockets) => sockets,
-        None => Sockets::bind(args)?,
-    };
-    let addrs = sockets.local_addrs();
-    let log = match addrs.first() {
-        Some(addr) => log.renamed(format!("REGSRV/{mode}/{}", addr.port())),
-        None => log,
-    };
-    for addr in &addrs {
-        log.info(format_args!("server started on {}", bracketed(*addr)));
-    }
-    let signals = Signals::install().map_err(RunError::Signals)?;
-    let timeout = Duration::from_secs(args.timeout);
-    let notifier = Notifier::from_env();
-    let registry = Registry::new(
-        timeout,
-        Limits::default(),
-        args.listing,
-        log.clone(),
-        notifier.clone(),
-    );
-    serve(
-        sockets,
-        &registry,
-        &signals,
-        &notifier,
-        prune_interval(timeout),
-    )
-    .map_err(RunError::Server)
-}
-
-fn serve(
+/// Serves `registry` on `sockets` until SIGINT or SIGTERM, pruning the
+/// table every `prune_every`.
+pub fn serve(
     sockets: Sockets,
     registry: &Registry,
     signals: &Signals,
@@ -285,6 +197,6 @@ fn serve_datagrams(
 }
 
 /// `[0.0.0.0]:18811`, as the classic server writes its addresses.
-fn bracketed(addr: SocketAddr) -> String {
+pub fn bracketed(addr: SocketAddr) -> String {
     format!("[{}]:{}", addr.ip(), addr.port())
 }

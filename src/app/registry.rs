@@ -1,0 +1,102 @@
+//! `rpyc-registry`: from parsed switches to a serving registry.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use super::exit;
+use crate::cli::registry::RegistryArgs;
+use crate::daemon::log::{Destination, LogError, Logger};
+use crate::daemon::notify::Notifier;
+use crate::daemon::signals::Signals;
+use crate::registry::event_loop::{bracketed, prune_interval, serve};
+use crate::registry::service::Registry;
+use crate::registry::sockets::{SocketError, Sockets};
+use crate::registry::table::Limits;
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Socket(#[from] SocketError),
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    #[error("server failed: {0}")]
+    Server(std::io::Error),
+    #[error("{0}")]
+    Log(#[from] LogError),
+}
+
+/// `rpyc-registry`, start to end.
+pub fn main(program: &str) -> ExitCode {
+    let args = match RegistryArgs::parse_from(std::env::args_os()) {
+        Ok(args) => args,
+        Err(error) => return exit::bad_command_line(program, &error),
+    };
+    if args.check_config {
+        return exit::check_outcome(program, check(&args));
+    }
+    exit::run_outcome(program, run(&args), false)
+}
+
+/// Opened first: an unusable logfile or syslog is a configuration error,
+/// reported before anything is bound.
+fn open_log(args: &RegistryArgs) -> Result<Logger, RunError> {
+    let mode = args.mode.name();
+    Ok(Logger::open(
+        format!("REGSRV/{mode}"),
+        destination(args),
+        args.quiet,
+    )?)
+}
+
+/// What `--check-config` checks, as `nginx -t`: what start-up opens before
+/// it binds (the log's destination), by the same code.
+pub fn check(args: &RegistryArgs) -> Result<(), RunError> {
+    open_log(args).map(drop)
+}
+
+fn destination(args: &RegistryArgs) -> Destination {
+    Destination::chosen(
+        args.logfile.as_deref(),
+        args.syslog,
+        "rpyc-registry",
+        Destination::Stderr,
+    )
+}
+
+/// Serves as the switches say until SIGINT or SIGTERM.
+pub fn run(args: &RegistryArgs) -> Result<(), RunError> {
+    let mode = args.mode.name();
+    let log = open_log(args)?;
+    let sockets = match Sockets::from_systemd(args.mode)? {
+        Some(sockets) => sockets,
+        None => Sockets::bind(args.effective_host(), args.port, args.ipv6, args.mode)?,
+    };
+    let addrs = sockets.local_addrs();
+    let log = match addrs.first() {
+        Some(addr) => log.renamed(format!("REGSRV/{mode}/{}", addr.port())),
+        None => log,
+    };
+    for addr in &addrs {
+        log.info(format_args!("server started on {}", bracketed(*addr)));
+    }
+    let signals = Signals::install().map_err(RunError::Signals)?;
+    let timeout = Duration::from_secs(args.timeout);
+    let notifier = Notifier::from_env();
+    let registry = Registry::new(
+        timeout,
+        Limits::default(),
+        args.listing,
+        log.clone(),
+        notifier.clone(),
+    );
+    serve(
+        sockets,
+        &registry,
+        &signals,
+        &notifier,
+        prune_interval(timeout),
+    )
+    .map_err(RunError::Server)
+}
