@@ -91,3 +91,17 @@ pub fn run_outcome<E: Failure>(program: &str, ran: Result<(), E>, quiet: bool) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_sysexits() {
+        assert_eq!(USAGE, 64);
+        assert_eq!(UNAVAILABLE, 69);
+        assert_eq!(SOFTWARE, 70);
+        assert_eq!(CONFIG, 78);
+        assert_eq!(CliError::VdbRemoved.exit_code(), USAGE);
+    }
+}

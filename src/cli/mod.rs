@@ -245,7 +245,6 @@ pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::exit::{self, Failure};
 
     #[test]
     fn seconds() {
@@ -274,14 +273,5 @@ mod tests {
         assert!(parse_bytes("1T").is_err());
         assert!(parse_bytes("99999999999999999999G").is_err());
         assert!(parse_bytes("18446744073709551615G").is_err());
-    }
-
-    #[test]
-    fn exit_codes_follow_sysexits() {
-        assert_eq!(exit::USAGE, 64);
-        assert_eq!(exit::UNAVAILABLE, 69);
-        assert_eq!(exit::SOFTWARE, 70);
-        assert_eq!(exit::CONFIG, 78);
-        assert_eq!(CliError::VdbRemoved.exit_code(), exit::USAGE);
     }
 }
