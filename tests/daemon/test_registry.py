@@ -413,7 +413,10 @@ def test_socket_activation_of_the_wrong_kind_is_an_error(daemons, tmp_path, kind
     daemon.wait_log(f"Listening on {HOST}:{port}")
     with socket.socket(socket.AF_INET, kind) as knock:
         knock.connect((HOST, port))
-        knock.send(b"?")
+        try:
+            knock.send(b"?")
+        except ConnectionResetError:
+            pass  # the registry refused the socket and exited before the byte went
         assert daemon.wait() == 69
     message = daemon.log()
     assert f"systemd passed fd 3, {found}, but -m {mode} needs" in message, message
