@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::error::Error;
 use super::remote::{Peer, RemoteObject};
-use super::service::{open_session, Service, VoidService};
+use super::root::{open_session, Service, VoidService};
 use crate::connection::{Config, Connection};
 use crate::service::PeerInfo;
 

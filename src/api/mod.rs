@@ -61,20 +61,22 @@
 //! # Ok(()) }
 //! ```
 
+mod builder;
+mod class;
 mod client;
 mod error;
-mod obj;
-mod object;
 mod remote;
-mod server;
-mod service;
+mod root;
 mod session;
+mod values;
 
 pub use crate::service::PeerInfo;
+pub use builder::{Bound, Running, ServeError, Server, Stopper};
+pub use class::{Call, Class, Object, EXPOSED_PREFIX};
 pub use client::{connect, connect_unix, connect_with, Client, CONNECT_TIMEOUT};
 pub use error::{Error, Exception};
-pub use obj::{Args, Bytes, FromObj, FromParams, IntoArgs, IntoObj, Local, Obj, ITERATION_LIMIT};
-pub use object::{Call, Class, Object, EXPOSED_PREFIX};
 pub use remote::{Peer, RemoteObject};
-pub use server::{Bound, Running, ServeError, Server, Stopper};
-pub use service::{Service, ServiceFactory, VoidService};
+pub use root::{Service, ServiceFactory, VoidService};
+pub use values::{
+    Args, Bytes, FromObj, FromParams, IntoArgs, IntoObj, Local, Obj, ITERATION_LIMIT,
+};

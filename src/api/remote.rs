@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use super::error::{Error, Exception};
-use super::obj::{Args, FromObj, IntoArgs, IntoObj, Obj};
 use super::session::ObjectSession;
+use super::values::{Args, FromObj, IntoArgs, IntoObj, Obj};
 use crate::connection::Connection;
 use crate::protocol::brine::Value;
 use crate::protocol::message::{Boxed, Handler, IdPack};

@@ -5,10 +5,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use super::class::{Call, Exported};
 use super::error::Error;
-use super::obj::{Args, FromObj, Local, Obj};
-use super::object::{Call, Exported};
 use super::remote::{Peer, PeerInner, RemoteObject};
+use super::values::{Args, FromObj, Local, Obj};
 use crate::connection::{Connection, KeepAlive, Reply, Session};
 use crate::protocol::brine::Value;
 use crate::protocol::message::{Boxed, Dialect, Handler, IdPack};

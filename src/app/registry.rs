@@ -10,8 +10,8 @@ use crate::cli::registry::RegistryArgs;
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::Signals;
+use crate::registry::answer::Registry;
 use crate::registry::event_loop::{bracketed, prune_interval, serve};
-use crate::registry::service::Registry;
 use crate::registry::sockets::{SocketError, Sockets};
 use crate::registry::table::Limits;
 

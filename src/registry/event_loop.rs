@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
+use super::answer::Registry;
 use super::budget::{Limits as BudgetLimits, ReplyBudget};
-use super::service::Registry;
 use super::sockets::Sockets;
 use super::tcp::Clients;
 use crate::daemon::notify::Notifier;

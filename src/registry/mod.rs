@@ -21,10 +21,10 @@ impl Transport {
     }
 }
 
+pub mod answer;
 pub mod budget;
 pub mod event_loop;
 pub mod registrar;
-pub mod service;
 pub mod sockets;
 pub mod source;
 pub mod table;

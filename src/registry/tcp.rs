@@ -21,7 +21,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
-use super::service::{peer_text, Registry};
+use super::answer::{peer_text, Registry};
 use super::source::Source;
 use crate::daemon::accept::{is_exhaustion, ACCEPT_PAUSE};
 use crate::protocol::brine::DecodeError;

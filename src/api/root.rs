@@ -5,11 +5,11 @@
 use std::any::{Any, TypeId};
 use std::sync::Arc;
 
+use super::class::{class_of, Call, Exported, Instance, Object};
 use super::error::Error;
-use super::obj::{IntoObj, Obj};
-use super::object::{class_of, Call, Exported, Instance, Object};
 use super::remote::Peer;
 use super::session::ObjectSession;
+use super::values::{IntoObj, Obj};
 use crate::connection::{Connection, Session};
 use crate::service::{PeerInfo, SessionFactory};
 
@@ -91,7 +91,7 @@ impl<S: Service> ServiceRoot<S> {
 
     fn builtin(name: &str) -> Option<Obj> {
         let plain = name
-            .strip_prefix(super::object::EXPOSED_PREFIX)
+            .strip_prefix(super::class::EXPOSED_PREFIX)
             .unwrap_or(name);
         match plain {
             "get_service_name" => Some(S::service_name().into_obj()),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::service::{Service, ServiceFactory};
+use super::root::{Service, ServiceFactory};
 use crate::connection::Config;
 use crate::daemon::listener::{Inherited, Listener, Stream};
 use crate::daemon::log::{Level, Logger};

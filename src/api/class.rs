@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::error::Error;
-use super::obj::{Args, FromObj, FromParams, IntoObj, Local, Obj};
 use super::remote::Peer;
+use super::values::{Args, FromObj, FromParams, IntoObj, Local, Obj};
 
 /// The prefix rpyc's services put on the names they expose: `root.add`
 /// finds `exposed_add`, and `root.exposed_add` works too.

@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use super::class::{Exported, Object};
 use super::error::Error;
-use super::object::{Exported, Object};
 use super::remote::RemoteObject;
 use crate::protocol::brine::Value;
 
@@ -41,7 +41,7 @@ impl Local {
     }
 
     pub fn from_arc<T: Object>(object: Arc<T>) -> Local {
-        Local(super::object::Instance::exported(object))
+        Local(super::class::Instance::exported(object))
     }
 
     /// The Rust object, if it is a `T` (a client passing one of our
@@ -74,7 +74,7 @@ impl Obj {
         name: &str,
         body: impl Fn(&super::Call) -> Result<Obj, Error> + Send + Sync + 'static,
     ) -> Obj {
-        Obj::Local(Local(Arc::new(super::object::Function::new(name, body))))
+        Obj::Local(Local(Arc::new(super::class::Function::new(name, body))))
     }
 
     /// A brine value as an `Obj`, its tuples as [`Obj::Tuple`].
@@ -429,7 +429,7 @@ impl<T: Object> FromObj for Arc<T> {
             Obj::Local(local) => local.downcast::<T>(),
             _ => None,
         }
-        .ok_or_else(|| mismatch(&super::object::class_of::<T>().name, &obj))
+        .ok_or_else(|| mismatch(&super::class::class_of::<T>().name, &obj))
     }
 }
 
