@@ -52,6 +52,14 @@ enum Source {
     Unix(PathBuf),
     Systemd,
     Listener(Listener),
+    Accepted(Stream),
+}
+
+/// Where the registry is: an address, or a name resolved once the server's
+/// own address (and so the family to pick) is known.
+enum RegistryAddr {
+    Resolved(SocketAddr),
+    Named(String, u16),
 }
 
 /// A server for a Rust [`Service`], built like rpyc's
@@ -86,7 +94,10 @@ pub struct Server {
     config: Config,
     logger: Option<Logger>,
     signals: bool,
-    registry: Option<(Transport, SocketAddr)>,
+    registry: Option<(Transport, RegistryAddr)>,
+    /// Why listening on a non-loopback address without TLS is dangerous
+    /// for this service, if it is.
+    exposure: Option<String>,
     max_connections: Option<usize>,
     shutdown_timeout: Duration,
     greeting_timeout: Duration,
@@ -129,6 +140,7 @@ impl Server {
             logger: None,
             signals: false,
             registry: None,
+            exposure: None,
             max_connections: None,
             shutdown_timeout: crate::server::DEFAULT_SHUTDOWN_TIMEOUT,
             greeting_timeout: Duration::from_secs(10),
@@ -201,6 +213,41 @@ impl Server {
         self
     }
 
+    /// Serves one connection accepted elsewhere (systemd's `Accept=yes`),
+    /// in the calling thread, then stops.
+    pub fn accepted(mut self, stream: Stream) -> Server {
+        self.sources.push(Source::Accepted(stream));
+        self
+    }
+
+    /// Any of the serving strategies.
+    pub fn strategy(mut self, strategy: Strategy) -> Server {
+        if strategy == Strategy::Forking {
+            self.signals = true;
+        }
+        self.strategy = strategy;
+        self
+    }
+
+    /// Every connection's settings at once: limits, timeouts.
+    pub fn config(mut self, config: Config) -> Server {
+        self.config = config;
+        self
+    }
+
+    /// How long a new connection has to send its first whole message.
+    pub fn greeting_timeout(mut self, timeout: Duration) -> Server {
+        self.greeting_timeout = timeout;
+        self
+    }
+
+    /// Logs a warning, naming `why`, for each listener on a non-loopback
+    /// address when connections are not authenticated.
+    pub fn warn_when_exposed(mut self, why: impl Into<String>) -> Server {
+        self.exposure = Some(why.into());
+        self
+    }
+
     /// Authenticates each connection first (for example a
     /// [`TlsAuthenticator`](crate::server::tls::TlsAuthenticator)).
     pub fn authenticator(mut self, auth: Arc<dyn Authenticator>) -> Server {
@@ -225,7 +272,14 @@ impl Server {
     /// Registers the service's aliases with an rpyc registry while serving
     /// (as `rpyc-classic --register` does).
     pub fn register(mut self, transport: Transport, registry: SocketAddr) -> Server {
-        self.registry = Some((transport, registry));
+        self.registry = Some((transport, RegistryAddr::Resolved(registry)));
+        self
+    }
+
+    /// Registers as [`register`](Server::register) does, with a registry
+    /// named by host: its address of the server's own family.
+    pub fn register_with(mut self, transport: Transport, host: &str, port: u16) -> Server {
+        self.registry = Some((transport, RegistryAddr::Named(host.to_owned(), port)));
         self
     }
 
@@ -281,6 +335,7 @@ impl Server {
                     None => return Err(ServeError::NoSystemdSockets),
                 },
                 Source::Listener(listener) => listeners.push(listener),
+                Source::Accepted(stream) => single = Some(stream),
             }
         }
         let signals = if self.signals {
@@ -337,10 +392,20 @@ impl Bound {
         Stopper(self.trigger.clone())
     }
 
+    /// The service's name, and where it listens: the port, else the first
+    /// listener (a Unix socket's path), else `socket` for a connection
+    /// systemd accepted.
     fn logger(&self) -> Logger {
-        let name = match self.local_addr() {
-            Some(addr) => format!("{}/{}", self.server.name, addr.port()),
-            None => self.server.name.clone(),
+        let place = match (self.local_addr(), self.listeners.first()) {
+            (Some(addr), _) => addr.port().to_string(),
+            (None, Some(listener)) => listener.describe(),
+            (None, None) if self.single.is_some() => "socket".into(),
+            (None, None) => String::new(),
+        };
+        let name = if place.is_empty() {
+            self.server.name.clone()
+        } else {
+            format!("{}/{place}", self.server.name)
         };
         match &self.server.logger {
             Some(logger) => logger.renamed(name),
@@ -369,17 +434,33 @@ impl Bound {
             };
             return serve_accepted(stream, &context).map_err(ServeError::Run);
         }
+        for listener in &listeners {
+            log.info(format_args!("server started on {}", listener.describe()));
+            let exposed = listener
+                .local_addr()
+                .is_some_and(|addr| !addr.ip().is_loopback());
+            if let Some(why) = server
+                .exposure
+                .as_deref()
+                .filter(|_| exposed && server.auth.is_none())
+            {
+                log.warning(format_args!(
+                    "{} is not a loopback address and TLS is off: {why}",
+                    listener.describe()
+                ));
+            }
+        }
         let registrar = match server.registry {
             Some((transport, registry)) => {
                 let local = listeners
                     .iter()
                     .find_map(Listener::local_addr)
                     .ok_or_else(|| {
-                        ServeError::Register("registering needs a TCP listener".into())
+                        ServeError::Register("registering needs a TCP listener to announce".into())
                     })?;
                 Some(Registrar::new(
                     transport,
-                    registry,
+                    registry.of_family(local)?,
                     local.ip(),
                     server.aliases.clone(),
                     local.port(),
@@ -388,9 +469,6 @@ impl Bound {
             }
             None => None,
         };
-        for listener in &listeners {
-            log.info(format_args!("server started on {}", listener.describe()));
-        }
         let mut runner = Runner::new(
             listeners,
             server.strategy,
@@ -429,6 +507,27 @@ impl Bound {
             stopper,
             addrs,
         })
+    }
+}
+
+impl RegistryAddr {
+    /// The registry's address of `local`'s family.
+    fn of_family(self, local: SocketAddr) -> Result<SocketAddr, ServeError> {
+        let (host, port) = match self {
+            RegistryAddr::Resolved(addr) => return Ok(addr),
+            RegistryAddr::Named(host, port) => (host, port),
+        };
+        (host.as_str(), port)
+            .to_socket_addrs()
+            .map_err(|error| {
+                ServeError::Register(format!("cannot resolve registry {host}: {error}"))
+            })?
+            .find(|addr| addr.is_ipv6() == local.is_ipv6())
+            .ok_or_else(|| {
+                ServeError::Register(format!(
+                    "registry {host} has no address of the server's family"
+                ))
+            })
     }
 }
 

@@ -1,25 +1,20 @@
 //! The `rpyc-classic` daemon: from parsed switches to a serving server.
 
-use std::net::ToSocketAddrs;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use thiserror::Error;
 
 use super::exit;
+use crate::api::{ServeError, Server};
 use crate::cli::classic::{ClassicArgs, Mode};
 use crate::connection::Config;
 use crate::daemon::listener::{resolve, Inherited, Listener};
 use crate::daemon::log::{Destination, LogError, Logger};
-use crate::daemon::notify::Notifier;
-use crate::daemon::signals::Signals;
 use crate::protocol::frame::Limits;
-use crate::registry::registrar::Registrar;
 use crate::server::tls::{TlsAuthenticator, TlsError, TlsFiles};
 use crate::server::transport::{Authenticator, Transport};
-use crate::server::{
-    serve_accepted, serve_transport, stdio, Context, Options, Runner, Stop, Strategy,
-};
+use crate::server::{serve_transport, stdio, Context, Strategy};
 use crate::service::classic::{ClassicService, ServiceError};
 use crate::service::SessionFactory;
 
@@ -39,14 +34,12 @@ pub enum RunError {
     Load(crate::service::python::LoadError),
     #[error("cannot take stdin/stdout: {0}")]
     Stdio(std::io::Error),
-    #[error("cannot install signal handlers: {0}")]
-    Signals(std::io::Error),
     #[error("server failed: {0}")]
     Server(std::io::Error),
     #[error("{0}")]
     Log(#[from] LogError),
     #[error("{0}")]
-    Register(String),
+    Serve(#[from] ServeError),
     #[error("{0}")]
     Tls(#[from] TlsError),
 }
@@ -186,7 +179,10 @@ pub fn check_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), Run
     Ok(())
 }
 
-/// Serves what `hosting` loads as the switches say until the server stops.
+/// Serves what `hosting` loads as the switches say until the server stops:
+/// the sockets are bound (or taken from systemd) and the service loaded
+/// here, the rest is the Rust API's [`Server`], the one way every server
+/// runs.
 pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunError> {
     crate::memory::map_bulk_allocations();
     let Opened { config, log, auth } = open_configured(args, hosting)?;
@@ -196,116 +192,54 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
         let context = context_of(args, config, log, auth, loaded.service);
         return serve_stdio(&context);
     }
-    let listeners = match Listener::from_systemd().map_err(RunError::Inherit)? {
-        Some(Inherited::Connection(stream)) => {
-            // Accept=yes: systemd accepted the connection for us
-            stdio::ignore_hangups();
-            let loaded = (hosting.load)()?;
-            let log = log.renamed(format!("{}/socket", loaded.name));
-            let context = context_of(args, config, log, auth, loaded.service);
-            return serve_accepted(stream, &context).map_err(RunError::Server);
-        }
-        Some(Inherited::Listeners(listeners)) => listeners,
-        None => vec![bind(args)?],
+    let inherited = Listener::from_systemd().map_err(RunError::Inherit)?;
+    let (listeners, accepted) = match inherited {
+        Some(Inherited::Listeners(listeners)) => (listeners, None),
+        Some(Inherited::Connection(stream)) => (Vec::new(), Some(stream)),
+        None => (vec![bind(args)?], None),
     };
     let loaded = (hosting.load)()?;
-    let name = match listeners.iter().find_map(Listener::port) {
-        Some(port) => format!("{}/{port}", loaded.name),
-        None => format!(
-            "{}/{}",
-            loaded.name,
-            listeners
-                .first()
-                .map(Listener::describe)
-                .unwrap_or_default()
-        ),
-    };
-    let log = log.renamed(name);
-    for listener in &listeners {
-        log.info(format_args!("server started on {}", listener.describe()));
-        let exposed = listener
-            .local_addr()
-            .is_some_and(|addr| !addr.ip().is_loopback());
-        if exposed && !args.tls() {
-            log.warning(format_args!(
-                "{} is not a loopback address and TLS is off: {}",
-                listener.describe(),
-                hosting.exposure
-            ));
-        }
-    }
-    if args.mode == Mode::Oneshot {
-        if let Some(addr) = listeners.iter().find_map(Listener::local_addr) {
-            // rpyc 6's banner, which its own tests read to find the port
-            println!("rpyc-oneshot\n{}\t{}", addr.ip(), addr.port());
-        }
-    }
     let strategy = match args.mode {
         Mode::Threaded => Strategy::Threaded,
         Mode::Threadpool => Strategy::ThreadPool(args.pool_size as usize),
         Mode::Forking => Strategy::Forking,
         Mode::Oneshot | Mode::Stdio => Strategy::OneShot,
     };
-    let registrar = if args.register {
-        Some(registrar_for(args, &listeners, loaded.aliases, &log)?)
-    } else {
-        None
-    };
-    let signals = Signals::install().map_err(RunError::Signals)?;
-    let mut server = Runner::new(
-        listeners,
-        strategy,
-        loaded.service,
-        config,
-        log,
-        Notifier::from_env(),
-        Options {
-            max_connections: args.max_connections.map(|max| max as usize),
-            shutdown_timeout: args.shutdown_timeout,
-            auth,
-            greeting_timeout: args.handshake_timeout,
-        },
-    );
-    if let Some(registrar) = registrar {
-        server.set_registrar(registrar);
+    let mut server = Server::from_factory(loaded.service, loaded.name, loaded.aliases)
+        .strategy(strategy)
+        .config(config)
+        .logger(log)
+        .greeting_timeout(args.handshake_timeout)
+        .shutdown_timeout(args.shutdown_timeout)
+        .warn_when_exposed(hosting.exposure)
+        .stop_on_signals();
+    if let Some(stream) = accepted {
+        // Accept=yes: systemd accepted the connection for us
+        stdio::ignore_hangups();
+        server = server.accepted(stream);
     }
-    match server.run(&signals).map_err(RunError::Server)? {
-        Stop::Interrupted | Stop::Terminated | Stop::Served => Ok(()),
+    for listener in listeners {
+        server = server.listener(listener);
     }
-}
-
-/// The registrar for `--register`: the service's aliases (rpyc's
-/// SlaveService registers as SLAVE) and the port clients should use.
-fn registrar_for(
-    args: &ClassicArgs,
-    listeners: &[Listener],
-    aliases: Vec<String>,
-    log: &Logger,
-) -> Result<Registrar, RunError> {
-    let Some(local) = listeners.iter().find_map(Listener::local_addr) else {
-        return Err(RunError::Register(
-            "--register needs a TCP listener to announce".into(),
-        ));
-    };
-    // validation guarantees a host (TCP requires one, UDP broadcasts)
-    let host = args.effective_registry_host().unwrap_or("255.255.255.255");
-    let registry = (host, args.registry_port)
-        .to_socket_addrs()
-        .map_err(|error| RunError::Register(format!("cannot resolve registry {host}: {error}")))?
-        .find(|addr| addr.is_ipv6() == local.is_ipv6())
-        .ok_or_else(|| {
-            RunError::Register(format!(
-                "registry {host} has no address of the server's family"
-            ))
-        })?;
-    Ok(Registrar::new(
-        args.registry_type,
-        registry,
-        local.ip(),
-        aliases,
-        local.port(),
-        log.clone(),
-    ))
+    if let Some(auth) = auth {
+        server = server.authenticator(auth);
+    }
+    if let Some(max) = args.max_connections {
+        server = server.max_connections(max as usize);
+    }
+    if args.register {
+        // validation guarantees a host (TCP requires one, UDP broadcasts)
+        let host = args.effective_registry_host().unwrap_or("255.255.255.255");
+        server = server.register_with(args.registry_type, host, args.registry_port);
+    }
+    let bound = server.bind()?;
+    if args.mode == Mode::Oneshot {
+        if let Some(addr) = bound.local_addr() {
+            // rpyc 6's banner, which its own tests read to find the port
+            println!("rpyc-oneshot\n{}\t{}", addr.ip(), addr.port());
+        }
+    }
+    Ok(bound.serve()?)
 }
 
 fn bind(args: &ClassicArgs) -> Result<Listener, RunError> {

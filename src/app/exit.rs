@@ -38,8 +38,20 @@ impl Failure for super::classic::RunError {
         use super::classic::RunError::*;
         match self {
             Bind { .. } | Inherit(_) => UNAVAILABLE,
-            Log(_) | Register(_) | Tls(_) | Load(_) => CONFIG,
-            Service(_) | Stdio(_) | Signals(_) | Server(_) => SOFTWARE,
+            Log(_) | Tls(_) | Load(_) => CONFIG,
+            Service(_) | Stdio(_) | Server(_) => SOFTWARE,
+            Serve(error) => error.exit_code(),
+        }
+    }
+}
+
+impl Failure for crate::api::ServeError {
+    fn exit_code(&self) -> u8 {
+        use crate::api::ServeError::*;
+        match self {
+            Bind { .. } | Systemd(_) | NoSystemdSockets => UNAVAILABLE,
+            Register(_) => CONFIG,
+            NoListener | Signals(_) | Run(_) | ForkingInThread | Panicked => SOFTWARE,
         }
     }
 }

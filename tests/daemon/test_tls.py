@@ -868,3 +868,21 @@ def test_bulk_bytes_over_tls(tls_server, pki):
     seen = conn.eval("lambda b: (len(b), __import__('hashlib').sha256(b).hexdigest())")(upload)
     assert tuple(seen) == (len(upload), hashlib.sha256(upload).hexdigest())
     conn.close()
+
+
+def test_a_non_loopback_address_is_warned_of_without_tls_and_not_with_it(daemons, tmp_path, pki):
+    """Binding every address (0.0.0.0; the test still connects over loopback)
+    without TLS lets anyone who can reach the host run code: said at start.
+    With TLS the same bind is not warned of, nor is a loopback address."""
+    warning = "is not a loopback address and TLS is off"
+    pair = pki.servers["rsa"]
+    plain_port, tls_port, local_port = free_port(), free_port(), free_port()
+    plain = daemons([binary(), "--host", "0.0.0.0", "-p", str(plain_port)], tmp_path)
+    tls = daemons([binary(), "--host", "0.0.0.0", "-p", str(tls_port),
+                   "--ssl-keyfile", pair.key, "--ssl-certfile", pair.cert], tmp_path)
+    local = daemons([binary(), "--host", "127.0.0.1", "-p", str(local_port)], tmp_path)
+    plain.wait_log(f"0.0.0.0]:{plain_port} {warning}: anyone who can reach it can run any code")
+    for daemon, port in ((tls, tls_port), (local, local_port)):
+        daemon.wait_log("server started on [")
+        wait_until(lambda: accepts("127.0.0.1", port), f"port {port} to accept")
+        assert warning not in daemon.log(), daemon.log()
