@@ -304,6 +304,9 @@ impl Connection {
             match self.serve_next(quiet) {
                 Ok(Incoming::Quiet) => {
                     lock(&self.inbound).decoder.release_if_empty();
+                    // a waiter that found the inbound side taken just now
+                    // sleeps until the reader says it let go: say it again
+                    self.notify();
                     return Ok(Served::Quiet);
                 }
                 Ok(Incoming::Message(())) => continue,
