@@ -1,0 +1,200 @@
+//! Reading: bytes from the stream to whole messages, with the frame
+//! decoder, the read timeouts and the pace a frame must keep.
+
+use super::*;
+
+impl Connection {
+    /// Where the session wants a bulk byte string of `len` bytes read to.
+    pub(super) fn bulk_memory(&self, len: usize) -> Option<Box<dyn BulkMemory>> {
+        let session = lock(&self.session).clone()?;
+        session.bulk_memory(len)
+    }
+
+    /// Reads the next message. A reader waiting for a reply of its own
+    /// passes the reply's `deadline`: past it, the first read timeout
+    /// returns `ConnError::Timeout` (the stream stays in step: what was
+    /// read of a frame stays buffered). With `quiet`, a read timeout after
+    /// that long without bytes, with nothing in progress or buffered,
+    /// returns `Incoming::Quiet`.
+    pub(super) fn read_message(
+        &self,
+        inbound: &mut Inbound,
+        deadline: Option<Instant>,
+        quiet: Option<std::time::Duration>,
+    ) -> Result<Incoming<Message>, ConnError> {
+        if self.is_closed() {
+            return Err(ConnError::Closed);
+        }
+        // the idle clock: since the last bytes came in (or reading began)
+        let mut quiet_since = Instant::now();
+        let mut pace = FramePace::default();
+        loop {
+            let limits = self.config.decode_limits();
+            let decoded = match inbound.decoder.next_payload()? {
+                Some(payload) => {
+                    let dialect = self.dialect_of(&payload.bytes)?;
+                    Some(Message::decode_with_bulk(
+                        &payload.bytes,
+                        payload.bulk,
+                        dialect,
+                        limits,
+                    ))
+                }
+                None => None,
+            };
+            if let Some(decoded) = decoded {
+                pace = FramePace::default();
+                self.greeted.store(true, Ordering::Release);
+                let since_open =
+                    u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+                self.last_message_ms.store(since_open, Ordering::Release);
+                return match decoded {
+                    Ok(message) => Ok(Incoming::Message(message)),
+                    Err(MessageError::BadRequest { seq, reason }) => {
+                        // rpyc answers these with an exception and carries on
+                        self.send(&Message::Exception {
+                            seq,
+                            exception: bad_request_exception(&reason),
+                        })?;
+                        continue;
+                    }
+                    Err(error) => Err(error.into()),
+                };
+            }
+            self.partial_frame
+                .store(inbound.decoder.buffered(), Ordering::Relaxed);
+            let Inbound { reader, decoder } = inbound;
+            if let Some(len) = decoder.bulk_wanted() {
+                if let Some(memory) = self.bulk_memory(len) {
+                    decoder.give_bulk_memory(memory);
+                }
+            }
+            // small reads while idle keep an idle connection small; a frame
+            // known to be large is read in large pieces
+            let want = decoder.wanted().clamp(READ_MIN, 1 << 20);
+            let got = decoder.feed_with(want, |buf| loop {
+                match reader.read(buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    other => break other,
+                }
+            });
+            match got {
+                Ok(0) if self.is_closed() => return Err(ConnError::Closed),
+                Ok(0) => return Err(ConnError::Eof),
+                Ok(got) => {
+                    quiet_since = Instant::now();
+                    pace.arrived(got, quiet_since);
+                    if let Some(error) = self.too_slow(&pace, quiet_since) {
+                        return Err(error);
+                    }
+                }
+                Err(_) if self.is_closed() => return Err(ConnError::Closed),
+                Err(error) if is_timeout(&error) => {
+                    let now = Instant::now();
+                    if let (Some(deadline), Some(timeout)) =
+                        (deadline, self.config.sync_request_timeout)
+                    {
+                        if now >= deadline {
+                            return Err(ConnError::Timeout(timeout));
+                        }
+                    }
+                    if let Some(error) = self.too_slow(&pace, now) {
+                        return Err(error);
+                    }
+                    // the read timeout is also the idle clock's tick:
+                    // quiet for the idle timeout counts only when no
+                    // request of either side is in progress (part of a
+                    // frame that stopped coming is no progress)
+                    let quiet_enough = self
+                        .config
+                        .idle_timeout
+                        .is_some_and(|idle| now.duration_since(quiet_since) >= idle);
+                    if quiet_enough && self.is_idle() {
+                        return Err(ConnError::Idle);
+                    }
+                    let quiet_for_long = quiet.is_some_and(|quiet| {
+                        now.duration_since(quiet_since) >= quiet
+                            && inbound.decoder.buffered() == 0
+                            && !self.is_closed()
+                    });
+                    if quiet_for_long && self.is_idle() {
+                        return Ok(Incoming::Quiet);
+                    }
+                }
+                Err(error) => return Err(error.into()),
+            }
+        }
+    }
+
+    /// The peer's dialect, learnt from `payload` if this is its first message.
+    pub(super) fn dialect_of(&self, payload: &[u8]) -> Result<Dialect, ConnError> {
+        match self.dialect.load(Ordering::Acquire) {
+            DIALECT_V5 => Ok(Dialect::V5),
+            DIALECT_V6 => Ok(Dialect::V6),
+            _ => {
+                let dialect = Dialect::detect(payload).ok_or(ConnError::UnknownDialect(
+                    payload.first().copied().unwrap_or(0),
+                ))?;
+                let code = match dialect {
+                    Dialect::V5 => DIALECT_V5,
+                    Dialect::V6 => DIALECT_V6,
+                };
+                self.dialect.store(code, Ordering::Release);
+                Ok(dialect)
+            }
+        }
+    }
+
+    /// With an idle timeout, a frame that has been coming for longer than
+    /// it must average [`MIN_FRAME_RATE`]: trickling a byte just before
+    /// each idle deadline holds a connection slot no longer than silence.
+    pub(super) fn too_slow(&self, pace: &FramePace, now: Instant) -> Option<ConnError> {
+        let idle = self.config.idle_timeout?;
+        let began = pace.began?;
+        let took = now.duration_since(began);
+        let floor = MIN_FRAME_RATE as f64 * took.as_secs_f64();
+        (took >= idle && (pace.bytes as f64) < floor).then_some(ConnError::TooSlow {
+            bytes: pace.bytes,
+            took,
+        })
+    }
+}
+
+/// The slowest a frame may come once it has been coming for longer than
+/// the idle timeout, in bytes per second (Apache's mod_reqtimeout asks a
+/// request body for 500 bytes/s by default).
+pub const MIN_FRAME_RATE: usize = 500;
+
+/// How the frame being read has been coming: since when, and how much of
+/// it (and of what followed it in the same reads) has come.
+#[derive(Debug, Default)]
+pub(super) struct FramePace {
+    began: Option<Instant>,
+    bytes: usize,
+}
+
+impl FramePace {
+    pub(super) fn arrived(&mut self, bytes: usize, now: Instant) {
+        self.began.get_or_insert(now);
+        self.bytes += bytes;
+    }
+}
+
+/// The smallest read: enough for a typical request whole (a ping with
+/// rpyc's 520-character payload is about 540 bytes), small enough that an
+/// idle connection's read buffer takes a fraction of a page. A frame whose
+/// header says it is longer is read in pieces of its size.
+pub(super) const READ_MIN: usize = 1024;
+
+pub(super) const DIALECT_UNKNOWN: u8 = 0;
+
+pub(super) const DIALECT_V5: u8 = 5;
+
+pub(super) const DIALECT_V6: u8 = 6;
+
+pub(super) fn is_timeout(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
+}

@@ -1,0 +1,136 @@
+//! A connection's unit tests, over in-memory pipes.
+
+use super::*;
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+const TIMEOUT: Duration = Duration::from_millis(300);
+
+/// A connection over one end of a socket pair, set up as the server
+/// sets up its own (reads time out at `Config::read_timeout`).
+fn connection() -> (Arc<Connection>, UnixStream) {
+    let config = Config {
+        sync_request_timeout: Some(TIMEOUT),
+        ..Config::default()
+    };
+    let (ours, theirs) = UnixStream::pair().expect("socket pair");
+    let reader = ours.try_clone().expect("clone");
+    reader
+        .set_read_timeout(config.read_timeout())
+        .expect("read timeout");
+    let closer = ours.try_clone().expect("clone");
+    let conn = Connection::new(
+        Box::new(reader),
+        Box::new(ours),
+        Box::new(move |how| {
+            let _ = closer.shutdown(how);
+        }),
+        config,
+    );
+    (conn, theirs)
+}
+
+fn ping_args() -> Boxed {
+    Boxed::Value(Value::Tuple(vec![Value::str("are you there")]))
+}
+
+/// The peer's side: reads one request and, after `delay`, echoes its
+/// arguments back as the reply.
+fn answer(peer: &mut UnixStream, decoder: &mut Decoder, delay: Duration) {
+    let payload = loop {
+        if let Some(payload) = decoder.next_frame().expect("frame") {
+            break payload;
+        }
+        let mut buffer = [0u8; 4096];
+        let got = peer.read(&mut buffer).expect("read");
+        assert!(got > 0, "connection ended");
+        decoder.feed(&buffer[..got]);
+    };
+    let Message::Request { seq, args, .. } = Message::decode(&payload).expect("message") else {
+        panic!("not a request");
+    };
+    std::thread::sleep(delay);
+    let reply = Message::Reply { seq, value: args }
+        .encode()
+        .expect("encodes");
+    peer.write_all(&frame::encode(&reply, false).expect("frames"))
+        .expect("write");
+}
+
+#[test]
+fn a_reader_whose_reply_never_comes_gives_up() {
+    let (conn, _silent_peer) = connection();
+    let started = Instant::now();
+    let result = conn.sync_request(Handler::Ping, ping_args());
+    let took = started.elapsed();
+    assert!(
+        matches!(result, Err(ConnError::Timeout(timeout)) if timeout == TIMEOUT),
+        "{result:?}"
+    );
+    assert!(took >= TIMEOUT && took < TIMEOUT * 10, "took {took:?}");
+    assert!(!conn.is_closed());
+    assert!(lock(&conn.waiting).replies.is_empty());
+}
+
+#[test]
+fn a_waiter_behind_another_reader_gives_up_on_time() {
+    let (conn, _silent_peer) = connection();
+    // another thread is the reader (as the serve loop would be), and
+    // stays so for longer than the timeout
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let reader = {
+        let conn = conn.clone();
+        std::thread::spawn(move || {
+            let inbound = lock(&conn.inbound);
+            held_tx.send(()).expect("send");
+            std::thread::sleep(TIMEOUT * 5);
+            drop(inbound);
+        })
+    };
+    held_rx.recv().expect("reader started");
+    let started = Instant::now();
+    let result = conn.sync_request(Handler::Ping, ping_args());
+    let took = started.elapsed();
+    assert!(matches!(result, Err(ConnError::Timeout(_))), "{result:?}");
+    assert!(took >= TIMEOUT && took < TIMEOUT * 4, "took {took:?}");
+    reader.join().expect("reader");
+}
+
+#[test]
+fn a_late_reply_is_dropped_and_the_connection_goes_on() {
+    let (conn, mut peer) = connection();
+    let peer = std::thread::spawn(move || {
+        let mut decoder = Decoder::default();
+        // late for the first request, in time for the second, which
+        // is sent when the first gives up
+        answer(&mut peer, &mut decoder, TIMEOUT + TIMEOUT / 4);
+        answer(&mut peer, &mut decoder, Duration::ZERO);
+        peer
+    });
+    let late = conn.sync_request(Handler::Ping, ping_args());
+    assert!(matches!(late, Err(ConnError::Timeout(_))), "{late:?}");
+    let next = conn
+        .sync_request(Handler::Ping, ping_args())
+        .expect("answered");
+    assert_eq!(next, Ok(ping_args()));
+    assert!(lock(&conn.waiting).replies.is_empty());
+    drop(peer.join().expect("peer"));
+}
+
+#[test]
+fn no_timeout_waits_as_long_as_it_takes() {
+    let config = Config {
+        sync_request_timeout: None,
+        ..Config::default()
+    };
+    assert_eq!(config.read_timeout(), None);
+    let both = Config {
+        idle_timeout: Some(Duration::from_secs(5)),
+        ..Config::default()
+    };
+    assert_eq!(both.read_timeout(), Some(Duration::from_secs(5)));
+    assert_eq!(
+        Config::default().sync_request_timeout,
+        Some(DEFAULT_SYNC_REQUEST_TIMEOUT)
+    );
+}
