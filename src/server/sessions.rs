@@ -1,0 +1,234 @@
+//! One connection from accept to goodbye: its transport, the greeting
+//! guard, its session's start and end, and their log lines.
+
+use super::*;
+
+/// The transport of an accepted stream: reads time out at the idle
+/// timeout or the sync-request timeout, whichever is shorter (the idle
+/// clock's tick, and when a reader waiting for a reply gives up).
+pub fn stream_transport(stream: Stream, config: &Config) -> std::io::Result<Transport> {
+    ticking_transport(stream, config.read_timeout())
+}
+
+/// The transport of an accepted stream whose reads time out at `tick`.
+pub(super) fn ticking_transport(
+    stream: Stream,
+    tick: Option<Duration>,
+) -> std::io::Result<Transport> {
+    let reader = stream.try_clone()?;
+    reader.set_read_timeout(tick)?;
+    let closer = stream.try_clone()?;
+    Ok(Transport {
+        reader: Box::new(reader),
+        writer: Box::new(stream),
+        shutdown: Box::new(move |how| {
+            let _ = closer.shutdown(how);
+        }),
+    })
+}
+
+/// Serves the one connection systemd accepted for us (`Accept=yes`) in
+/// this thread, from welcome to goodbye.
+pub fn serve_accepted(stream: Stream, context: &Context) -> std::io::Result<()> {
+    let peer = stream.peer_name();
+    let endpoints = stream.endpoints();
+    let transport = stream_transport(stream, &context.config)?;
+    serve_transport(transport, peer, endpoints, context);
+    Ok(())
+}
+
+/// Serves a connection made outside the server's loop (`Accept=yes`,
+/// stdio) in this thread, from welcome to goodbye.
+pub fn serve_transport(
+    transport: Transport,
+    peer: String,
+    endpoints: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    context: &Context,
+) {
+    if let Some((conn, info)) = connect(transport, peer, endpoints, context) {
+        guard_greeting(&conn, context.greeting_timeout, &context.log);
+        serve_connection(&conn, &info, context);
+    }
+}
+
+/// For a connection served outside the server's loop (a forked child,
+/// stdio, `Accept=yes`): closes it if its peer sends no whole first
+/// message in time.
+pub fn guard_greeting(conn: &Arc<Connection>, timeout: Duration, log: &Logger) {
+    let conn = Arc::downgrade(conn);
+    let log = log.clone();
+    let _ = std::thread::Builder::new()
+        .name("greeting".into())
+        .spawn(move || {
+            std::thread::sleep(timeout);
+            if let Some(conn) = conn.upgrade() {
+                if conn.greeting_deadline(timeout).is_some() {
+                    log.limited(Flood::Disconnected).warning(format_args!(
+                        "closing a connection that sent no whole message within {timeout:?}"
+                    ));
+                    conn.close();
+                }
+            }
+        });
+}
+
+/// Authenticates a transport if the server asks for it and makes the
+/// connection, with what the service may know of the peer; a refusal is
+/// logged and ends here.
+pub fn connect(
+    transport: Transport,
+    peer: String,
+    endpoints: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    context: &Context,
+) -> Option<(Arc<Connection>, PeerInfo)> {
+    let (transport, credentials) = match &context.auth {
+        None => (transport, None),
+        Some(auth) => match auth.authenticate(transport) {
+            Ok(authenticated) => (authenticated.transport, authenticated.credentials),
+            Err(refusal) => {
+                context
+                    .log
+                    .limited(Flood::Authentication)
+                    .warning(format_args!("{peer} failed to authenticate: {refusal}"));
+                return None;
+            }
+        },
+    };
+    let conn = Connection::new(
+        transport::into_reader(transport.reader),
+        transport.writer,
+        transport.shutdown,
+        context.config.clone(),
+    );
+    let info = PeerInfo {
+        name: peer,
+        credentials,
+        endpoints,
+    };
+    Some((conn, info))
+}
+
+/// `connect` over an accepted stream.
+pub(super) fn open(stream: Stream, context: &Context) -> Option<(Arc<Connection>, PeerInfo)> {
+    open_ticking(stream, context, context.config.read_timeout())
+}
+
+/// `connect` over an accepted stream whose reads time out at `tick` (at
+/// most `Config::read_timeout`: the idle clock and sync-request deadlines
+/// tick with it).
+pub(super) fn open_ticking(
+    stream: Stream,
+    context: &Context,
+    tick: Option<Duration>,
+) -> Option<(Arc<Connection>, PeerInfo)> {
+    open_wrapped(stream, context, tick, |transport| transport)
+}
+
+/// [`open_ticking`], with the transport passed through `wrap` before the
+/// connection is made over it (a forked child watches its reads).
+pub(super) fn open_wrapped(
+    stream: Stream,
+    context: &Context,
+    tick: Option<Duration>,
+    wrap: impl FnOnce(Transport) -> Transport,
+) -> Option<(Arc<Connection>, PeerInfo)> {
+    let peer = stream.peer_name();
+    let endpoints = stream.endpoints();
+    match ticking_transport(stream, tick) {
+        Ok(transport) => connect(wrap(transport), peer, endpoints, context),
+        Err(error) => {
+            context
+                .log
+                .limited(Flood::Disconnected)
+                .error(format_args!("cannot use the connection of {peer}: {error}"));
+            None
+        }
+    }
+}
+
+/// Serves one connection from welcome to goodbye.
+pub fn serve_connection(conn: &Arc<Connection>, info: &PeerInfo, context: &Context) {
+    if start_session(conn, info, context) {
+        serve_session(conn, info, context, None);
+    }
+}
+
+/// Gives a connection its session and welcomes the peer; whether it may
+/// be served (a session that cannot start closes the connection).
+pub(super) fn start_session(conn: &Arc<Connection>, info: &PeerInfo, context: &Context) -> bool {
+    let log = &context.log;
+    let peer = &info.name;
+    match context.service.open(conn, info) {
+        Ok(session) => conn.set_session(session),
+        Err(error) => {
+            log.error(format_args!("cannot start a session for {peer}: {error}"));
+            conn.close();
+            return false;
+        }
+    }
+    match &info.credentials {
+        Some(credentials) => log
+            .limited(Flood::Welcome)
+            .info(format_args!("welcome {peer} ({credentials})")),
+        None => log
+            .limited(Flood::Welcome)
+            .info(format_args!("welcome {peer}")),
+    }
+    true
+}
+
+/// Serves a started session until goodbye, or with `quiet: Some(time)`
+/// until the peer has been quiet that long and the session may go on in
+/// another thread (`Served::Quiet`: the connection is still open).
+pub(super) fn serve_session(
+    conn: &Arc<Connection>,
+    info: &PeerInfo,
+    context: &Context,
+    mut quiet: Option<Duration>,
+) -> Served {
+    let outcome = loop {
+        match conn.serve_until_quiet(quiet) {
+            Ok(Served::Quiet) if context.service.may_move() => return Served::Quiet,
+            // the client's code keeps state in this thread: the session
+            // stays with it to the end
+            Ok(Served::Quiet) => quiet = None,
+            Ok(Served::Ended) => break Ok(()),
+            Err(error) => break Err(error),
+        }
+    };
+    end_session(info, context, outcome);
+    Served::Ended
+}
+
+/// Says goodbye to a session that ended with `outcome`, and tells the
+/// service this thread is done with it.
+pub(super) fn end_session(info: &PeerInfo, context: &Context, outcome: Result<(), ConnError>) {
+    let log = &context.log;
+    let peer = &info.name;
+    match outcome {
+        Ok(()) => {}
+        Err(ConnError::Idle) => {
+            log.limited(Flood::Disconnected).info(format_args!(
+                "closing {peer}: idle for longer than --idle-timeout"
+            ));
+        }
+        // a client that closes while replies to its last requests (the
+        // DELs rpyc sends as it closes) are on their way: its own business,
+        // as with rpyc's server, which says nothing of it
+        Err(ConnError::Io(error))
+            if matches!(
+                error.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) =>
+        {
+            log.limited(Flood::Disconnected)
+                .info(format_args!("{peer}: {error}"));
+        }
+        Err(error) => log
+            .limited(Flood::Disconnected)
+            .warning(format_args!("{peer}: {error}")),
+    }
+    context.service.connection_done();
+    log.limited(Flood::Goodbye)
+        .info(format_args!("goodbye {peer}"));
+}
