@@ -6,7 +6,7 @@
 //! for a reply reads, and serves whatever the server asks meanwhile (its
 //! calls of our callbacks), as rpyc's own client does.
 
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::Arc;
@@ -16,6 +16,8 @@ use super::error::Error;
 use super::remote::{Peer, RemoteObject};
 use super::root::{open_session, Service, VoidService};
 use crate::connection::{Config, Connection};
+use crate::daemon::listener::Stream;
+use crate::server::transport::{into_reader, Transport};
 use crate::service::PeerInfo;
 
 /// How long [`connect`] tries each address the name resolves to.
@@ -43,25 +45,16 @@ pub fn connect_with<S: Service>(addr: impl ToSocketAddrs, service: S) -> Result<
             Ok(stream) => {
                 // requests are small and latency-bound, as rpyc's are
                 stream.set_nodelay(true).map_err(Error::Connect)?;
-                let reader = stream.try_clone().map_err(Error::Connect)?;
-                // the reader's timeout is when a call waiting for its reply
-                // looks at its deadline (sync_request_timeout, as rpyc's)
-                reader
-                    .set_read_timeout(Config::default().read_timeout())
-                    .map_err(Error::Connect)?;
-                let closer = stream.try_clone().map_err(Error::Connect)?;
                 let info = PeerInfo {
                     name: format!("[{}]:{}", addr.ip(), addr.port()),
                     credentials: None,
                     endpoints: stream.local_addr().ok().map(|ours| (ours, addr)),
                 };
+                let transport = transport_of(Stream::tcp(stream))?;
                 return Ok(Client::over_with(
-                    Box::new(reader),
-                    Box::new(stream),
-                    Box::new(move |how: Shutdown| {
-                        // the server may be gone already: nothing to shut then
-                        let _ = closer.shutdown(how);
-                    }),
+                    into_reader(transport.reader),
+                    transport.writer,
+                    transport.shutdown,
                     service,
                     info,
                 ));
@@ -80,19 +73,20 @@ pub fn connect_with<S: Service>(addr: impl ToSocketAddrs, service: S) -> Result<
 /// Connects to a server's Unix socket.
 pub fn connect_unix(path: impl AsRef<Path>) -> Result<Client, Error> {
     let stream = UnixStream::connect(path).map_err(Error::Connect)?;
-    let reader = stream.try_clone().map_err(Error::Connect)?;
-    reader
-        .set_read_timeout(Config::default().read_timeout())
-        .map_err(Error::Connect)?;
-    let closer = stream.try_clone().map_err(Error::Connect)?;
+    let transport = transport_of(Stream::Unix(stream))?;
     Ok(Client::over(
-        Box::new(reader),
-        Box::new(stream),
-        Box::new(move |how: Shutdown| {
-            let _ = closer.shutdown(how);
-        }),
+        into_reader(transport.reader),
+        transport.writer,
+        transport.shutdown,
         VoidService,
     ))
+}
+
+/// A socket's transport for a client: the reader's timeout is when a call
+/// waiting for its reply looks at its deadline (sync_request_timeout, as
+/// rpyc's).
+fn transport_of(stream: Stream) -> Result<Transport, Error> {
+    Transport::of_stream(stream, Config::default().read_timeout()).map_err(Error::Connect)
 }
 
 /// A connection to a server. Clones share it; it ends with [`Client::close`]

@@ -37,7 +37,7 @@ pub enum Stream {
 }
 
 impl Stream {
-    fn tcp(stream: TcpStream) -> Stream {
+    pub fn tcp(stream: TcpStream) -> Stream {
         Stream::Tcp(stream, Arc::default())
     }
 }

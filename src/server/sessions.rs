@@ -7,24 +7,7 @@ use super::*;
 /// timeout or the sync-request timeout, whichever is shorter (the idle
 /// clock's tick, and when a reader waiting for a reply gives up).
 pub fn stream_transport(stream: Stream, config: &Config) -> std::io::Result<Transport> {
-    ticking_transport(stream, config.read_timeout())
-}
-
-/// The transport of an accepted stream whose reads time out at `tick`.
-pub(super) fn ticking_transport(
-    stream: Stream,
-    tick: Option<Duration>,
-) -> std::io::Result<Transport> {
-    let reader = stream.try_clone()?;
-    reader.set_read_timeout(tick)?;
-    let closer = stream.try_clone()?;
-    Ok(Transport {
-        reader: Box::new(reader),
-        writer: Box::new(stream),
-        shutdown: Box::new(move |how| {
-            let _ = closer.shutdown(how);
-        }),
-    })
+    Transport::of_stream(stream, config.read_timeout())
 }
 
 /// Serves the one connection systemd accepted for us (`Accept=yes`) in
@@ -134,7 +117,7 @@ pub(super) fn open_wrapped(
 ) -> Option<(Arc<Connection>, PeerInfo)> {
     let peer = stream.peer_name();
     let endpoints = stream.endpoints();
-    match ticking_transport(stream, tick) {
+    match Transport::of_stream(stream, tick) {
         Ok(transport) => connect(wrap(transport), peer, endpoints, context),
         Err(error) => {
             context

@@ -5,7 +5,10 @@
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
 
+use std::time::Duration;
+
 use crate::connection::Shutdown;
+use crate::daemon::listener::Stream;
 
 /// Something to read from that can also be polled (for handshake timeouts).
 pub trait ReadFd: Read + AsFd + Send {}
@@ -16,6 +19,24 @@ pub struct Transport {
     pub reader: Box<dyn ReadFd>,
     pub writer: Box<dyn Write + Send>,
     pub shutdown: Shutdown,
+}
+
+impl Transport {
+    /// A socket's transport: reads time out at `tick` (the idle clock's
+    /// tick, and when a reader waiting for a reply looks at its deadline).
+    pub fn of_stream(stream: Stream, tick: Option<Duration>) -> std::io::Result<Transport> {
+        let reader = stream.try_clone()?;
+        reader.set_read_timeout(tick)?;
+        let closer = stream.try_clone()?;
+        Ok(Transport {
+            reader: Box::new(reader),
+            writer: Box::new(stream),
+            shutdown: Box::new(move |how| {
+                // the peer may be gone already: nothing to shut then
+                let _ = closer.shutdown(how);
+            }),
+        })
+    }
 }
 
 pub struct Authenticated {
