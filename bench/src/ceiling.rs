@@ -15,7 +15,9 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use rpycd::protocol::brine::Value;
-use rpycd::protocol::brine::{TAG_INT_L1, TAG_INT_L4, TAG_TUP1, TAG_TUP2};
+use rpycd::protocol::brine::{
+    shape, token_len, Shape, Token, IMM_INT_MAX, IMM_INT_MIN, IMM_INT_OFFSET, TAG_TUP1, TAG_TUP2,
+};
 use rpycd::protocol::frame::{self, FLUSHER, HEADER_LEN};
 use rpycd::protocol::message::{Boxed, ExceptionInfo, Handler, Message, MsgType, RemoteException};
 
@@ -26,16 +28,14 @@ const MAX_FRAME: usize = 64 << 20;
 /// "value" boxing label.
 const BRINE_ONE: u8 = 0x51;
 
-/// The length of the brine int at the start of `bytes`, if it is one.
+/// The length of the brine int at the start of `bytes`, if it is one (by
+/// the protocol's own tokenizer).
 fn brine_int_len(bytes: &[u8]) -> Option<usize> {
-    match *bytes.first()? {
-        // immediate ints, -48..=159 as 0x20..=0xef
-        0x20..=0xef => Some(1),
-        TAG_INT_L1 => Some(2 + usize::from(*bytes.get(1)?)),
-        TAG_INT_L4 => {
-            let len: [u8; 4] = bytes.get(1..5)?.try_into().ok()?;
-            Some(5 + usize::try_from(u32::from_be_bytes(len)).ok()?)
-        }
+    let tag = *bytes.first()?;
+    let is_int = (IMM_INT_MIN..=IMM_INT_MAX).contains(&(i64::from(tag) - IMM_INT_OFFSET))
+        || matches!(shape(tag), Shape::SizedInt(_));
+    match token_len(bytes, 0) {
+        Token::Len(len) if is_int => Some(len),
         _ => None,
     }
 }

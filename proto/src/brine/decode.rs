@@ -133,14 +133,21 @@ impl<'a> Reader<'a> {
     /// The body of a bytes value whose tag was just read, or `None` if the
     /// tag is not one of the bytes tags.
     fn bytes_body(&mut self, tag: u8) -> Result<Option<&'a [u8]>, DecodeError> {
-        let len = match tag {
-            TAG_EMPTY_STR => 0,
-            TAG_STR1..=TAG_STR4 => usize::from(tag - TAG_STR1) + 1,
-            TAG_STR_L1 => usize::from(self.byte()?),
-            TAG_STR_L4 => self.length_u32()?,
+        let len = match shape(tag) {
+            Shape::Bytes(len) => len,
+            Shape::SizedBytes(len_bytes) => self.length(len_bytes)?,
             _ => return Ok(None),
         };
         self.take(len).map(Some)
+    }
+
+    /// A length field of `len_bytes` bytes (1 or 4), big-endian.
+    fn length(&mut self, len_bytes: usize) -> Result<usize, DecodeError> {
+        if len_bytes == 1 {
+            Ok(usize::from(self.byte()?))
+        } else {
+            self.length_u32()
+        }
     }
 
     /// The bulk string read apart, if its data belongs right after the
@@ -164,11 +171,9 @@ impl<'a> Reader<'a> {
     /// The item count of a tuple whose tag was just read, or `None` if the
     /// tag is not one of the tuple tags.
     fn tuple_len(&mut self, tag: u8) -> Result<Option<usize>, DecodeError> {
-        Ok(Some(match tag {
-            TAG_EMPTY_TUPLE => 0,
-            TAG_TUP1..=TAG_TUP4 => usize::from(tag - TAG_TUP1) + 1,
-            TAG_TUP_L1 => usize::from(self.byte()?),
-            TAG_TUP_L4 => self.length_u32()?,
+        Ok(Some(match shape(tag) {
+            Shape::Tuple(len) => len,
+            Shape::SizedTuple(len_bytes) => self.length(len_bytes)?,
             _ => return Ok(None),
         }))
     }
@@ -251,13 +256,16 @@ impl<'a> Reader<'a> {
             self.charge(bytes.len(), offset)?;
             return Ok(Value::Bytes(bytes.into()));
         }
-        Ok(match tag {
-            TAG_NONE => Value::None,
-            TAG_TRUE => Value::Bool(true),
-            TAG_FALSE => Value::Bool(false),
-            TAG_NOT_IMPLEMENTED => Value::NotImplemented,
-            TAG_ELLIPSIS => Value::Ellipsis,
-            TAG_UNICODE => {
+        Ok(match shape(tag) {
+            Shape::Atom => match tag {
+                TAG_NONE => Value::None,
+                TAG_TRUE => Value::Bool(true),
+                TAG_FALSE => Value::Bool(false),
+                TAG_NOT_IMPLEMENTED => Value::NotImplemented,
+                TAG_ELLIPSIS => Value::Ellipsis,
+                _ => Value::Int(i64::from(tag) - IMM_INT_OFFSET),
+            },
+            Shape::Text => {
                 // Python decodes whatever value follows; only bytes can succeed.
                 let body = self.pos;
                 let inner = self.byte()?;
@@ -270,23 +278,23 @@ impl<'a> Reader<'a> {
                     .map_err(|_| DecodeError::InvalidUtf8 { offset: body })?;
                 Value::Str(text.to_owned())
             }
-            TAG_INT_L1 | TAG_INT_L4 => {
-                let len = if tag == TAG_INT_L1 {
-                    usize::from(self.byte()?)
-                } else {
-                    self.length_u32()?
-                };
+            Shape::SizedInt(len_bytes) => {
+                let len = self.length(len_bytes)?;
                 let digits = self.take(len)?;
                 self.charge(digits.len(), offset)?;
                 Value::int_from_decimal(digits).ok_or(DecodeError::InvalidInt { offset })?
             }
-            TAG_FLOAT => Value::Float(self.f64()?),
-            TAG_COMPLEX => {
+            Shape::Doubles(8) => Value::Float(self.f64()?),
+            Shape::Doubles(_) => {
                 let re = self.f64()?;
                 Value::Complex(re, self.f64()?)
             }
-            0x20..=0xef => Value::Int(i64::from(tag) - IMM_INT_OFFSET),
-            _ => return Err(DecodeError::UnknownTag { tag, offset }),
+            Shape::Bytes(_)
+            | Shape::SizedBytes(_)
+            | Shape::Tuple(_)
+            | Shape::SizedTuple(_)
+            | Shape::Wrapped
+            | Shape::Unknown => return Err(DecodeError::UnknownTag { tag, offset }),
         })
     }
 }

@@ -33,13 +33,13 @@ pub fn find_bulk(prefix: &[u8], min: usize) -> Located {
             let Some(&inner) = prefix.get(pos + 1) else {
                 return Located::NeedMore;
             };
-            match token_len(prefix, pos + 1, inner) {
+            match token_len(prefix, pos + 1) {
                 Token::Len(len) if is_bytes_tag(inner) => 1 + len,
                 Token::Len(_) | Token::Unknown => return Located::Nowhere,
                 Token::Cut => return Located::NeedMore,
             }
         } else {
-            match token_len(prefix, pos, tag) {
+            match token_len(prefix, pos) {
                 Token::Len(len) => len,
                 Token::Unknown => return Located::Nowhere,
                 Token::Cut => return Located::NeedMore,
@@ -50,7 +50,9 @@ pub fn find_bulk(prefix: &[u8], min: usize) -> Located {
     Located::NeedMore
 }
 
-enum Token {
+/// How long a token is, judged from a prefix of the encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Token {
     /// The whole token (tag, length header, body) is this long; a
     /// container's token is its tag and count, its items follow.
     Len(usize),
@@ -60,32 +62,25 @@ enum Token {
 }
 
 fn is_bytes_tag(tag: u8) -> bool {
-    matches!(
-        tag,
-        TAG_EMPTY_STR | TAG_STR1..=TAG_STR4 | TAG_STR_L1 | TAG_STR_L4
-    )
+    matches!(shape(tag), Shape::Bytes(_) | Shape::SizedBytes(_))
 }
 
-/// The length of the token whose tag `tag` is at `prefix[at]`.
-fn token_len(prefix: &[u8], at: usize, tag: u8) -> Token {
+/// The length of the token whose tag is at `prefix[at]` (see [`Token`]),
+/// by the grammar's [`shape`] of it.
+pub fn token_len(prefix: &[u8], at: usize) -> Token {
+    let Some(&tag) = prefix.get(at) else {
+        return Token::Cut;
+    };
     let with_length = |len_bytes: usize| match be_len(prefix, at + 1, len_bytes) {
         Some(len) => Token::Len(1 + len_bytes + len),
         None => Token::Cut,
     };
-    match tag {
-        TAG_NONE | TAG_TRUE | TAG_FALSE | TAG_NOT_IMPLEMENTED | TAG_ELLIPSIS => Token::Len(1),
-        TAG_EMPTY_STR | TAG_EMPTY_TUPLE | TAG_TUP1..=TAG_TUP4 | TAG_SLICE | TAG_FSET => {
-            Token::Len(1)
-        }
-        TAG_STR1..=TAG_STR4 => Token::Len(1 + usize::from(tag - TAG_STR1) + 1),
-        TAG_STR_L1 | TAG_INT_L1 => with_length(1),
-        TAG_STR_L4 | TAG_INT_L4 => with_length(4),
-        TAG_TUP_L1 => Token::Len(2),
-        TAG_TUP_L4 => Token::Len(5),
-        TAG_FLOAT => Token::Len(9),
-        TAG_COMPLEX => Token::Len(17),
-        0x20..=0xef => Token::Len(1),
-        _ => Token::Unknown,
+    match shape(tag) {
+        Shape::Atom | Shape::Tuple(_) | Shape::Text | Shape::Wrapped => Token::Len(1),
+        Shape::Bytes(len) | Shape::Doubles(len) => Token::Len(1 + len),
+        Shape::SizedBytes(len_bytes) | Shape::SizedInt(len_bytes) => with_length(len_bytes),
+        Shape::SizedTuple(len_bytes) => Token::Len(1 + len_bytes),
+        Shape::Unknown => Token::Unknown,
     }
 }
 

@@ -41,7 +41,7 @@ pub const TAG_COMPLEX: u8 = 0x1b;
 /// Ints in this range travel as the single byte `value + IMM_INT_OFFSET`.
 pub const IMM_INT_MIN: i64 = -0x30;
 pub const IMM_INT_MAX: i64 = 0x9f;
-const IMM_INT_OFFSET: i64 = 0x50;
+pub const IMM_INT_OFFSET: i64 = 0x50;
 
 /// How deeply tuples, slices and frozensets may nest, by default. Python's
 /// own brine gives up (RecursionError) a little below 500 levels, so no real
@@ -350,6 +350,55 @@ pub const MIN_DECODED_MEMORY: usize = 1 << 20;
 /// Room reserved for a tuple's items before any is read; more is reserved
 /// as items arrive, by doubling, each step charged to the memory budget.
 const FIRST_ROOM: usize = 16;
+
+/// What follows a tag: brine's grammar in one table, which the decoder
+/// and the bulk-string locator both read, so that they cannot disagree on
+/// where a token ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// Nothing: the tag is the whole value (None, booleans, small ints).
+    Atom,
+    /// A byte string of this many bytes (0 to 4, in the tag itself).
+    Bytes(usize),
+    /// A byte string whose length is in the next 1 or 4 bytes.
+    SizedBytes(usize),
+    /// An int's decimal digits, their count in the next 1 or 4 bytes.
+    SizedInt(usize),
+    /// This many bytes of IEEE doubles: a float (8) or a complex (16).
+    Doubles(usize),
+    /// A tuple of this many items (0 to 4, in the tag itself).
+    Tuple(usize),
+    /// A tuple whose item count is in the next 1 or 4 bytes.
+    SizedTuple(usize),
+    /// A str: the byte string that follows is its UTF-8.
+    Text,
+    /// A slice or a frozenset: the tuple that follows holds its parts.
+    Wrapped,
+    Unknown,
+}
+
+/// The shape of what `tag` starts.
+pub fn shape(tag: u8) -> Shape {
+    match tag {
+        TAG_NONE | TAG_TRUE | TAG_FALSE | TAG_NOT_IMPLEMENTED | TAG_ELLIPSIS => Shape::Atom,
+        0x20..=0xef => Shape::Atom,
+        TAG_EMPTY_STR => Shape::Bytes(0),
+        TAG_STR1..=TAG_STR4 => Shape::Bytes(usize::from(tag - TAG_STR1) + 1),
+        TAG_STR_L1 => Shape::SizedBytes(1),
+        TAG_STR_L4 => Shape::SizedBytes(4),
+        TAG_INT_L1 => Shape::SizedInt(1),
+        TAG_INT_L4 => Shape::SizedInt(4),
+        TAG_FLOAT => Shape::Doubles(8),
+        TAG_COMPLEX => Shape::Doubles(16),
+        TAG_EMPTY_TUPLE => Shape::Tuple(0),
+        TAG_TUP1..=TAG_TUP4 => Shape::Tuple(usize::from(tag - TAG_TUP1) + 1),
+        TAG_TUP_L1 => Shape::SizedTuple(1),
+        TAG_TUP_L4 => Shape::SizedTuple(4),
+        TAG_UNICODE => Shape::Text,
+        TAG_SLICE | TAG_FSET => Shape::Wrapped,
+        _ => Shape::Unknown,
+    }
+}
 
 mod decode;
 mod encode;

@@ -329,3 +329,14 @@ fn a_bulk_string_out_of_place_is_refused() {
     };
     assert!(decode_with_bulk(without, DecodeLimits::for_input(1 << 20), Some(right)).is_ok());
 }
+
+#[test]
+fn every_tag_has_one_shape_that_the_decoder_and_the_locator_share() {
+    for tag in 0..=255u8 {
+        let known = shape(tag) != Shape::Unknown;
+        // one byte: a known tag is at most cut short, an unknown one refused
+        let refused = matches!(decode(&[tag]), Err(DecodeError::UnknownTag { .. }));
+        assert_eq!(refused, !known, "{tag:#04x}");
+        assert_eq!(token_len(&[tag], 0) == Token::Unknown, !known, "{tag:#04x}");
+    }
+}
