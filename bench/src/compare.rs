@@ -12,7 +12,7 @@ use serde_json::{json, Value as Json};
 use super::ceiling::PingServer;
 use super::report::{self, Row, Series};
 use super::servers::{Kind, Programs, Server, Side};
-use super::workloads;
+use super::{bulk, workloads};
 use super::{BenchError, Result};
 
 /// The workload groups, in the order they run.
@@ -296,7 +296,7 @@ pub fn run(options: &Options) -> Result<String> {
                 workloads::connection_rate(&plan, &lab, &mut results)?;
             }
             if wanted("bulk") {
-                workloads::bulk(&plan, &options.programs, &lab, &mut results)?;
+                bulk::bulk(&plan, &options.programs, &lab, &mut results)?;
             }
             Ok(())
         })();

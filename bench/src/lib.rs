@@ -15,6 +15,7 @@
 //! address used is on the loopback, and every loop is bounded in time and
 //! in count.
 
+pub mod bulk;
 pub mod ceiling;
 pub mod client;
 pub mod compare;

@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use rpycd_bench::bulk;
 use rpycd_bench::ceiling::{PingServer, UdpResponder};
 use rpycd_bench::compare::{self, Options};
 use rpycd_bench::load::{self, Op, Spec};
 use rpycd_bench::registry::{self, UdpOp};
 use rpycd_bench::servers::Programs;
-use rpycd_bench::workloads;
 
 /// Where this package's sources are: bench/ (the Python helpers), and the
 /// repository's .venv and target/ one level up.
@@ -194,8 +194,7 @@ fn run(cli: Cli) -> Result<(), String> {
             upload,
         } => {
             let addr = SocketAddr::from(([127, 0, 0, 1], port));
-            let outcome =
-                workloads::rust_bulk(addr, !text, !upload, size).map_err(|e| e.to_string())?;
+            let outcome = bulk::rust_bulk(addr, !text, !upload, size).map_err(|e| e.to_string())?;
             println!("{outcome}");
             Ok(())
         }
