@@ -23,7 +23,7 @@ use crate::protocol::brine::BulkMemory;
 use crate::protocol::message::{Boxed, ExceptionInfo, Handler, IdPack, RemoteException};
 use crate::sync::lock;
 
-const OBJECT_SPACE_SOURCE: &str = include_str!("classic.py");
+const OBJECT_SPACE_SOURCE: &str = include_str!("rpycd/classic.py");
 const OBJECT_SPACE_MODULE: &str = "rpycd_classic";
 
 /// Sessions a forking parent rehearses before its first fork: enough for

@@ -17,7 +17,7 @@ use super::classic::{ClassicService, ServiceError};
 use super::{PeerInfo, SessionFactory};
 use crate::connection::{Connection, Session};
 
-const SERVE_SOURCE: &str = include_str!("serve.py");
+const SERVE_SOURCE: &str = include_str!("rpycd/serve.py");
 const SERVE_MODULE: &str = "rpycd_serve";
 
 /// What to serve and how: the class, where to find it, and the protocol
