@@ -13,7 +13,6 @@ Python objects because Python code sees them.
 Requests themselves, boxing, framing and the object table are Rust's
 (``rpycd._link.Link``); nothing here reads or writes the connection.
 """
-import builtins
 import itertools
 import sys
 import types
@@ -687,9 +686,4 @@ def _access_attr(obj, name, args, overrider, default, check=None):
         if check is not None:
             name = check(obj, name)
     return accessor(obj, name, *args)
-
-
-def is_proxy_of(obj, remote):
-    return isinstance(obj, BaseNetref) and object.__getattribute__(obj, "____conn__") is remote
-
 
