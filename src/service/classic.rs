@@ -1,12 +1,11 @@
 //! The classic service (rpyc 6.0.2 `SlaveService` with its `allow_all`
 //! configuration) on an embedded CPython.
 //!
-//! One [`ClassicService`] per process initialises Python and loads the
-//! object-space module (`classic.py`); each connection gets a
+//! One [`ClassicService`] per process initialises Python and imports the
+//! object space (the `rpycd` package, `rpycd/*.py`); each connection gets a
 //! [`ClassicSession`] with its own root, namespace and object table.
 
 use std::collections::HashMap;
-use std::ffi::CString;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
@@ -23,8 +22,12 @@ use crate::protocol::brine::BulkMemory;
 use crate::protocol::message::{Boxed, ExceptionInfo, Handler, IdPack, RemoteException};
 use crate::sync::lock;
 
-const OBJECT_SPACE_SOURCE: &str = include_str!("rpycd/classic.py");
-const OBJECT_SPACE_MODULE: &str = "rpycd_classic";
+/// The object space: the module of the embedded `rpycd` package (see
+/// [`super::embedded`]) that Rust looks names up in.
+const OBJECT_SPACE_MODULE: &str = "rpycd.classic";
+/// What tests/daemon's leak probes import it as (`stats()`): its name from
+/// when it was one module of its own.
+const OBJECT_SPACE_ALIAS: &str = "rpycd_classic";
 
 /// Sessions a forking parent rehearses before its first fork: enough for
 /// CPython 3.11 to quicken and specialise the code a session runs (it
@@ -38,7 +41,7 @@ pub enum ServiceError {
 }
 
 /// Open sessions and the objects their clients hold, across the process:
-/// what `rpycd_classic.stats()` reports, so a leak is visible from outside.
+/// what `rpycd.classic.stats()` reports, so a leak is visible from outside.
 /// A tuple holding objects passed by reference is boxed item by item, as
 /// rpyc does, down to this many levels; a tuple deeper than that goes by
 /// reference itself. rpyc's own recursive `_box` raises RecursionError on
@@ -97,16 +100,11 @@ impl ClassicService {
                 sys.setattr("argv", vec!["rpyc-classic"])?;
             }
             point_executable_at_the_embedded_python(&sys)?;
-            let source = CString::new(OBJECT_SPACE_SOURCE)
-                .map_err(|e| PyTypeError::new_err(e.to_string()))?;
-            let file = CString::new("rpycd/classic.py")
-                .map_err(|e| PyTypeError::new_err(e.to_string()))?;
-            let name = CString::new(OBJECT_SPACE_MODULE)
-                .map_err(|e| PyTypeError::new_err(e.to_string()))?;
-            let module = PyModule::from_code(py, &source, &file, &name)?;
+            super::embedded::install(py)?;
+            let module = py.import(OBJECT_SPACE_MODULE)?;
             module.add_function(wrap_pyfunction!(stats, &module)?)?;
             sys.getattr("modules")?
-                .set_item(OBJECT_SPACE_MODULE, &module)?;
+                .set_item(OBJECT_SPACE_ALIAS, &module)?;
             Ok(ClassicService {
                 space: Arc::new(module.unbind()),
                 warmed: Arc::default(),

@@ -7,6 +7,7 @@
 
 pub mod classic;
 mod convert;
+mod embedded;
 mod link;
 pub mod python;
 

@@ -2,14 +2,12 @@
 //! semantics (what `rpyc-serve` hosts).
 //!
 //! The classic object space does the work (proxies, vinegar, the object
-//! table); `serve.py` puts the user's class at the root and applies the
+//! table); `rpycd/serve.py` puts the user's class at the root and applies the
 //! protocol configuration's attribute rules, as rpyc's `Connection` does.
 
-use std::ffi::CString;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
 
@@ -17,8 +15,9 @@ use super::classic::{ClassicService, ServiceError};
 use super::{PeerInfo, SessionFactory};
 use crate::connection::{Connection, Session};
 
-const SERVE_SOURCE: &str = include_str!("rpycd/serve.py");
-const SERVE_MODULE: &str = "rpycd_serve";
+/// rpyc-serve's additions to the object space, in the embedded `rpycd`
+/// package (see [`super::embedded`]).
+const SERVE_MODULE: &str = "rpycd.serve";
 
 /// What to serve and how: the class, where to find it, and the protocol
 /// configuration keys to change from rpyc's defaults.
@@ -156,19 +155,8 @@ impl PythonService {
 }
 
 fn load_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
-    let modules = py.import("sys")?.getattr("modules")?;
-    if let Ok(module) = modules.get_item(SERVE_MODULE) {
-        return Ok(module.cast_into::<PyModule>()?);
-    }
-    let as_c = |text: &str| CString::new(text).map_err(|e| PyTypeError::new_err(e.to_string()));
-    let module = PyModule::from_code(
-        py,
-        &as_c(SERVE_SOURCE)?,
-        &as_c("rpycd/serve.py")?,
-        &as_c(SERVE_MODULE)?,
-    )?;
-    modules.set_item(SERVE_MODULE, &module)?;
-    Ok(module)
+    // ClassicService::new has installed the embedded package's finder
+    py.import(SERVE_MODULE)
 }
 
 impl SessionFactory for PythonService {

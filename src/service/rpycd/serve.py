@@ -1,18 +1,19 @@
 """rpyc-serve's object space: any rpyc ``Service`` class as the root, with
 rpyc 6.0.2's protocol configuration deciding what a client may reach.
 
-The classic object space (``rpycd_classic``) gives proxies, vinegar and the
-request handlers; this module adds what a non-classic service has on top:
-the attribute rules of ``Connection._check_attr`` (``exposed_`` prefix,
-safe and public attributes), the pickle switch, and the service's
-``on_connect``/``on_disconnect`` calls.
+The classic object space (this package's other modules) gives proxies,
+vinegar and the request handlers; this module adds what a non-classic
+service has on top: the attribute rules of ``Connection._check_attr``
+(``exposed_`` prefix, safe and public attributes), the pickle switch, and
+the service's ``on_connect``/``on_disconnect`` calls.
 """
 import importlib
 import inspect
 import os
 import sys
 
-import rpycd_classic as classic
+from . import handlers
+from .remote import Remote
 
 # rpyc 6.0.2's DEFAULT_CONFIG (rpyc/core/protocol.py), the part that decides
 # what a client may do with the server's objects.
@@ -134,7 +135,7 @@ def _hasattr_static(obj, name):
     return True
 
 
-class ServiceRemote(classic.Remote):
+class ServiceRemote(Remote):
     """The client's side of a connection to a custom service: what the
     service's ``on_connect(conn)`` gets. ``conn.root`` is the client's root,
     ``conn._config`` the protocol configuration, as with rpyc."""
@@ -187,8 +188,8 @@ class ServiceRemote(classic.Remote):
         raise AttributeError(f"cannot access {name!r}")
 
     def _access_attr(self, obj, name, args, overrider, param, default):
-        return classic._access_attr(obj, name, args, overrider, default,
-                                    lambda obj, name: self._check_attr(obj, name, param))
+        return handlers._access_attr(obj, name, args, overrider, default,
+                                     lambda obj, name: self._check_attr(obj, name, param))
 
     def _handle_getattr(self, obj, name):
         return self._access_attr(obj, name, (), "_rpyc_getattr", "allow_getattr", getattr)
