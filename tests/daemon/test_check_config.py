@@ -5,7 +5,6 @@ service that cannot be used)."""
 
 import os
 import subprocess
-from pathlib import Path
 
 import pytest
 

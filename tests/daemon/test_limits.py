@@ -8,7 +8,7 @@ import time
 import pytest
 import rpyc
 
-from conftest import classic_daemon, wait_until
+from conftest import classic_daemon
 from reliability import record
 
 

@@ -5,7 +5,6 @@ import os
 import signal
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
@@ -189,8 +188,8 @@ def test_socket_activation_serves_the_passed_sockets_and_binds_nothing(daemons, 
 
 def test_socket_activation_with_accept(daemons, tmp_path):
     port = free_port()
-    daemon = daemons(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--accept",
-                      binary()], tmp_path)
+    daemons(["systemd-socket-activate", "-l", f"127.0.0.1:{port}", "--accept", binary()],
+            tmp_path)
     wait_until(lambda: accepts("127.0.0.1", port), "the activation socket")
     first = rpyc.classic.connect("127.0.0.1", port)
     second = rpyc.classic.connect("127.0.0.1", port)
@@ -374,8 +373,8 @@ def test_watchdog_pings(daemons, tmp_path):
     notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     notify.bind(notify_path)
     notify.settimeout(20)
-    daemon = daemons([binary(), "--host", "127.0.0.1", "-p", str(free_port())], tmp_path,
-                     env=server_env(NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="400000"))
+    daemons([binary(), "--host", "127.0.0.1", "-p", str(free_port())], tmp_path,
+            env=server_env(NOTIFY_SOCKET=notify_path, WATCHDOG_USEC="400000"))
     lines = []
     while lines.count("WATCHDOG=1") < 2:
         lines.extend(notify.recv(4096).decode().splitlines())

@@ -3,7 +3,6 @@
 import datetime
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 import pytest

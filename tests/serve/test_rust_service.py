@@ -2,7 +2,6 @@
 ``rpyc.connect`` client: calls, keywords, exposed_ names, callbacks,
 exceptions, objects by reference, many clients, forking mode."""
 
-import os
 import threading
 
 import pytest

@@ -6,9 +6,6 @@ import threading
 import time
 
 import pytest
-import rpyc
-
-from conftest import start
 
 
 def test_calls_and_exposed_names(calc):
