@@ -67,6 +67,28 @@ venv_ready() {
         "$python" -c "import rpyc, pytest; assert rpyc.__version__ == '$version'" 2>/dev/null
 }
 
+# The linter scripts/test runs on the Python sources, in .venv. Pinned: a
+# release with new checks must not fail a run of unchanged code.
+pyflakes_version=4.1.0
+
+# lint_ready: whether .venv has that pyflakes.
+lint_ready() {
+    [[ -x $venv_python ]] &&
+        "$venv_python" -c "import pyflakes; assert pyflakes.__version__ == '$pyflakes_version'" 2>/dev/null
+}
+
+# ensure_lint: .venv (made by ensure_venv) with that pyflakes.
+ensure_lint() {
+    if lint_ready; then
+        echo "venv: $repo/.venv already has pyflakes $pyflakes_version"
+        return 0
+    fi
+    echo "venv: installing pyflakes==$pyflakes_version from PyPI"
+    PIP_NO_INPUT=1 "$venv_python" -m pip install --disable-pip-version-check --quiet \
+        "pyflakes==$pyflakes_version"
+    lint_ready
+}
+
 # ensure_venv [DIR VERSION]: a venv in DIR with rpyc VERSION and pytest.
 ensure_venv() {
     local dir=${1:-$repo/.venv} version=${2:-6.0.2}
