@@ -27,7 +27,6 @@ impl Connection {
         }
         // the idle clock: since the last bytes came in (or reading began)
         let mut quiet_since = Instant::now();
-        let mut pace = FramePace::default();
         loop {
             let limits = self.config.decode_limits();
             let decoded = match inbound.decoder.next_payload()? {
@@ -43,7 +42,8 @@ impl Connection {
                 None => None,
             };
             if let Some(decoded) = decoded {
-                pace = FramePace::default();
+                // what is left buffered is the next frame, begun now
+                inbound.pace = FramePace::begun(inbound.decoder.buffered(), Instant::now());
                 self.greeted.store(true, Ordering::Release);
                 let since_open =
                     u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -63,7 +63,11 @@ impl Connection {
             }
             self.partial_frame
                 .store(inbound.decoder.buffered(), Ordering::Relaxed);
-            let Inbound { reader, decoder } = inbound;
+            let Inbound {
+                reader,
+                decoder,
+                pace,
+            } = inbound;
             if let Some(len) = decoder.bulk_wanted() {
                 if let Some(memory) = self.bulk_memory(len) {
                     decoder.give_bulk_memory(memory);
@@ -84,7 +88,7 @@ impl Connection {
                 Ok(got) => {
                     quiet_since = Instant::now();
                     pace.arrived(got, quiet_since);
-                    if let Some(error) = self.too_slow(&pace, quiet_since) {
+                    if let Some(error) = self.too_slow(pace, quiet_since) {
                         return Err(error);
                     }
                 }
@@ -98,7 +102,7 @@ impl Connection {
                             return Err(ConnError::Timeout(timeout));
                         }
                     }
-                    if let Some(error) = self.too_slow(&pace, now) {
+                    if let Some(error) = self.too_slow(pace, now) {
                         return Err(error);
                     }
                     // the read timeout is also the idle clock's tick:
@@ -174,6 +178,14 @@ pub(super) struct FramePace {
 }
 
 impl FramePace {
+    /// The pace of a frame of which `buffered` bytes are in already.
+    pub(super) fn begun(buffered: usize, now: Instant) -> FramePace {
+        FramePace {
+            began: (buffered > 0).then_some(now),
+            bytes: buffered,
+        }
+    }
+
     pub(super) fn arrived(&mut self, bytes: usize, now: Instant) {
         self.began.get_or_insert(now);
         self.bytes += bytes;

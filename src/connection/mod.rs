@@ -157,6 +157,10 @@ enum Incoming<M = Message> {
 struct Inbound {
     reader: Box<dyn Read + Send>,
     decoder: Decoder,
+    /// How the frame being read is coming, across reads and whichever
+    /// thread reads: a frame begun in the read that ended the one before
+    /// is timed from then.
+    pace: FramePace,
 }
 
 struct Outbound {
@@ -235,6 +239,7 @@ impl Connection {
                 reader,
                 decoder: Decoder::new(config.limits)
                     .locating_bulk(message::locate_bulk, brine::BULK_MIN),
+                pace: FramePace::default(),
             }),
             outbound: Mutex::new(Outbound { writer }),
             config,
@@ -368,7 +373,7 @@ mod requests;
 mod serving;
 
 pub use inbound::MIN_FRAME_RATE;
-use inbound::{DIALECT_UNKNOWN, DIALECT_V5};
+use inbound::{FramePace, DIALECT_UNKNOWN, DIALECT_V5};
 use serving::bad_request_exception;
 
 #[cfg(test)]

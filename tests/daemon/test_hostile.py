@@ -211,6 +211,25 @@ def test_part_of_a_frame_that_stops_coming_is_idleness(daemons, tmp_path, server
 
 
 @pytest.mark.parametrize("server", SERVERS)
+def test_a_frame_begun_with_the_message_before_it_is_timed_too(daemons, tmp_path, server):
+    """The first two bytes of a frame sent in the same packet as a whole
+    message: the frame began when that message was read, so it stalls from
+    then on, whichever thread reads next (rpyc-serve's session start is
+    waiting for the peer's root at that moment)."""
+    daemon, port = start(daemons, tmp_path, server, "--idle-timeout", "1")
+    conn, answers = session(server, port)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    ping = b"\x01" + bytes([0x11]) + bytes([0x50 + 1]) + bytes([0x11, 0x50 + 1, 0x11, 0x51, 0x10, 0x01])
+    sock.sendall(frame(ping) + b"\x00\x00")
+    began = time.monotonic()
+    assert ended(sock, 10, answers), "a frame begun beside a whole message held its connection"
+    assert answers()
+    record(f"frame begun beside a whole message, then stalled ({server})",
+           "--idle-timeout 1; a PING and 2 bytes of the next frame's header in one packet, then nothing",
+           f"closed after {time.monotonic() - began:.1f} s", seconds=time.monotonic() - began)
+
+
+@pytest.mark.parametrize("server", SERVERS)
 def test_a_frame_trickled_below_the_floor_rate_ends(daemons, tmp_path, server):
     daemon, port = start(daemons, tmp_path, server, "--idle-timeout", "1")
     conn, answers = session(server, port)
