@@ -859,6 +859,9 @@ def test_bulk_bytes_over_tls(tls_server, pki):
     # a vectored write, which the TLS writer takes piece by piece
     server = tls_server()
     conn = ssl_connect(server.port, pki)
+    # 40 MB through rpyc's own TLS server (the reference) takes seconds of
+    # pure-Python writes, more than rpyc's 30 s on a loaded 2-CPU machine
+    conn._config["sync_request_timeout"] = 180
     conn.execute("bulk_value = __import__('os').urandom(40_000_000)")
     digest = conn.eval("__import__('hashlib').sha256(bulk_value).hexdigest()")
     local = conn.eval("bulk_value")
