@@ -153,33 +153,28 @@ impl Server {
     /// 250 ms gives its thread back and waits in one poll set until the
     /// client sends again, then a thread serves it on. Services keep no
     /// state in a thread (a `thread_local!`) across requests.
-    pub fn threaded(mut self) -> Server {
-        self.strategy = Strategy::Threaded;
-        self
+    pub fn threaded(self) -> Server {
+        self.strategy(Strategy::Threaded)
     }
 
     /// `size` threads; a connection that finds them all busy is dropped
     /// (rpyc's `ThreadPoolServer`).
-    pub fn thread_pool(mut self, size: usize) -> Server {
-        self.strategy = Strategy::ThreadPool(size.max(1));
-        self
+    pub fn thread_pool(self, size: usize) -> Server {
+        self.strategy(Strategy::ThreadPool(size.max(1)))
     }
 
     /// A process per connection (rpyc's `ForkingServer`): each connection
     /// has its own copy of the service. [`serve`](Server::serve) must run in
     /// the process's only thread; signal handlers are installed (the
     /// server reaps its children on SIGCHLD).
-    pub fn forking(mut self) -> Server {
-        self.strategy = Strategy::Forking;
-        self.signals = true;
-        self
+    pub fn forking(self) -> Server {
+        self.strategy(Strategy::Forking)
     }
 
     /// One connection, served in the calling thread, then `serve` returns
     /// (rpyc's `OneShotServer`).
-    pub fn oneshot(mut self) -> Server {
-        self.strategy = Strategy::OneShot;
-        self
+    pub fn oneshot(self) -> Server {
+        self.strategy(Strategy::OneShot)
     }
 
     /// Listens on a TCP address: `"127.0.0.1:18861"`, `("::1", 0)`; port 0
@@ -220,7 +215,8 @@ impl Server {
         self
     }
 
-    /// Any of the serving strategies.
+    /// Any of the serving strategies (forking installs the signal
+    /// handlers: the server reaps its children on SIGCHLD).
     pub fn strategy(mut self, strategy: Strategy) -> Server {
         if strategy == Strategy::Forking {
             self.signals = true;
@@ -424,14 +420,13 @@ impl Bound {
             trigger: _,
         } = self;
         if let Some(stream) = single {
-            let context = Context {
-                service: server.factory,
-                config: server.config,
+            let context = Context::single(
+                server.factory,
+                server.config,
                 log,
-                auth: server.auth,
-                connections: Arc::default(),
-                greeting_timeout: server.greeting_timeout,
-            };
+                server.auth,
+                server.greeting_timeout,
+            );
             return serve_accepted(stream, &context).map_err(ServeError::Run);
         }
         for listener in &listeners {

@@ -189,7 +189,7 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
     if args.mode == Mode::Stdio {
         let loaded = (hosting.load)()?;
         let log = log.renamed(format!("{}/stdio", loaded.name));
-        let context = context_of(args, config, log, auth, loaded.service);
+        let context = Context::single(loaded.service, config, log, auth, args.handshake_timeout);
         return serve_stdio(&context);
     }
     let inherited = Listener::from_systemd().map_err(RunError::Inherit)?;
@@ -257,24 +257,6 @@ fn bind(args: &ClassicArgs) -> Result<Listener, RunError> {
     };
     let addr = resolve(host, port, args.ipv6).map_err(bind_error)?;
     Listener::bind_tcp(addr, args.backlog).map_err(bind_error)
-}
-
-/// A context for serving connections in this process directly.
-fn context_of(
-    args: &ClassicArgs,
-    config: Config,
-    log: Logger,
-    auth: Option<Arc<dyn Authenticator>>,
-    service: Arc<dyn SessionFactory>,
-) -> Context {
-    Context {
-        service,
-        config,
-        log,
-        auth,
-        connections: Arc::default(),
-        greeting_timeout: args.handshake_timeout,
-    }
 }
 
 /// The authenticator the switches ask for, its files checked now.

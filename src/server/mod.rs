@@ -55,6 +55,27 @@ pub struct Context {
     pub greeting_timeout: Duration,
 }
 
+impl Context {
+    /// For a connection served in the calling thread without a [`Runner`]
+    /// (stdio, systemd's `Accept=yes`): there are no others to count.
+    pub fn single(
+        service: Arc<dyn SessionFactory>,
+        config: Config,
+        log: Logger,
+        auth: Option<Arc<dyn Authenticator>>,
+        greeting_timeout: Duration,
+    ) -> Context {
+        Context {
+            service,
+            config,
+            log,
+            auth,
+            connections: Arc::default(),
+            greeting_timeout,
+        }
+    }
+}
+
 /// How the server stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
