@@ -77,9 +77,41 @@ fn the_registry_and_the_daemon_plumbing_do_not_import_the_server() {
 }
 
 #[test]
-fn only_the_services_use_python() {
-    let users = users("src", &["src/service/"], "pyo3");
+fn only_the_python_services_use_python() {
+    let users = users("src", &["src/service/python/"], "pyo3");
     assert!(users.is_empty(), "{users:?}");
+}
+
+#[test]
+fn services_know_nothing_of_servers_or_programs() {
+    for above in [
+        "crate::server",
+        "crate::api",
+        "crate::app",
+        "crate::registry",
+    ] {
+        let users = users("src/service", &[], above);
+        assert!(users.is_empty(), "{above} imported by {users:?}");
+    }
+}
+
+/// A file over this many lines holds more than one idea; split it (a big
+/// module's unit tests go beside it in `tests.rs`, which may be longer).
+const MOST_LINES: usize = 620;
+
+#[test]
+fn no_source_file_outgrows_one_idea() {
+    let mut too_long = Vec::new();
+    for dir in ["src", "proto/src", "bench/src", "examples"] {
+        for (path, text) in sources(dir) {
+            let is_tests = path.file_name().is_some_and(|name| name == "tests.rs");
+            let lines = text.lines().count();
+            if !is_tests && lines > MOST_LINES {
+                too_long.push(format!("{} ({lines} lines)", relative(&path)));
+            }
+        }
+    }
+    assert!(too_long.is_empty(), "{too_long:?}");
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 #[path = "../examples/gen-docs/docs.rs"]
 mod docs;
+#[path = "../examples/gen-docs/pages.rs"]
+mod pages;
 
 use std::collections::BTreeSet;
 use std::fs;

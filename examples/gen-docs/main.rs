@@ -11,6 +11,7 @@
 //! `fish/rpyc-classic.fish`, and the same for `rpyc-registry`.
 
 mod docs;
+mod pages;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

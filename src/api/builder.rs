@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::root::{Service, ServiceFactory};
 use crate::connection::Config;
 use crate::daemon::listener::{Inherited, Listener, Stream};
 use crate::daemon::log::{Level, Logger};
@@ -19,6 +18,7 @@ use crate::registry::registrar::Registrar;
 use crate::registry::Transport;
 use crate::server::transport::Authenticator;
 use crate::server::{serve_accepted, Context, Options, Runner, Strategy};
+use crate::service::rust::root::{Service, ServiceFactory};
 use crate::service::SessionFactory;
 
 /// Why a server could not start or stopped with an error.

@@ -12,12 +12,12 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::error::Error;
-use super::remote::{Peer, RemoteObject};
-use super::root::{open_session, Service, VoidService};
 use crate::connection::{Config, Connection};
 use crate::daemon::listener::Stream;
 use crate::server::transport::{into_reader, Transport};
+use crate::service::rust::error::Error;
+use crate::service::rust::remote::{Peer, RemoteObject};
+use crate::service::rust::root::{open_session, Service, VoidService};
 use crate::service::PeerInfo;
 
 /// How long [`connect`] tries each address the name resolves to.

@@ -62,21 +62,15 @@
 //! ```
 
 mod builder;
-mod class;
 mod client;
-mod error;
-mod remote;
-mod root;
-mod session;
-mod values;
 
-pub use crate::service::PeerInfo;
-pub use builder::{Bound, Running, ServeError, Server, Stopper};
-pub use class::{Call, Class, Object, EXPOSED_PREFIX};
-pub use client::{connect, connect_unix, connect_with, Client, CONNECT_TIMEOUT};
-pub use error::{Error, Exception};
-pub use remote::{Peer, RemoteObject};
-pub use root::{Service, ServiceFactory, VoidService};
-pub use values::{
+pub use crate::service::rust::class::{Call, Class, Object, EXPOSED_PREFIX};
+pub use crate::service::rust::error::{Error, Exception};
+pub use crate::service::rust::remote::{Peer, RemoteObject};
+pub use crate::service::rust::root::{Service, ServiceFactory, VoidService};
+pub use crate::service::rust::values::{
     Args, Bytes, FromObj, FromParams, IntoArgs, IntoObj, Local, Obj, ITERATION_LIMIT,
 };
+pub use crate::service::PeerInfo;
+pub use builder::{Bound, Running, ServeError, Server, Stopper};
+pub use client::{connect, connect_unix, connect_with, Client, CONNECT_TIMEOUT};

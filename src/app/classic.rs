@@ -1,13 +1,15 @@
 //! The `rpyc-classic` daemon: from parsed switches to a serving server.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use super::exit;
+use super::Program;
 use crate::api::{ServeError, Server};
 use crate::cli::classic::{ClassicArgs, Mode};
+use crate::cli::CliError;
 use crate::connection::Config;
 use crate::daemon::listener::{resolve, Inherited, Listener};
 use crate::daemon::log::{Destination, LogError, Logger};
@@ -15,7 +17,7 @@ use crate::protocol::frame::Limits;
 use crate::server::tls::{TlsAuthenticator, TlsError, TlsFiles};
 use crate::server::transport::{Authenticator, Transport};
 use crate::server::{serve_transport, stdio, Context, Strategy};
-use crate::service::classic::{ClassicService, ServiceError};
+use crate::service::python::classic::{ClassicService, ServiceError};
 use crate::service::SessionFactory;
 
 #[derive(Debug, Error)]
@@ -31,7 +33,7 @@ pub enum RunError {
     Service(#[from] ServiceError),
     /// The service named on the command line cannot be loaded.
     #[error("{0}")]
-    Load(crate::service::python::LoadError),
+    Load(crate::service::python::hosted::LoadError),
     #[error("cannot take stdin/stdout: {0}")]
     Stdio(std::io::Error),
     #[error("server failed: {0}")]
@@ -46,16 +48,35 @@ pub enum RunError {
 
 /// `rpyc-classic`, start to end.
 pub fn main(program: &str) -> ExitCode {
-    let args = match ClassicArgs::parse_from(std::env::args_os()) {
-        Ok(args) => args,
-        Err(error) => return exit::bad_command_line(program, &error),
-    };
-    if args.check_config {
-        // as nginx -t: what start-up opens and loads, by the same code
-        return exit::check_outcome(program, check(&args));
+    super::start::<ClassicProgram>(program)
+}
+
+/// The `rpyc-classic` program.
+pub struct ClassicProgram;
+
+impl Program for ClassicProgram {
+    type Args = ClassicArgs;
+    type Error = RunError;
+
+    fn parse(args: Vec<OsString>) -> Result<ClassicArgs, CliError> {
+        ClassicArgs::parse_from(args)
     }
-    let ran = run(&args);
-    exit::run_outcome(program, ran, stderr_is_the_client(args.mode))
+
+    fn checks_only(args: &ClassicArgs) -> bool {
+        args.check_config
+    }
+
+    fn check(args: &ClassicArgs) -> Result<(), RunError> {
+        check(args)
+    }
+
+    fn run(args: &ClassicArgs) -> Result<(), RunError> {
+        run(args)
+    }
+
+    fn stderr_is_the_client(args: &ClassicArgs) -> bool {
+        stderr_is_the_client(args.mode)
+    }
 }
 
 /// In stdio mode fd 2 may be the client's socket (inetd passes it as 0, 1
@@ -170,7 +191,7 @@ fn open_configured(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<Opened, 
 }
 
 /// `--check-config`, as `nginx -t` or `sshd -t`: opens and validates
-/// what start-up would, by the same code ([`open_configured`] and the
+/// what start-up would, by the same code (`open_configured` and the
 /// service's load, which imports a hosted service and checks its class),
 /// and binds nothing.
 pub fn check_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunError> {

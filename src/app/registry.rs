@@ -1,12 +1,14 @@
 //! `rpyc-registry`: from parsed switches to a serving registry.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use thiserror::Error;
 
-use super::exit;
+use super::Program;
 use crate::cli::registry::RegistryArgs;
+use crate::cli::CliError;
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::Signals;
@@ -29,14 +31,31 @@ pub enum RunError {
 
 /// `rpyc-registry`, start to end.
 pub fn main(program: &str) -> ExitCode {
-    let args = match RegistryArgs::parse_from(std::env::args_os()) {
-        Ok(args) => args,
-        Err(error) => return exit::bad_command_line(program, &error),
-    };
-    if args.check_config {
-        return exit::check_outcome(program, check(&args));
+    super::start::<RegistryProgram>(program)
+}
+
+/// The `rpyc-registry` program.
+pub struct RegistryProgram;
+
+impl Program for RegistryProgram {
+    type Args = RegistryArgs;
+    type Error = RunError;
+
+    fn parse(args: Vec<OsString>) -> Result<RegistryArgs, CliError> {
+        RegistryArgs::parse_from(args)
     }
-    exit::run_outcome(program, run(&args), false)
+
+    fn checks_only(args: &RegistryArgs) -> bool {
+        args.check_config
+    }
+
+    fn check(args: &RegistryArgs) -> Result<(), RunError> {
+        check(args)
+    }
+
+    fn run(args: &RegistryArgs) -> Result<(), RunError> {
+        run(args)
+    }
 }
 
 /// Opened first: an unusable logfile or syslog is a configuration error,

@@ -1,28 +1,50 @@
 //! The `rpyc-serve` daemon: a Python rpyc `Service` class behind every
 //! serving mode of `rpyc-classic`.
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::classic::{check_hosted, run_hosted, stderr_is_the_client, Hosting, Loaded, RunError};
-use super::exit;
+use super::Program;
 use crate::cli::serve::ServeArgs;
-use crate::service::python::{PythonService, ServiceSpec};
+use crate::cli::CliError;
+use crate::service::python::hosted::{PythonService, ServiceSpec};
 
-/// What the switches name, as the service loader takes it.
 /// `rpyc-serve`, start to end.
 pub fn main(program: &str) -> ExitCode {
-    let args = match ServeArgs::parse_from(std::env::args_os()) {
-        Ok(args) => args,
-        Err(error) => return exit::bad_command_line(program, &error),
-    };
-    if args.server.check_config {
-        return exit::check_outcome(program, check(&args));
-    }
-    let ran = run(&args);
-    exit::run_outcome(program, ran, stderr_is_the_client(args.server.mode))
+    super::start::<ServeProgram>(program)
 }
 
+/// The `rpyc-serve` program.
+pub struct ServeProgram;
+
+impl Program for ServeProgram {
+    type Args = ServeArgs;
+    type Error = RunError;
+
+    fn parse(args: Vec<OsString>) -> Result<ServeArgs, CliError> {
+        ServeArgs::parse_from(args)
+    }
+
+    fn checks_only(args: &ServeArgs) -> bool {
+        args.server.check_config
+    }
+
+    fn check(args: &ServeArgs) -> Result<(), RunError> {
+        check(args)
+    }
+
+    fn run(args: &ServeArgs) -> Result<(), RunError> {
+        run(args)
+    }
+
+    fn stderr_is_the_client(args: &ServeArgs) -> bool {
+        stderr_is_the_client(args.server.mode)
+    }
+}
+
+/// What the switches name, as the service loader takes it.
 pub fn spec_of(args: &ServeArgs) -> ServiceSpec {
     ServiceSpec {
         class: args.service.service.clone(),

@@ -5,8 +5,8 @@
 //! connection thread. Each line reaches its destination in one write under a
 //! lock, so lines of concurrent threads never interleave, and a failed write
 //! is dropped: a full disk or a stopped syslog daemon must not stop serving.
-//! What peers choose is escaped ([`escape`]), and the lines they can cause
-//! at will are kept to a rate ([`ratelimit`]).
+//! What peers choose is escaped (`escape`), and the lines they can cause
+//! at will are kept to a rate (`ratelimit`).
 
 mod escape;
 mod journal;

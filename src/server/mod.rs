@@ -6,8 +6,8 @@
 mod anchors;
 mod connections;
 mod forking;
+mod lifecycle;
 mod parking;
-mod sessions;
 mod signatures;
 pub mod stdio;
 mod strategy;
@@ -34,7 +34,7 @@ use crate::service::{PeerInfo, SessionFactory};
 use crate::sync::lock;
 use connections::Accepted;
 pub use connections::Connections;
-pub use sessions::*;
+pub use lifecycle::*;
 pub use strategy::Strategy;
 use transport::{Authenticator, Transport};
 

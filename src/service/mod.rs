@@ -1,15 +1,13 @@
 //! Services: what answers a connection's requests.
 //!
 //! A server hosts one [`SessionFactory`], which gives each connection its
-//! [`Session`]. [`classic`] is rpyc's classic (`SlaveService`) service on an
-//! embedded CPython; [`python`] serves any Python rpyc `Service` class on
-//! the same object space (`rpyc-serve`).
+//! [`Session`]. Services come in two kinds: [`python`], on an embedded
+//! CPython (rpyc's classic `SlaveService`, and any Python rpyc `Service`
+//! class for `rpyc-serve`), and [`rust`], services written in Rust (the
+//! public API's `Service`, `Class`, `Obj`).
 
-pub mod classic;
-mod convert;
-mod embedded;
-mod link;
 pub mod python;
+pub mod rust;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -55,25 +53,5 @@ pub trait SessionFactory: Send + Sync {
         // SAFETY: the caller guarantees it is the only thread, so the child
         // inherits no lock held by a thread that does not exist there.
         unsafe { nix::unistd::fork() }
-    }
-}
-
-impl SessionFactory for classic::ClassicService {
-    fn open(&self, conn: &Arc<Connection>, _peer: &PeerInfo) -> Result<Arc<dyn Session>, String> {
-        classic::ClassicService::open(self, conn)
-            .map(|session| session as Arc<dyn Session>)
-            .map_err(|error| error.to_string())
-    }
-
-    fn connection_done(&self) {
-        classic::finish_thread_state();
-    }
-
-    fn may_move(&self) -> bool {
-        classic::thread_state_is_clean()
-    }
-
-    fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
-        classic::ClassicService::fork(self)
     }
 }

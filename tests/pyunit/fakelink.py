@@ -1,4 +1,4 @@
-"""A stand-in for the Rust ``Link`` (src/service/link.rs) that a
+"""A stand-in for the Rust ``Link`` (src/service/python/link.rs) that a
 ``rpycd.remote.Remote`` sends its requests and releases through: it records
 them, and answers each request as the test told it to."""
 

@@ -1,5 +1,5 @@
 """rpycd.classic and the rest of the package as Rust uses them: every name
-src/service/*.rs looks up or calls is there, warm() and freeze()."""
+src/service/python/*.rs looks up or calls is there, warm() and freeze()."""
 import gc
 import re
 from pathlib import Path
@@ -10,9 +10,9 @@ from rpycd import classic, introspect, serve
 from rpycd.handlers import Handlers
 from rpycd.remote import Remote
 
-SERVICE = Path(__file__).resolve().parents[2] / "src" / "service"
+SERVICE = Path(__file__).resolve().parents[2] / "src" / "service" / "python"
 CLASSIC_RS = (SERVICE / "classic.rs").read_text()
-PYTHON_RS = (SERVICE / "python.rs").read_text()
+HOSTED_RS = (SERVICE / "hosted.rs").read_text()
 
 
 def names(pattern, text):
@@ -38,13 +38,13 @@ def test_the_handler_methods_classic_rs_dispatches_to():
         assert callable(getattr(serve.ServiceRemote, name)), name
 
 
-def test_the_names_python_rs_looks_up_in_serve():
-    looked_up = names(r'module\s*\.getattr\("(\w+)"\)', PYTHON_RS)
+def test_the_names_hosted_rs_looks_up_in_serve():
+    looked_up = names(r'module\s*\.getattr\("(\w+)"\)', HOSTED_RS)
     assert looked_up == {"load_service", "make_config", "SETTABLE", "ServiceRemote",
                          "root_factory", "service_aliases"}
     for name in looked_up:
         assert hasattr(serve, name), name
-    assert names(r'call_method1\("(\w+)"', PYTHON_RS) == {"_connected"}
+    assert names(r'call_method1\("(\w+)"', HOSTED_RS) == {"_connected"}
     assert callable(serve.ServiceRemote._connected)
 
 

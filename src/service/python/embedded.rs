@@ -1,4 +1,4 @@
-//! The `rpycd` Python package (`src/service/rpycd/`), built into the
+//! The `rpycd` Python package (`src/service/python/rpycd/`), built into the
 //! binaries: a finder on `sys.meta_path` imports its modules from the
 //! sources embedded here. They are the same modules, under the same names
 //! and with the same imports between them, as tests/pyunit imports from
@@ -109,11 +109,11 @@ pub(super) fn install(py: Python<'_>) -> PyResult<()> {
 mod tests {
     use super::*;
 
-    /// A module added to src/service/rpycd must be listed in `MODULES`,
+    /// A module added to src/service/python/rpycd must be listed in `MODULES`,
     /// or the binaries cannot import it.
     #[test]
     fn every_module_of_the_package_is_embedded() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/service/rpycd");
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/service/python/rpycd");
         let mut files: Vec<String> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())

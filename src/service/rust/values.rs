@@ -64,7 +64,7 @@ impl Obj {
     }
 
     /// A Rust object, sent by reference: the client gets a proxy whose
-    /// methods and attributes are the object's [`Class`](super::Class).
+    /// methods and attributes are the object's [`Class`](super::class::Class).
     pub fn object<T: Object>(object: T) -> Obj {
         Obj::Local(Local::new(object))
     }
@@ -72,7 +72,7 @@ impl Obj {
     /// A Rust closure as a Python callable (a callback to hand the peer).
     pub fn function(
         name: &str,
-        body: impl Fn(&super::Call) -> Result<Obj, Error> + Send + Sync + 'static,
+        body: impl Fn(&super::class::Call) -> Result<Obj, Error> + Send + Sync + 'static,
     ) -> Obj {
         Obj::Local(Local(Arc::new(super::class::Function::new(name, body))))
     }
@@ -579,7 +579,7 @@ impl IntoArgs for Vec<Obj> {
 }
 
 /// A method's parameters bound from positional and keyword arguments, as
-/// Python binds them: see [`Call::params`](super::Call::params).
+/// Python binds them: see [`Call::params`](super::class::Call::params).
 pub trait FromParams: Sized {
     /// `values[i]` is what the caller gave for `names[i]`, if anything.
     fn from_params(values: Vec<Option<Obj>>, names: &[&str], method: &str) -> Result<Self, Error>;

@@ -1,12 +1,12 @@
 """The object space of rpycd's classic service, as Rust sees it
-(src/service/classic.rs): the names it looks up, and what a forking
+(src/service/python/classic.rs): the names it looks up, and what a forking
 server does once before its first fork.
 
 The pieces that must be Python objects because Python code sees them are
 this package's other modules: ``service`` (the root), ``remote`` and
 ``handlers`` (the connection), ``netref`` and ``introspect`` (proxies and
 naming), ``vinegar`` (exceptions). Requests themselves, boxing, framing and
-the object table are Rust's (``rpycd.Link``, src/service/link.rs); nothing
+the object table are Rust's (``rpycd.Link``, src/service/python/link.rs); nothing
 here reads or writes the connection.
 
 Rust adds ``stats()`` here; tests/daemon calls it as ``rpycd_classic``, the

@@ -1,6 +1,6 @@
 """The client's requests, answered: rpyc's ``Connection._handle_*`` for the
 requests that run the client's code (Rust answers the others itself, see
-``ClassicSession::dispatch`` in src/service/classic.rs)."""
+``ClassicSession::dispatch`` in src/service/python/classic.rs)."""
 import itertools
 import sys
 

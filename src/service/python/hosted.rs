@@ -12,8 +12,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
 
 use super::classic::{ClassicService, ServiceError};
-use super::{PeerInfo, SessionFactory};
 use crate::connection::{Connection, Session};
+use crate::service::{PeerInfo, SessionFactory};
 
 /// rpyc-serve's additions to the object space, in the embedded `rpycd`
 /// package (see [`super::embedded`]).
@@ -163,7 +163,7 @@ impl SessionFactory for PythonService {
     fn open(&self, conn: &Arc<Connection>, peer: &PeerInfo) -> Result<Arc<dyn Session>, String> {
         // as the classic service does: one thread state for the thread's
         // life, not one made and destroyed per request
-        super::classic::keep_thread_state();
+        super::thread_state::keep();
         Python::attach(|py| {
             let session = self
                 .classic
@@ -194,11 +194,11 @@ impl SessionFactory for PythonService {
     }
 
     fn connection_done(&self) {
-        super::classic::finish_thread_state();
+        super::thread_state::finish();
     }
 
     fn may_move(&self) -> bool {
-        super::classic::thread_state_is_clean()
+        super::thread_state::is_clean()
     }
 
     fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {

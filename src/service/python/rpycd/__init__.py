@@ -1,6 +1,6 @@
 """rpycd's Python side: the object space the classic service (rpyc-classic)
 and rpyc-serve run on. The binaries embed these files and import them as
-this package (src/service/embedded.rs); tests/pyunit imports them from
+this package (src/service/python/embedded.rs); tests/pyunit imports them from
 src/service directly.
 
 - ``classic``: what Rust looks up, and what a forking server does before

@@ -12,7 +12,7 @@ use crate::protocol::message::{Boxed, Handler, IdPack};
 use crate::service::PeerInfo;
 
 /// One connection, from either end: the client's handle on its server, or
-/// a service's handle on the client that called it ([`Call::peer`](super::Call::peer)).
+/// a service's handle on the client that called it ([`Call::peer`](super::class::Call::peer)).
 /// Cheap to clone; all clones are one connection.
 #[derive(Clone)]
 pub struct Peer {

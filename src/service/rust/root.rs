@@ -242,7 +242,7 @@ pub(crate) fn open_session<S: Service>(
 pub struct VoidService;
 
 impl Object for VoidService {
-    fn describe(class: &mut super::Class<Self>) {
+    fn describe(class: &mut super::class::Class<Self>) {
         class.name("rpyc.core.service.VoidService");
     }
 }

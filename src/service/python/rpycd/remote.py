@@ -1,5 +1,5 @@
 """The client's side of one connection as server code sees it: requests to
-the client through the Rust ``Link`` (src/service/link.rs), and the
+the client through the Rust ``Link`` (src/service/python/link.rs), and the
 proxies for the client's objects."""
 from .consts import HANDLE_GETROOT, HANDLE_INSPECT, HANDLE_PING
 from .handlers import Handlers
