@@ -15,8 +15,8 @@ use crate::daemon::listener::{resolve, Inherited, Listener};
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::protocol::frame::Limits;
 use crate::server::tls::{TlsAuthenticator, TlsError, TlsFiles};
-use crate::server::transport::{Authenticator, Transport};
-use crate::server::{serve_transport, stdio, Context, Strategy};
+use crate::server::transport::Authenticator;
+use crate::server::{stdio, Context, Strategy};
 use crate::service::python::classic::{ClassicService, ServiceError};
 use crate::service::SessionFactory;
 
@@ -211,7 +211,7 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
         let loaded = (hosting.load)()?;
         let log = log.renamed(format!("{}/stdio", loaded.name));
         let context = Context::single(loaded.service, config, log, auth, args.handshake_timeout);
-        return serve_stdio(&context);
+        return stdio::serve(&context).map_err(RunError::Stdio);
     }
     let inherited = Listener::from_systemd().map_err(RunError::Inherit)?;
     let (listeners, accepted) = match inherited {
@@ -292,23 +292,4 @@ fn authenticator(args: &ClassicArgs) -> Result<Option<Arc<dyn Authenticator>>, R
     })?
     .with_handshake_timeout(args.handshake_timeout);
     Ok(Some(Arc::new(tls)))
-}
-
-fn serve_stdio(context: &Context) -> Result<(), RunError> {
-    stdio::ignore_hangups();
-    let stdio = stdio::take().map_err(RunError::Stdio)?;
-    let peer = stdio::peer_name(&stdio.reader);
-    let endpoints = stdio::endpoints(&stdio.reader);
-    let closer = stdio.closer;
-    let transport = Transport {
-        // a pipe has no SO_RCVTIMEO: poll() gives the idle clock its tick
-        reader: Box::new(stdio::TimedReader::new(
-            stdio.reader,
-            context.config.read_timeout(),
-        )),
-        writer: Box::new(stdio.writer),
-        shutdown: Box::new(move |how| stdio::shutdown(&closer, how)),
-    };
-    serve_transport(transport, peer, endpoints, context);
-    Ok(())
 }

@@ -140,6 +140,27 @@ impl io::Read for TimedReader {
     }
 }
 
+/// Serves the one connection inetd (or a pipe) gives on stdin and stdout,
+/// until it ends.
+pub fn serve(context: &super::Context) -> io::Result<()> {
+    ignore_hangups();
+    let stdio = take()?;
+    let peer = peer_name(&stdio.reader);
+    let endpoints = endpoints(&stdio.reader);
+    let closer = stdio.closer;
+    let transport = super::transport::Transport {
+        // a pipe has no SO_RCVTIMEO: poll() gives the idle clock its tick
+        reader: Box::new(TimedReader::new(
+            stdio.reader,
+            context.config.read_timeout(),
+        )),
+        writer: Box::new(stdio.writer),
+        shutdown: Box::new(move |how| shutdown(&closer, how)),
+    };
+    super::serve_transport(transport, peer, endpoints, context);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
