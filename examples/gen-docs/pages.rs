@@ -33,6 +33,16 @@ pub fn classic_sections() -> (Vec<Paragraph>, Vec<Section>) {
                    enabled or started when the package is installed.",
             ),
         ]),
+        text([
+            roman(
+                "The server does not need rpyc itself, but what rpyc runs on the server's \
+                 side does: rpyc.utils.classic.teleport_function and deliver, and client \
+                 code that imports rpyc, need the rpyc module importable by the daemon's \
+                 Python (Debian's ",
+            ),
+            bold("python3-rpyc"),
+            roman(", which the package recommends)."),
+        ]),
     ];
     let mut environment = vec![environment_switches("RPYC_CLASSIC")];
     environment.push(tagged(
@@ -292,6 +302,15 @@ pub fn serve_sections() -> (Vec<Paragraph>, Vec<Section>) {
             ),
             bold("/etc/rpycd/serve/NAME.conf"),
             roman("."),
+        ]),
+        text([
+            roman(
+                "A service class that imports rpyc (class MyService(rpyc.Service), as \
+                 rpyc's documentation writes them) needs the rpyc module importable by the \
+                 daemon's Python: Debian's ",
+            ),
+            bold("python3-rpyc"),
+            roman(", which the package recommends, or a --path directory that has it."),
         ]),
     ];
     let mut environment = vec![environment_switches("RPYC_SERVE")];

@@ -15,9 +15,17 @@ use std::sync::Arc;
 
 /// Bytes that something else owns and keeps unchanged for as long as this
 /// handle lives (a Python bytes object, say).
-pub trait Shared: AsRef<[u8]> + Any + Send + Sync {}
+pub trait Shared: AsRef<[u8]> + Any + Send + Sync {
+    /// The owner as `Any`, to be downcast: by hand, since the coercion
+    /// `&dyn Shared` to `&dyn Any` needs Rust 1.86 and Debian 13 has 1.85.
+    fn as_any(&self) -> &dyn Any;
+}
 
-impl<T: AsRef<[u8]> + Any + Send + Sync> Shared for T {}
+impl<T: AsRef<[u8]> + Any + Send + Sync> Shared for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
 
 pub type SharedBytes = Arc<dyn Shared>;
 
@@ -62,10 +70,7 @@ impl ByteBuf {
     /// The owner of shared bytes, if it is a `T`.
     pub fn shared_as<T: Any>(&self) -> Option<&T> {
         match &self.0 {
-            Repr::Shared(bytes) => {
-                let owner: &dyn Any = &**bytes;
-                owner.downcast_ref()
-            }
+            Repr::Shared(bytes) => (**bytes).as_any().downcast_ref(),
             Repr::Owned(_) => None,
         }
     }

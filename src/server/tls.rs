@@ -233,7 +233,7 @@ impl Authenticator for TlsAuthenticator {
 
 fn handshake(
     session: &mut ServerConnection,
-    reader: &mut dyn ReadFd,
+    mut reader: &mut dyn ReadFd,
     writer: &mut dyn Write,
     deadline: Instant,
 ) -> Result<(), Refusal> {
@@ -251,7 +251,7 @@ fn handshake(
             return Ok(());
         }
         wait_readable(reader, deadline)?;
-        match session.read_tls(reader) {
+        match session.read_tls(&mut reader) {
             Ok(0) => return Err(Refusal("closed during the handshake".into())),
             Ok(_) => {}
             Err(e) => return Err(io_refusal("handshake read failed", e)),

@@ -1,4 +1,5 @@
-"""A booted Debian 12 in a systemd-nspawn container, for the package tests.
+"""A booted Debian 12 or 13 in a systemd-nspawn container, for the package
+tests.
 
     root = ensure_root(cache_dir)          # debootstrap once, reused after
     with Container(root, log_path) as ct:  # an ephemeral copy, booted
@@ -18,10 +19,31 @@ import subprocess
 import time
 from pathlib import Path
 
-SUITE = "bookworm"
-# systemd and dbus to boot; python3 and libpython3.11 so that installing
+class Release:
+    """What the tests need to know of a Debian release."""
+
+    def __init__(self, suite, number, python, rpyc):
+        self.suite = suite
+        self.number = number
+        self.python = python  # the python3 and libpython it has
+        self.rpyc = rpyc      # the major version of its python3-rpyc
+
+    @property
+    def name(self):
+        return f"Debian {self.number}"
+
+
+RELEASES = {r.suite: r for r in (Release("bookworm", 12, "3.11", "5"),
+                                 Release("trixie", 13, "3.13", "6"))}
+# RPYCD_SYSTEM_SUITE chooses the release the tests boot (scripts/test runs
+# them once for each).
+SUITE = os.environ.get("RPYCD_SYSTEM_SUITE", "bookworm")
+if SUITE not in RELEASES:
+    raise SystemExit(f"RPYCD_SYSTEM_SUITE={SUITE}: not one of {', '.join(RELEASES)}")
+RELEASE = RELEASES[SUITE]
+# systemd and dbus to boot; python3 and its libpython so that installing
 # the .deb needs no network; openbsd-inetd and logrotate for their checks.
-INCLUDE = ["systemd", "systemd-sysv", "dbus", "python3", "libpython3.11",
+INCLUDE = ["systemd", "systemd-sysv", "dbus", "python3", f"libpython{RELEASE.python}",
            "openbsd-inetd", "logrotate", "ca-certificates"]
 # Conflicts with openbsd-inetd, so it is only downloaded, into this
 # directory of the root, and installed by the test that needs it.
@@ -47,37 +69,39 @@ class CommandFailed(AssertionError):
 
 
 def host_mirror():
-    """The Debian mirror this machine's apt uses (the only one it reaches)."""
+    """The Debian mirror this machine's apt uses (the only one it reaches),
+    which serves every release: the first Debian archive (not its security
+    archive) in apt's sources."""
     candidates = []
     sources = Path("/etc/apt/sources.list.d")
     for path in sorted(sources.glob("*.sources")) if sources.is_dir() else []:
         for stanza in path.read_text().split("\n\n"):
             fields = dict(re.findall(r"^(\w[\w-]*):\s*(.*)$", stanza, re.M))
-            if SUITE in fields.get("Suites", "").split() and "deb" in fields.get("Types", ""):
+            if "deb" in fields.get("Types", "").split():
                 candidates += fields.get("URIs", "").split()
     lists = [Path("/etc/apt/sources.list"), *sorted(sources.glob("*.list"))] \
         if sources.is_dir() else [Path("/etc/apt/sources.list")]
     for path in lists:
         if path.is_file():
             for line in path.read_text().splitlines():
-                m = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s+" + SUITE + r"\s", line)
+                m = re.match(r"^deb\s+(?:\[[^]]*\]\s+)?(\S+)\s", line)
                 if m:
                     candidates.append(m.group(1))
-    # the main archive, not the security one
     for uri in candidates:
-        if "security" not in uri:
+        if "security" not in uri and uri.rstrip("/").endswith("/debian"):
             return uri.rstrip("/")
     return "http://deb.debian.org/debian"
 
 
 def ensure_root(cache_dir):
-    """A minbase Debian 12 root under cache_dir, made with debootstrap the
+    """A minbase root of the release under cache_dir, made with debootstrap the
     first time and reused while its recipe (the stamp file) is unchanged."""
     cache_dir = Path(cache_dir)
     root = cache_dir / SUITE
     stamp = cache_dir / f"{SUITE}.stamp"
     mirror = host_mirror()
-    recipe = (f"debootstrap --variant=minbase --include={','.join(INCLUDE)} {SUITE} {mirror}\n"
+    recipe = (f"debootstrap --variant=minbase {SUITE} {mirror}\n"
+              f"apt-get install {' '.join(INCLUDE)}\n"
               f"apt-get download {' '.join(DOWNLOAD)} into {DOWNLOAD_DIR}\n")
     if root.is_dir() and stamp.is_file() and stamp.read_text() == recipe:
         return root
@@ -96,14 +120,20 @@ def ensure_root(cache_dir):
                 tail = "\n".join(log.read_text().splitlines()[-30:])
                 raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}; the end of "
                                    f"{log}:\n{tail}")
-        step("debootstrap", "--variant=minbase", f"--include={','.join(INCLUDE)}", SUITE,
-             str(tmp), mirror, timeout=DEBOOTSTRAP_TIMEOUT)
-        step("chroot", str(tmp), "sh", "-euc",
+        step("debootstrap", "--variant=minbase", SUITE, str(tmp), mirror,
+             timeout=DEBOOTSTRAP_TIMEOUT)
+        # apt, not debootstrap's --include, installs the rest: debootstrap
+        # cannot resolve virtual packages. nspawn (not booted) gives the
+        # maintainer scripts /proc and /dev.
+        step("systemd-nspawn", "--quiet", "--console=pipe", "--register=no", "--keep-unit",
+             "-D", str(tmp), "--setenv=DEBIAN_FRONTEND=noninteractive", "--", "sh", "-euc",
+             f"apt-get update -q && "
+             f"apt-get install -y -q --no-install-recommends {' '.join(INCLUDE)} && "
              f"mkdir -p {DOWNLOAD_DIR} && cd {DOWNLOAD_DIR} && "
-             f"apt-get download -q {' '.join(DOWNLOAD)}", timeout=300)
-        # the .debs debootstrap downloaded are not needed again: keep the
-        # cache (and every ephemeral copy of it) small
-        step("chroot", str(tmp), "apt-get", "clean", timeout=60)
+             f"apt-get download -q {' '.join(DOWNLOAD)} && "
+             # the .debs apt downloaded are not needed again: keep the cache
+             # (and every ephemeral copy of it) small
+             f"apt-get clean", timeout=DEBOOTSTRAP_TIMEOUT)
     shutil.rmtree(root, ignore_errors=True)
     tmp.rename(root)
     stamp.write_text(recipe)

@@ -1,6 +1,6 @@
-"""What the fixtures and the tests share: the repository, and the figures
-printed at the end of the run (the issue asks for the exposure figures in
-the test output)."""
+"""What the fixtures and the tests share: the repository, the previous
+release, and the figures printed at the end of the run (the exposure
+figures, build and upgrade times)."""
 
 from pathlib import Path
 
@@ -11,3 +11,10 @@ REPORT = []
 def report(line):
     REPORT.append(line)
     print(line)
+
+
+# The release before this one, as its users have it installed: its version
+# and the commit it was made from. Its package is built from that commit
+# for the release under test (on Debian 13 a stand-in: that version was
+# never built there), without lintian, which judged it when it was made.
+PREVIOUS_RELEASE = ("0.1.0-1", "608f98a6c2ef2241b14b3e1ec2152a8ff3781633")
