@@ -105,7 +105,8 @@ def previous_deb():
                     f"(a shallow clone?): {archive.stderr.decode(errors='replace')}")
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True, timeout=120)
     started = time.monotonic()
-    path, _ = build_deb(["--suite", RELEASE.suite, "--source", str(src),
+    # --host-rust: that version's code needs a newer Rust than Debian 13's
+    path, _ = build_deb(["--suite", RELEASE.suite, "--host-rust", "--source", str(src),
                          str(REPO / "target" / "debian" / RELEASE.suite / "previous")],
                         REPO / "target" / f"build-deb-{RELEASE.suite}-previous.log",
                         env={"LINTIAN": "0"})

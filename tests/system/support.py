@@ -16,5 +16,6 @@ def report(line):
 # The release before this one, as its users have it installed: its version
 # and the commit it was made from. Its package is built from that commit
 # for the release under test (on Debian 13 a stand-in: that version was
-# never built there), without lintian, which judged it when it was made.
+# never built there, and only a newer Rust than Debian 13's builds its
+# code), without lintian, which judged it when it was made.
 PREVIOUS_RELEASE = ("0.1.0-1", "608f98a6c2ef2241b14b3e1ec2152a8ff3781633")
