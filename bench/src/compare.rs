@@ -339,7 +339,71 @@ pub fn run(options: &Options) -> Result<String> {
             Err(error) => progress(&format!("no chart: {error}")),
         }
     }
+    let quick = if options.quick { " (--quick)" } else { "" };
+    for (file, title, log, rows) in bar_charts(&results.rows) {
+        if rows.is_empty() {
+            continue;
+        }
+        let path = options.out_dir.join(file);
+        let shown: Vec<&Row> = rows.iter().collect();
+        match report::bars(&shown, &format!("{title}{quick}"), log, &path) {
+            Ok(()) => progress(&format!("chart written to {}", path.display())),
+            Err(error) => progress(&format!("no chart {file}: {error}")),
+        }
+    }
     Ok(table)
+}
+
+/// The bar charts beside the throughput chart: (file, title, log scale,
+/// the rows it shows, named as the chart calls them).
+fn bar_charts(rows: &[Row]) -> Vec<(&'static str, &'static str, bool, Vec<Row>)> {
+    let pick = |keep: &dyn Fn(&Row) -> Option<String>| -> Vec<Row> {
+        rows.iter()
+            .filter_map(|row| {
+                keep(row).map(|name| Row {
+                    workload: name,
+                    ..row.clone()
+                })
+            })
+            .collect()
+    };
+    let startup = pick(&|row| {
+        (row.group.starts_with("start-up") && row.python.is_some())
+            .then(|| row.workload.replace(" → ", ": exec to "))
+    });
+    let memory = pick(&|row| {
+        (row.group.starts_with("memory") && row.workload.contains("per idle connection"))
+            .then(|| row.workload.clone())
+    });
+    let bulk = pick(&|row| {
+        if row.group.starts_with("bulk (stock") {
+            Some(row.workload.clone())
+        } else if row.group.starts_with("bulk (Rust") {
+            Some(format!("{}, Rust client", row.workload))
+        } else {
+            None
+        }
+    });
+    vec![
+        (
+            "startup.png",
+            "start-up: exec to the first PING answered (ms, lower is better)",
+            false,
+            startup,
+        ),
+        (
+            "memory.png",
+            "memory per idle connection (KiB of PSS, lower is better)",
+            true,
+            memory,
+        ),
+        (
+            "bulk.png",
+            "bulk transfers (MB/s, higher is better; ceiling: raw loopback TCP)",
+            true,
+            bulk,
+        ),
+    ]
 }
 
 #[cfg(test)]
@@ -352,6 +416,46 @@ mod tests {
         assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), Some(2.5));
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[f64::NAN, 5.0]), Some(5.0));
+    }
+
+    #[test]
+    fn bar_charts_take_like_for_like_rows() {
+        let mut rows = Vec::new();
+        for (group, workload) in [
+            ("start-up (exec to ...)", "threaded → first PING answered"),
+            ("start-up (exec to ...)", "threaded → READY=1"),
+            ("memory (PSS)", "threaded, 1 idle connection"),
+            ("memory (PSS)", "threaded, per idle connection (of 1000)"),
+            ("bulk (stock Python client)", "100 MB random download"),
+            ("bulk (Rust client)", "100 MB random download"),
+            ("registry", "UDP query/s, 4 clients"),
+        ] {
+            let mut row = Row::new(group, workload, "u");
+            row.ours = Some(1.0);
+            // READY=1 has no Python figure: it is not compared
+            row.python = (!workload.contains("READY")).then_some(2.0);
+            rows.push(row);
+        }
+        let charts = bar_charts(&rows);
+        let names = |file: &str| -> Vec<String> {
+            let (_, _, _, rows) = charts.iter().find(|c| c.0 == file).expect("chart");
+            rows.iter().map(|row| row.workload.clone()).collect()
+        };
+        assert_eq!(
+            names("startup.png"),
+            ["threaded: exec to first PING answered"]
+        );
+        assert_eq!(
+            names("memory.png"),
+            ["threaded, per idle connection (of 1000)"]
+        );
+        assert_eq!(
+            names("bulk.png"),
+            [
+                "100 MB random download",
+                "100 MB random download, Rust client"
+            ]
+        );
     }
 
     #[test]

@@ -363,6 +363,129 @@ pub fn chart(series: &[Series], title: &str, path: &Path) -> Result<(), String> 
     std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// Draws `rows` as groups of bars (ours, Python's and the ceiling, where a
+/// row has them), one group per row, with their values written above, and
+/// writes it as a PNG. `log`: a logarithmic scale, for rows whose figures
+/// are orders of magnitude apart.
+pub fn bars(rows: &[&Row], title: &str, log: bool, path: &Path) -> Result<(), String> {
+    const SIZE: (u32, u32) = (1200, 460);
+    const SIDES: [(&str, RGBColor); 3] = [
+        ("rpycd", PALETTE[0]),
+        ("Python rpyc", PALETTE[1]),
+        ("ceiling", PALETTE[5]),
+    ];
+    let figures = |row: &Row| [row.ours, row.python, row.ceiling];
+    let values: Vec<f64> = rows
+        .iter()
+        .flat_map(|row| figures(row))
+        .flatten()
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    if values.is_empty() {
+        return Err("nothing to draw".into());
+    }
+    // the bars' heights: log10 of the figure on a log scale, so that
+    // one axis type serves both scales
+    let height = |v: f64| if log { v.log10() } else { v };
+    let top = values.iter().copied().fold(f64::MIN, f64::max);
+    let bottom = values.iter().copied().fold(f64::MAX, f64::min);
+    // whole decades on a log scale, and room above the bars for the legend
+    let (low, high) = if log {
+        ((bottom.log10() - 0.3).floor(), (top.log10() + 0.9).ceil())
+    } else {
+        (0.0, top * 1.4)
+    };
+    let unit = rows.first().map_or("", |row| row.unit);
+    let text = register_font();
+    let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(14);
+        if text {
+            builder
+                .caption(title, ("sans-serif", 20))
+                .x_label_area_size(40)
+                .y_label_area_size(70);
+        }
+        let mut chart = builder
+            .build_cartesian_2d(0f64..rows.len() as f64, low..high)
+            .map_err(|e| e.to_string())?;
+        if text {
+            let names: Vec<String> = rows.iter().map(|row| row.workload.clone()).collect();
+            chart
+                .configure_mesh()
+                .disable_x_mesh()
+                .light_line_style(WHITE)
+                .y_labels(if log { (high - low) as usize + 1 } else { 6 })
+                .x_labels(rows.len() * 2 + 1)
+                .x_label_formatter(&|x| {
+                    // a label under the middle of each group only
+                    let index = x.floor() as usize;
+                    let middle = (x - x.floor() - 0.5).abs() < 1e-6;
+                    match names.get(index) {
+                        Some(name) if middle => name.clone(),
+                        _ => String::new(),
+                    }
+                })
+                .y_desc(format!("{unit}{}", if log { " (log scale)" } else { "" }))
+                .y_label_formatter(&|y| figure(Some(if log { 10f64.powf(*y) } else { *y })))
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        for (side, (name, color)) in SIDES.iter().enumerate() {
+            let present: Vec<(usize, f64)> = rows
+                .iter()
+                .enumerate()
+                .filter_map(|(index, row)| figures(row)[side].map(|v| (index, v)))
+                .filter(|(_, v)| v.is_finite() && *v > 0.0)
+                .collect();
+            if present.is_empty() {
+                continue;
+            }
+            let bar = |index: usize| {
+                let left = index as f64 + 0.1 + side as f64 * 0.27;
+                (left, left + 0.25)
+            };
+            let drawn = chart
+                .draw_series(present.iter().map(|&(index, value)| {
+                    let (left, right) = bar(index);
+                    Rectangle::new([(left, low), (right, height(value))], color.filled())
+                }))
+                .map_err(|e| e.to_string())?;
+            if text {
+                drawn.label(*name).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 14, y + 5)], color.filled())
+                });
+                chart
+                    .draw_series(present.iter().map(|&(index, value)| {
+                        let (left, _) = bar(index);
+                        Text::new(
+                            figure(Some(value)),
+                            (left, height(value) + (high - low) * 0.035),
+                            ("sans-serif", 12),
+                        )
+                    }))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        if text {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(|e| e.to_string())?;
+        }
+        root.present().map_err(|e| e.to_string())?;
+    }
+    let png = png::encode_rgb(SIZE.0, SIZE.1, &pixels).map_err(|e| e.to_string())?;
+    std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -403,6 +526,27 @@ mod tests {
         let mut stalled = row(5.0, 0.0);
         stalled.targets = vec![Target::Ratio(2.0)];
         assert_eq!(stalled.met(), Some(true));
+    }
+
+    #[test]
+    fn bars_are_drawn_on_either_scale_and_refuse_nothing_to_draw() {
+        let dir = std::env::temp_dir().join(format!("rpycd-bench-bars-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut with_ceiling = row(300.0, 2.0);
+        with_ceiling.ceiling = Some(2500.0);
+        let rows = [&with_ceiling, &row(5.0, 26.0)];
+        for log in [false, true] {
+            let path = dir.join(format!("bars-{log}.png"));
+            bars(&rows, "t", log, &path).expect("drawn");
+            let png = std::fs::read(&path).expect("written");
+            assert_eq!(
+                png[..8],
+                [0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n']
+            );
+        }
+        let empty = Row::new("g", "w", "u");
+        assert!(bars(&[&empty], "t", true, &dir.join("none.png")).is_err());
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
