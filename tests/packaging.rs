@@ -549,3 +549,36 @@ fn internal_words_are_found() {
     assert_eq!(internal_words("(Issue 9, point 4)"), ["issue 9, "]);
     assert!(internal_words("a session 's state; tissue 5; 5 sessions").is_empty());
 }
+
+/// BENCH.md shows one run of the harness: its table is the one
+/// bench/latest/results.json holds, and every chart it shows is that run's.
+#[test]
+fn bench_md_shows_the_published_run() {
+    let bench = read("BENCH.md");
+    let results: serde_json::Value =
+        serde_json::from_str(&read("bench/latest/results.json")).expect("results.json is JSON");
+    let table = results["table"].as_str().expect("results.json has the table");
+    let shown = bench
+        .split("```\n")
+        .find(|block| block.starts_with("workload "))
+        .expect("BENCH.md shows the table in a ``` block that starts with its header");
+    assert_eq!(shown, table, "BENCH.md's table is not bench/latest/results.json's");
+    let commit = results["commit"].as_str().unwrap_or_default();
+    let short = &commit[..commit.len().min(7)];
+    assert!(
+        !short.is_empty() && bench.contains(short),
+        "BENCH.md does not name the run's commit {short}"
+    );
+    let images: Vec<&str> = bench
+        .match_indices("](bench/latest/")
+        .map(|(at, _)| {
+            let rest = &bench[at + 2..];
+            &rest[..rest.find(')').unwrap_or(rest.len())]
+        })
+        .collect();
+    for chart in ["throughput.png", "startup.png", "memory.png", "bulk.png"] {
+        let path = format!("bench/latest/{chart}");
+        assert!(images.contains(&path.as_str()), "BENCH.md does not show {path}");
+        assert!(repo().join(&path).is_file(), "{path} is missing");
+    }
+}
