@@ -368,7 +368,8 @@ pub fn chart(series: &[Series], title: &str, path: &Path) -> Result<(), String> 
 /// writes it as a PNG. `log`: a logarithmic scale, for rows whose figures
 /// are orders of magnitude apart.
 pub fn bars(rows: &[&Row], title: &str, log: bool, path: &Path) -> Result<(), String> {
-    const SIZE: (u32, u32) = (1200, 460);
+    // room for each group's label under it
+    let size = (1200.max(200 * rows.len() as u32), 460);
     const SIDES: [(&str, RGBColor); 3] = [
         ("rpycd", PALETTE[0]),
         ("Python rpyc", PALETTE[1]),
@@ -397,9 +398,9 @@ pub fn bars(rows: &[&Row], title: &str, log: bool, path: &Path) -> Result<(), St
     };
     let unit = rows.first().map_or("", |row| row.unit);
     let text = register_font();
-    let mut pixels = vec![0u8; SIZE.0 as usize * SIZE.1 as usize * 3];
+    let mut pixels = vec![0u8; size.0 as usize * size.1 as usize * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut builder = ChartBuilder::on(&root);
         builder.margin(14);
@@ -482,7 +483,7 @@ pub fn bars(rows: &[&Row], title: &str, log: bool, path: &Path) -> Result<(), St
         }
         root.present().map_err(|e| e.to_string())?;
     }
-    let png = png::encode_rgb(SIZE.0, SIZE.1, &pixels).map_err(|e| e.to_string())?;
+    let png = png::encode_rgb(size.0, size.1, &pixels).map_err(|e| e.to_string())?;
     std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))
 }
 
