@@ -557,12 +557,17 @@ fn bench_md_shows_the_published_run() {
     let bench = read("BENCH.md");
     let results: serde_json::Value =
         serde_json::from_str(&read("bench/latest/results.json")).expect("results.json is JSON");
-    let table = results["table"].as_str().expect("results.json has the table");
+    let table = results["table"]
+        .as_str()
+        .expect("results.json has the table");
     let shown = bench
         .split("```\n")
         .find(|block| block.starts_with("workload "))
         .expect("BENCH.md shows the table in a ``` block that starts with its header");
-    assert_eq!(shown, table, "BENCH.md's table is not bench/latest/results.json's");
+    assert_eq!(
+        shown, table,
+        "BENCH.md's table is not bench/latest/results.json's"
+    );
     let commit = results["commit"].as_str().unwrap_or_default();
     let short = &commit[..commit.len().min(7)];
     assert!(
@@ -578,7 +583,10 @@ fn bench_md_shows_the_published_run() {
         .collect();
     for chart in ["throughput.png", "startup.png", "memory.png", "bulk.png"] {
         let path = format!("bench/latest/{chart}");
-        assert!(images.contains(&path.as_str()), "BENCH.md does not show {path}");
+        assert!(
+            images.contains(&path.as_str()),
+            "BENCH.md does not show {path}"
+        );
         assert!(repo().join(&path).is_file(), "{path} is missing");
     }
 }
