@@ -37,7 +37,7 @@ enum Command {
         /// About 1 s per workload (a run takes a minute or two)
         #[arg(long)]
         quick: bool,
-        /// Where results.json, throughput.png and the server logs go [default: target/bench]
+        /// Where results.json, the charts (*.png) and the server logs go [default: target/bench]
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Where our release rpyc-classic and rpyc-registry are [default: beside this program]
