@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import sysconfig
 import time
 from pathlib import Path
@@ -153,3 +154,37 @@ def classic_daemon(daemons, tmp_path, *args, host="127.0.0.1", family=socket.AF_
 
 def signal_name(signum):
     return signal.Signals(signum).name
+
+
+def rpyc_classic_script():
+    """rpyc's own classic server, as the venv that runs the tests has it."""
+    script = Path(sysconfig.get_paths()["scripts"]) / "rpyc_classic"
+    if not script.exists():
+        script = Path(sys.executable).parent / "rpyc_classic"
+    if not script.exists():
+        pytest.fail(f"{script} not found: scripts/install-deps makes the venv with rpyc")
+    return str(script)
+
+
+def python_classic(daemons, tmp_path, mode="threaded"):
+    """Python rpyc's own rpyc_classic on a free port, for the scenarios
+    RELIABILITY.md runs against both servers; returns (daemon, port)."""
+    port = free_port()
+    daemon = daemons([sys.executable, rpyc_classic_script(), "--mode", mode,
+                      "--host", "127.0.0.1", "-p", str(port)], tmp_path)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts("127.0.0.1", port),
+               f"rpyc_classic on port {port} to accept")
+    assert daemon.proc.poll() is None, daemon.log()
+    return daemon, port
+
+
+def python_sessions(port):
+    """Connections a threaded rpyc_classic serves, seen from a new client
+    that does not count itself: its ThreadedServer accepts on the main
+    thread and serves each connection on a thread of its own."""
+    import rpyc
+    probe = rpyc.classic.connect("127.0.0.1", port)
+    try:
+        return probe.modules.threading.active_count() - 2
+    finally:
+        probe.close()

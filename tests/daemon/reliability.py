@@ -1,4 +1,4 @@
-"""Figures for RELIABILITY.md (issue 10, point 6): a test that has passed
+"""Figures for RELIABILITY.md: a test that has passed
 its assertions records what it tried and what it measured, one JSON line
 per scenario, and scripts/reliability-report renders the table from them.
 
@@ -21,17 +21,21 @@ def out_path():
     return Path(path) if path else REPO / "target" / "reliability" / "figures.jsonl"
 
 
-def record(scenario, tried, figure, lost=0, **numbers):
+def record(scenario, tried, figure, lost=0, server="rpycd", **numbers):
     """Appends one scenario's figures.
 
-    scenario: a short unique name (the table's first column);
+    scenario: a short unique name (the table's first column), listed in
+    tests/daemon/scenarios.txt;
     tried: what was done to the daemon, in words;
     figure: the result, in words, with its numbers;
-    lost: requests the daemon acknowledged or started and never answered
-    (0 for a test that passed; tests that check every reply say so);
+    lost: requests the server acknowledged or started and never answered
+    (0 for a test of ours that passed; tests that check every reply say so);
+    server: "rpycd", or "python" for the same scenario against Python
+    rpyc's own server (its column in the table);
     numbers: the raw figures, kept in the JSON for whoever wants them."""
     line = {
         "scenario": scenario,
+        "server": server,
         "tried": tried,
         "figure": figure,
         "lost": lost,

@@ -8,7 +8,7 @@ import time
 import pytest
 import rpyc
 
-from conftest import classic_daemon
+from conftest import classic_daemon, python_classic
 from reliability import record
 
 
@@ -83,8 +83,12 @@ def test_oversize_frames_are_refused_from_their_header(daemons, tmp_path):
            "refused from the header, nothing buffered, logged; the next client served")
 
 
-def test_500_slowloris_clients_do_not_slow_a_good_one(daemons, tmp_path):
-    daemon, port = classic_daemon(daemons, tmp_path, "-q")
+@pytest.mark.parametrize("server", ["rpycd", "python"])
+def test_500_slowloris_clients_do_not_slow_a_good_one(daemons, tmp_path, server):
+    if server == "rpycd":
+        daemon, port = classic_daemon(daemons, tmp_path, "-q")
+    else:
+        daemon, port = python_classic(daemons, tmp_path)
     slow = []
     for _ in range(500):
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
@@ -109,13 +113,15 @@ def test_500_slowloris_clients_do_not_slow_a_good_one(daemons, tmp_path):
         for sock in slow:
             sock.close()
     latencies.sort()
-    assert latencies[-1] < 1.0, latencies
+    if server == "rpycd":
+        assert latencies[-1] < 1.0, latencies
     p99 = latencies[max(0, -(-99 * len(latencies) // 100) - 1)]
     record("500 slowloris clients (threaded)",
            "500 connections sending a frame one byte per second for 4 s, "
-           f"meanwhile {len(latencies)} connect + GETROOT by a good client",
-           f"500 held; good client's p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms "
-           "(bound 1 s)", slowloris=500, samples=len(latencies), p99_s=p99, max_s=latencies[-1])
+           "meanwhile 20 connect + GETROOT by a good client",
+           f"500 held; good client's p99 {p99 * 1000:.0f} ms, max {latencies[-1] * 1000:.0f} ms"
+           + (" (bound 1 s)" if server == "rpycd" else ""),
+           server=server, slowloris=500, samples=len(latencies), p99_s=p99, max_s=latencies[-1])
 
 
 def test_bulk_frames_that_lie_or_stop_cost_only_their_connection(daemons, tmp_path):

@@ -1,6 +1,8 @@
-"""Load held (issue 10, point 3): many connections cost the daemon no file
-descriptors or memory once they are gone, and idle ones do not slow busy
-ones. The load comes from rpycd-bench's generator (`rpycd-bench load`)."""
+"""Load held: many connections cost the daemon no file descriptors or
+memory once they are gone, and idle ones do not slow busy ones. The load
+comes from rpycd-bench's generator (`rpycd-bench load`). The threaded
+scenarios also run against Python rpyc's own rpyc_classic, which records
+what happens there for RELIABILITY.md's other column."""
 
 import json
 import os
@@ -10,7 +12,7 @@ import subprocess
 import pytest
 import rpyc
 
-from conftest import binary, classic_daemon, wait_until
+from conftest import binary, classic_daemon, python_classic, python_sessions, wait_until
 from reliability import mib, record
 
 
@@ -65,12 +67,60 @@ def test_20000_connect_close_cycles_leave_fds_and_memory_flat(daemons, tmp_path)
     wait_until(lambda: fds(pid) <= fds_before + 2,
                f"fds back near {fds_before} (now {fds(pid)})")
     assert rss_kib(pid) <= rss_before * 1.10, (rss_before, rss_kib(pid))
-    record("20 000 connect/close cycles (threaded)",
-           "4 clients × 5000 × (connect, GETROOT, release, close), after 2000 for warm-up",
+    record("20 000 connect/close cycles (threaded)", CYCLES_TRIED,
            f"{run['ops']} cycles, 0 errors; fds {fds_before} → {fds(pid)}; "
            f"RSS {mib(rss_before)} → {mib(rss_kib(pid))}",
            cycles=run["ops"], fds_before=fds_before, fds_after=fds(pid),
            rss_kib_before=rss_before, rss_kib_after=rss_kib(pid))
+
+
+CYCLES_TRIED = "4 clients × 5000 × (connect, GETROOT, release, close), after 2000 for warm-up"
+
+
+def test_python_rpyc_under_20000_connect_close_cycles(daemons, tmp_path):
+    daemon, port = python_classic(daemons, tmp_path)
+    pid = daemon.proc.pid
+    load(port, "connect", 4, 60, max_ops=500)
+    wait_until(lambda: python_sessions(port) == 0, "the warm-up sessions closed")
+    fds_before, rss_before = fds(pid), rss_kib(pid)
+    run = load(port, "connect", 4, 120, max_ops=5000)
+    closed = True
+    try:
+        wait_until(lambda: python_sessions(port) == 0, "the sessions closed")
+        wait_until(lambda: fds(pid) <= fds_before + 2, "fds back")
+    except AssertionError:
+        closed = False
+    record("20 000 connect/close cycles (threaded)", CYCLES_TRIED,
+           f"{run['ops']} cycles, {run['errors']} errors; fds {fds_before} → {fds(pid)}"
+           + ("" if closed else " (not back within 20 s)")
+           + f"; RSS {mib(rss_before)} → {mib(rss_kib(pid))}",
+           lost=run["errors"], server="python", cycles=run["ops"], fds_before=fds_before,
+           fds_after=fds(pid), rss_kib_before=rss_before, rss_kib_after=rss_kib(pid))
+
+
+IDLE_TRIED = "16 connections calling math.sqrt for 2 s, alone and then beside 1000 idle ones"
+
+
+def test_python_rpyc_with_1000_idle_connections_beside_16_busy_ones(daemons, tmp_path):
+    daemon, port = python_classic(daemons, tmp_path)
+    unloaded = load(port, "call", 16, 2)
+    idle = [rpyc.classic.connect("127.0.0.1", port) for _ in range(1000)]
+    try:
+        loaded = load(port, "call", 16, 2)
+        answered = idle[0].eval("1") == 1 and idle[-1].eval("2") == 2
+        rss = rss_kib(daemon.proc.pid)
+        ratio = loaded["per_sec"] / unloaded["per_sec"] if unloaded["per_sec"] else 0.0
+        record("1000 idle + 16 busy connections (threaded)", IDLE_TRIED,
+               f"1000 idle {'held' if answered else 'not all answering'}; busy "
+               f"{loaded['per_sec']:.0f} calls/s vs {unloaded['per_sec']:.0f} unloaded "
+               f"({ratio:.2f}×), {loaded['ops']} calls, {loaded['errors']} errors; "
+               f"server RSS {mib(rss)} (a thread per connection)",
+               lost=loaded["errors"] + unloaded["errors"], server="python", idle=len(idle),
+               unloaded_per_sec=unloaded["per_sec"], loaded_per_sec=loaded["per_sec"],
+               loaded_ops=loaded["ops"], rss_kib=rss)
+    finally:
+        for conn in idle:
+            conn.close()
 
 
 def test_1000_idle_connections_do_not_slow_16_busy_ones(daemons, tmp_path):
@@ -85,8 +135,7 @@ def test_1000_idle_connections_do_not_slow_16_busy_ones(daemons, tmp_path):
         # the idle ones are still there and still answer
         assert idle[0].eval("1") == 1 and idle[-1].eval("2") == 2
         rss = rss_kib(daemon.proc.pid)
-        record("1000 idle + 16 busy connections (threaded)",
-               "16 connections calling math.sqrt for 2 s, alone and then beside 1000 idle ones",
+        record("1000 idle + 16 busy connections (threaded)", IDLE_TRIED,
                f"1000 idle held; busy {loaded['per_sec']:.0f} calls/s vs {unloaded['per_sec']:.0f} "
                f"unloaded ({loaded['per_sec'] / unloaded['per_sec']:.2f}×, floor 0.5×), "
                f"{loaded['ops']} calls, 0 errors; daemon RSS {mib(rss)}",
