@@ -17,7 +17,7 @@ import rpyc
 from rpyc.core import brine
 
 from certs import make_pki
-from conftest import binary, classic_daemon, free_udp_and_tcp_port, wait_until
+from conftest import binary, classic_daemon, free_udp_and_tcp_port, python_classic, wait_until
 from reliability import record
 
 HOST = "127.0.0.1"
@@ -109,11 +109,28 @@ def test_a_connection_flood_writes_a_burst_and_counts_the_rest(daemons, tmp_path
             assert written == min(BURST, total), (text, written, total)
         assert len(log) < 40_000, f"{len(log)} bytes of log"
     if mode == "threaded":
-        record("connection flood, log volume",
-               f"{CYCLES} TCP connect/close cycles against threaded rpyc-classic",
+        record("connection flood, log volume", FLOOD_TRIED,
                f"{len(log)} bytes of log in all ({len(log) / accepts:.0f} per connection): "
                f"{BURST} lines of each kind, then one count per kind and 30 s",
                log_bytes=len(log), connections=accepts)
+
+
+FLOOD_TRIED = f"{CYCLES} TCP connect/close cycles against the threaded server"
+
+
+def test_python_rpyc_under_a_connection_flood(daemons, tmp_path):
+    daemon, port = python_classic(daemons, tmp_path)
+    connect_and_close(port, CYCLES)
+    attempts = session_after_flood(port)
+    # the last goodbye is written after the session's socket closes
+    time.sleep(1)
+    log = daemon.log()
+    accepts = CYCLES + attempts + 1
+    lines = len(log.splitlines())
+    record("connection flood, log volume", FLOOD_TRIED,
+           f"{len(log)} bytes of log in all ({len(log) / accepts:.0f} per connection): "
+           f"{lines} lines, each connection's written, no bound",
+           server="python", log_bytes=len(log), connections=accepts, lines=lines)
 
 
 def test_refusals_beyond_max_connections_are_counted(daemons, tmp_path):
