@@ -101,6 +101,37 @@ def dropins(ct, *folders, extra=None):
         ct.run("systemctl", "daemon-reload")
 
 
+def check_config_as_the_unit(ct, unit):
+    """`--check-config` run the way the unit runs its daemon (its user and
+    sandbox, its environment files, credentials and drop-ins, its
+    ExecStart's switches): a one-shot run of the unit with --check-config
+    added. Returns (exit status, what it said)."""
+    shown = ct.run("systemctl", "show", "-p", "ExecStart", "--value", unit).stdout
+    assert "argv[]=" in shown, shown
+    argv = shown.split("argv[]=", 1)[1].split(" ;", 1)[0]
+    conf = f"/etc/systemd/system/{unit}.d/zz-check-config.conf"
+    ct.write(conf, "[Service]\nType=oneshot\nRestart=no\nWatchdogSec=0\nExecStart=\n"
+                   f"ExecStart={argv} --check-config\n")
+    ct.run("systemctl", "daemon-reload")
+    try:
+        ct.run("systemctl", "start", unit, check=False, timeout=120)
+        state = show(ct, unit, "ExecMainStatus", "InvocationID")
+        status = int(state["ExecMainStatus"])
+        said = wait_until(f"{unit}'s check in the journal", lambda: ct.journal(
+            "-o", "cat", f"_SYSTEMD_INVOCATION_ID={state['InvocationID']}").strip())
+        return status, said
+    finally:
+        ct.run("rm", "-f", conf)
+        ct.run("systemctl", "daemon-reload")
+        ct.run("systemctl", "reset-failed", unit, check=False)
+
+
+def assert_checks_ok_as_the_unit(ct, *units):
+    for unit in units:
+        status, said = check_config_as_the_unit(ct, unit)
+        assert status == 0 and "configuration ok" in said, (unit, status, said)
+
+
 def stop_all(ct):
     ct.run("systemctl", "stop", *SOCKETS, *SERVICES, "rpyc-classic-stdio@*.service",
            check=False)
@@ -212,6 +243,35 @@ def test_every_example_dropin_verifies(ct):
         with dropins(ct, folder):
             verify(ct, *units)
 
+
+PRIVATE = "/etc/rpycd-test-private"
+
+
+def test_check_config_as_the_unit_runs_it(ct, tmp_path):
+    """The examples that change no switch pass under the packaged unit; a
+    key that root can read and the service's user cannot is found by the
+    check run as the unit, as it would stop the daemon (the worked
+    examples with switches are checked in their own tests)."""
+    for folder in ("bind", "limits", "port"):
+        with dropins(ct, folder):
+            assert_checks_ok_as_the_unit(ct, "rpyc-classic.service")
+    pki = make_pki(tmp_path)
+    for name, source in (("key.pem", "server.key"), ("cert.pem", "server.pem")):
+        ct.copy_in(pki / source, f"{PRIVATE}/{name}")
+    ct.run("chmod", "-R", "go-rwx", PRIVATE)
+    switches = [f"RPYC_CLASSIC_SSL_KEYFILE={PRIVATE}/key.pem",
+                f"RPYC_CLASSIC_SSL_CERTFILE={PRIVATE}/cert.pem"]
+    key = {"/etc/systemd/system/rpyc-classic.service.d/zz-test-key.conf":
+           "[Service]\n" + "".join(f"Environment={line}\n" for line in switches)}
+    try:
+        with dropins(ct, extra=key):
+            as_root = ct.run("env", *switches, "rpyc-classic", "--check-config", check=False)
+            assert as_root.returncode == 0, as_root
+            status, said = check_config_as_the_unit(ct, "rpyc-classic.service")
+            assert status == 78 and f"{PRIVATE}/key.pem" in said, (status, said)
+    finally:
+        stop_all(ct)
+        ct.run("rm", "-rf", PRIVATE)
 
 # -- rpyc-classic.socket --------------------------------------------------------
 
@@ -388,6 +448,7 @@ def test_registry_tcp_dropin(ct, ports):
             listen_dropin(port)
     try:
         with dropins(ct, "registry-tcp", extra=extra):
+            assert_checks_ok_as_the_unit(ct, "rpyc-registry.service")
             ct.run("systemctl", "start", "rpyc-registry.socket")
             client = TCPRegistryClient("127.0.0.1", port=port)
             assert client.register(("RPYCDTCP",), 23456)
@@ -401,6 +462,7 @@ def test_registry_tcp_dropin(ct, ports):
 def test_register_dropin_registers_the_classic_server(ct, ports):
     try:
         with dropins(ct, "register"):
+            assert_checks_ok_as_the_unit(ct, "rpyc-classic.service")
             if ports["registry"] != 18811:
                 pytest.skip("the register example names the registry's default port, "
                             "which this host uses")
@@ -471,6 +533,7 @@ def test_tls_dropin_with_credentials(ct, ports, tmp_path):
                 listen_dropin(port)}
     try:
         with dropins(ct, "tls", extra=loopback):
+            assert_checks_ok_as_the_unit(ct, "rpyc-classic.service")
             ct.run("systemctl", "start", "rpyc-classic.socket")
             conn = rpyc.classic.ssl_connect("127.0.0.1", port, keyfile=str(pki / "client.key"),
                                             certfile=str(pki / "client.pem"),
@@ -496,6 +559,7 @@ def test_user_dropin_runs_as_the_named_user_in_the_project(ct, ports):
     uid = int(ct.run("id", "-u", "rpyc").stdout)
     try:
         with dropins(ct, "user"):
+            assert_checks_ok_as_the_unit(ct, "rpyc-classic.service")
             ct.run("systemctl", "start", "rpyc-classic.socket", "rpyc-classic-stdio.socket")
             for port in (ports["classic"], ports["stdio"]):
                 conn = classic(port)
@@ -513,6 +577,7 @@ def test_logfile_dropin_and_logrotate(ct, ports):
     log = "/var/log/rpyc-classic/rpyc-classic.log"
     try:
         with dropins(ct, "logfile"):
+            assert_checks_ok_as_the_unit(ct, "rpyc-classic.service", "rpyc-registry.service")
             ct.run("systemctl", "start", "rpyc-classic.socket")
             conn = classic(ports["classic"])
             local = conn._channel.stream.sock.getsockname()[1]
@@ -823,6 +888,7 @@ def test_rpyc_serve_instance_from_the_worked_example(ct, ports):
                         check=False).stdout
         assert "/etc/rpycd/serve/nothing.conf" in status, status
         with dropins(ct, "serve", extra=extra):
+            assert_checks_ok_as_the_unit(ct, "rpyc-serve@calculator.service")
             ct.run("systemctl", "start", "rpyc-serve@calculator.socket")
             assert ct.is_active("rpyc-serve@calculator.service") == "inactive"
             conn = rpyc.connect("127.0.0.1", port)
