@@ -359,8 +359,7 @@ pub fn chart(series: &[Series], title: &str, path: &Path) -> Result<(), String> 
         }
         root.present().map_err(|e| e.to_string())?;
     }
-    let png = png::encode_rgb(SIZE.0, SIZE.1, &pixels).map_err(|e| e.to_string())?;
-    std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))
+    write_png(SIZE, &pixels, path)
 }
 
 /// Draws `rows` as groups of bars (ours, Python's and the ceiling, where a
@@ -483,7 +482,11 @@ pub fn bars(rows: &[&Row], title: &str, log: bool, path: &Path) -> Result<(), St
         }
         root.present().map_err(|e| e.to_string())?;
     }
-    let png = png::encode_rgb(size.0, size.1, &pixels).map_err(|e| e.to_string())?;
+    write_png(size, &pixels, path)
+}
+
+fn write_png(size: (u32, u32), pixels: &[u8], path: &Path) -> Result<(), String> {
+    let png = png::encode_rgb(size.0, size.1, pixels).map_err(|e| e.to_string())?;
     std::fs::write(path, png).map_err(|e| format!("{}: {e}", path.display()))
 }
 
