@@ -14,8 +14,9 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::unistd::ForkResult;
 
 use super::transport::ReadFd;
 use super::{
@@ -160,6 +161,24 @@ fn open_watched(
     })?;
     let _ = slot.set(Arc::downgrade(&conn));
     Some((conn, info))
+}
+
+/// Forks a child for a connection (the service's fork, which the caller,
+/// the process's only thread, may make). The child starts with SIGTERM
+/// blocked, as [`serve_in_child`] keeps it: a stop sent between the fork
+/// and the child's signalfd then drains the child rather than killing it
+/// by the default action mid-request. The parent's mask is restored, and
+/// a SIGTERM that came meanwhile is delivered to it then.
+pub(super) fn fork_child(context: &Context) -> nix::Result<ForkResult> {
+    let mut term = SigSet::empty();
+    term.add(Signal::SIGTERM);
+    let mut previous = SigSet::empty();
+    let held = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&term), Some(&mut previous)).is_ok();
+    let forked = context.service.fork();
+    if held && !matches!(forked, Ok(ForkResult::Child)) {
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
+    }
+    forked
 }
 
 /// The child's life: one connection, then `_exit` (Python's ForkingServer

@@ -11,11 +11,11 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, pthread_sigmask, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{ForkResult, Pid};
 
-use super::forking::serve_in_child;
+use super::forking::{fork_child, serve_in_child};
 use super::threaded::Threaded;
 use super::{open, serve_connection, Accepted, Connections, Context, Stop};
 use crate::daemon::log::{Flood, Logger};
@@ -147,15 +147,7 @@ impl Workers {
                 // a child counts as a connection from its fork to its end
                 let Accepted { stream, opening } = accepted;
                 drop(opening);
-                // the child starts with SIGTERM blocked, so that a stop sent
-                // between the fork and its signalfd drains it rather than
-                // killing it by the default action mid-request
-                let held = hold_sigterm();
-                let forked = context.service.fork();
-                if let Ok(ForkResult::Parent { .. }) | Err(_) = forked {
-                    release_sigterm(held);
-                }
-                match forked {
+                match fork_child(context) {
                     Ok(ForkResult::Parent { child }) => {
                         children.insert(child);
                     }
@@ -245,23 +237,5 @@ impl Workers {
                 let _ = waitpid(child, None);
             }
         }
-    }
-}
-
-/// Blocks SIGTERM in this thread; returns the mask to restore, if it could.
-fn hold_sigterm() -> Option<SigSet> {
-    let mut term = SigSet::empty();
-    term.add(Signal::SIGTERM);
-    let mut previous = SigSet::empty();
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&term), Some(&mut previous))
-        .ok()
-        .map(|()| previous)
-}
-
-/// Restores the mask `hold_sigterm` changed: a SIGTERM that came meanwhile
-/// is delivered now.
-fn release_sigterm(held: Option<SigSet>) {
-    if let Some(previous) = held {
-        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&previous), None);
     }
 }

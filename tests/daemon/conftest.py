@@ -146,10 +146,15 @@ def classic_daemon(daemons, tmp_path, *args, host="127.0.0.1", family=socket.AF_
     """rpyc-classic on a free port; returns (daemon, port) once it accepts."""
     port = free_port(family, host)
     daemon = daemons([binary(), "--host", host, "-p", str(port), *args], tmp_path)
+    return accepting(daemon, host, port, family), port
+
+
+def accepting(daemon, host, port, family=socket.AF_INET):
+    """The daemon once its port accepts; fails with its log if it ended."""
     wait_until(lambda: daemon.proc.poll() is not None or accepts(host, port, family),
                f"port {port} to accept")
     assert daemon.proc.poll() is None, daemon.log()
-    return daemon, port
+    return daemon
 
 
 def signal_name(signum):
@@ -172,10 +177,7 @@ def python_classic(daemons, tmp_path, mode="threaded"):
     port = free_port()
     daemon = daemons([sys.executable, rpyc_classic_script(), "--mode", mode,
                       "--host", "127.0.0.1", "-p", str(port)], tmp_path)
-    wait_until(lambda: daemon.proc.poll() is not None or accepts("127.0.0.1", port),
-               f"rpyc_classic on port {port} to accept")
-    assert daemon.proc.poll() is None, daemon.log()
-    return daemon, port
+    return accepting(daemon, "127.0.0.1", port), port
 
 
 def python_sessions(port):

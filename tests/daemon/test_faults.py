@@ -72,10 +72,8 @@ CLIENT_KILLED_MID_CALL = textwrap.dedent("""
 """)
 
 
-@pytest.mark.parametrize("where", ["request", "callback"])
-def test_a_client_killed_mid_call_leaves_nothing_behind(daemons, tmp_path, where):
-    daemon, port = classic_daemon(daemons, tmp_path)
-    other = rpyc.classic.connect("127.0.0.1", port)
+def kill_a_client_mid_call(port, where):
+    """A client holding objects, SIGKILLed in a call (or a callback)."""
     client = subprocess.Popen([sys.executable, "-c", CLIENT_KILLED_MID_CALL, str(port), where],
                               stdout=subprocess.PIPE, text=True)
     try:
@@ -85,6 +83,13 @@ def test_a_client_killed_mid_call_leaves_nothing_behind(daemons, tmp_path, where
         client.wait(10)
     finally:
         client.kill()
+
+
+@pytest.mark.parametrize("where", ["request", "callback"])
+def test_a_client_killed_mid_call_leaves_nothing_behind(daemons, tmp_path, where):
+    daemon, port = classic_daemon(daemons, tmp_path)
+    other = rpyc.classic.connect("127.0.0.1", port)
+    kill_a_client_mid_call(port, where)
     # the dead client's session and its objects are gone; the other serves on
     wait_until(lambda: held(port) == (1, 0) or None, "the dead client's objects freed",
                deadline=40)
@@ -102,15 +107,7 @@ def killed_tried(where):
 def test_python_rpyc_with_a_client_killed_mid_call(daemons, tmp_path, where):
     daemon, port = python_classic(daemons, tmp_path)
     other = rpyc.classic.connect("127.0.0.1", port)
-    client = subprocess.Popen([sys.executable, "-c", CLIENT_KILLED_MID_CALL, str(port), where],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        assert client.stdout.readline().strip() == "ready"
-        time.sleep(0.3)
-        client.kill()
-        client.wait(10)
-    finally:
-        client.kill()
+    kill_a_client_mid_call(port, where)
     # its objects die with its session's connection: the session is what shows
     freed = True
     try:
@@ -125,13 +122,17 @@ def test_python_rpyc_with_a_client_killed_mid_call(daemons, tmp_path, where):
            server="python", freed=freed, served=served)
 
 
-def test_a_client_killed_mid_frame(daemons, tmp_path):
-    daemon, port = classic_daemon(daemons, tmp_path)
+def reset_mid_frame(port):
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     # a frame header announcing 1000 bytes, and only 10 of them
     sock.sendall(struct.pack("!LB", 1000, 0) + b"\x01" * 10)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()  # a reset, as from a killed process
+
+
+def test_a_client_killed_mid_frame(daemons, tmp_path):
+    daemon, port = classic_daemon(daemons, tmp_path)
+    reset_mid_frame(port)
     wait_until(lambda: held(port) == (0, 0) or None, "the half-sent session gone")
     conn = rpyc.classic.connect("127.0.0.1", port)
     assert conn.eval("3") == 3
@@ -141,10 +142,7 @@ def test_a_client_killed_mid_frame(daemons, tmp_path):
 
 def test_python_rpyc_with_a_client_reset_mid_frame(daemons, tmp_path):
     daemon, port = python_classic(daemons, tmp_path)
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-    sock.sendall(struct.pack("!LB", 1000, 0) + b"\x01" * 10)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    sock.close()
+    reset_mid_frame(port)
     freed = True
     try:
         wait_until(lambda: python_sessions(port) == 0 or None, "the half-sent session gone")

@@ -18,8 +18,8 @@ import rpyc
 
 from container import RELEASE, Container
 from support import PREVIOUS_RELEASE, REPO, report
-from test_package import classic, listen_dropin, pick_port, refuses, rpyc_files, tcp_free, \
-    wait_until
+from test_package import classic, listen_dropin, pick_port, refuses, rpyc_files, show, \
+    tcp_free, wait_until
 
 DROPIN = "/etc/systemd/system/rpyc-classic.socket.d/upgrade-test.conf"
 DEFAULT = "/etc/default/rpyc-classic"
@@ -46,7 +46,7 @@ MOST_ATTEMPTS = 5000
 
 
 def main_pid(ct, unit="rpyc-classic.service"):
-    return int(ct.run("systemctl", "show", "-p", "MainPID", "--value", unit).stdout.strip())
+    return int(show(ct, unit, "MainPID")["MainPID"])
 
 
 def restarted(ct, before, unit="rpyc-classic.service"):
@@ -57,7 +57,7 @@ def restarted(ct, before, unit="rpyc-classic.service"):
 
 def invocation(ct, unit):
     """Which run of the unit this is: a restart makes a new one."""
-    return ct.run("systemctl", "show", "-p", "InvocationID", "--value", unit).stdout.strip()
+    return show(ct, unit, "InvocationID")["InvocationID"]
 
 
 def version(ct):
