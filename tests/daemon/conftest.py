@@ -171,13 +171,27 @@ def rpyc_classic_script():
     return str(script)
 
 
-def python_classic(daemons, tmp_path, mode="threaded"):
+def python_classic(daemons, tmp_path, mode="threaded", *args, **popen):
     """Python rpyc's own rpyc_classic on a free port, for the scenarios
     RELIABILITY.md runs against both servers; returns (daemon, port)."""
     port = free_port()
     daemon = daemons([sys.executable, rpyc_classic_script(), "--mode", mode,
-                      "--host", "127.0.0.1", "-p", str(port)], tmp_path)
+                      "--host", "127.0.0.1", "-p", str(port), *args], tmp_path, **popen)
     return accepting(daemon, "127.0.0.1", port), port
+
+
+def python_registry(daemons, tmp_path, *args):
+    """Python rpyc's own rpyc_registry (UDP) on a free port, for the
+    scenarios RELIABILITY.md runs against both registries; returns (daemon,
+    port) once it serves. It has no --host switch and binds 0.0.0.0; the
+    tests send only to 127.0.0.1."""
+    port = free_udp_and_tcp_port()
+    script = Path(rpyc_classic_script()).with_name("rpyc_registry")
+    daemon = daemons([sys.executable, str(script), "-m", "UDP", "-p", str(port), *args], tmp_path)
+    wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
+               "rpyc_registry to start")
+    assert daemon.proc.poll() is None, daemon.log()
+    return daemon, port
 
 
 def python_sessions(port):

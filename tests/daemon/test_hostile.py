@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import rpyc
 
-from conftest import REPO, binary, classic_daemon, wait_until
+from conftest import REPO, binary, classic_daemon, python_classic, wait_until
 from reliability import record
 
 SERVICES = REPO / "tests" / "serve" / "services"
@@ -137,6 +137,47 @@ def test_counts_that_lie_under_a_zlib_bomb_cost_only_their_connection(daemons, t
            f"{peak >> 20} MiB{' (parent; the child ended)' if server == 'forking' else ''}; "
            "a session opened before kept answering",
            peak_rss=peak, frame_bytes=len(bomb))
+
+
+def test_python_rpyc_under_the_zlib_bomb(daemons, tmp_path):
+    # rpyc_classic inflates the whole frame, then builds the tuples the
+    # counts claim, item by item, with nothing to bound them: watched for
+    # OBSERVE seconds (it would take minutes and tens of GiB to finish),
+    # with the session opened before asked meanwhile
+    observe = 20
+    daemon, port = python_classic(daemons, tmp_path)
+    conn = rpyc.classic.connect("127.0.0.1", port)
+    assert conn.eval("6 * 7") == 42
+    bomb = nested_counts_bomb(1 << 30)
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        sock.sendall(bomb)
+        started = time.monotonic()
+        slowest = 0.0
+        rss = []
+        while time.monotonic() - started < observe:
+            asked = time.monotonic()
+            assert conn.eval("6 * 7") == 42
+            slowest = max(slowest, time.monotonic() - asked)
+            rss.append(resident(daemon.proc.pid))
+            time.sleep(0.5)
+        assert daemon.proc.poll() is None
+        peak = peak_rss(daemon.proc.pid)
+        # still growing at the end: the decoding had not finished
+        assert rss[-1] > rss[len(rss) // 2] > (1 << 30), rss
+    record("nested-count zlib bomb, default limits (threaded)",
+           f"one {len(bomb) >> 10} KiB frame inflating to 1 GiB, opening 64 tuples that each "
+           "claim as many items as bytes remain",
+           f"inflated whole, then decoded with no bound: RSS {rss[0] >> 20} MiB after 0.5 s, "
+           f"{rss[-1] >> 20} MiB after {observe} s and still growing when the test stopped it; "
+           f"a session opened before answered throughout (slowest {slowest * 1000:.0f} ms)", server="python", peak_rss=peak, frame_bytes=len(bomb),
+           slowest_answer=round(slowest, 3), observed_seconds=observe)
+
+
+def resident(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
 
 
 @pytest.mark.parametrize("server", ["threaded", "serve"])

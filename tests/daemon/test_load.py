@@ -213,3 +213,38 @@ def test_300_idle_connections_in_forking_mode_do_not_slow_16_busy_ones(daemons, 
            idle=300, unloaded_per_sec=unloaded["per_sec"], loaded_per_sec=loaded["per_sec"],
            loaded_ops=loaded["ops"], pss_kib_alone=pss_alone, pss_kib_idle=pss_idle,
            pss_kib_per_connection=per_conn)
+
+
+def test_python_rpyc_with_300_idle_connections_in_forking_mode(daemons, tmp_path):
+    daemon, port = python_classic(daemons, tmp_path, "forking", "-q")
+    pid = daemon.proc.pid
+    wait_until(lambda: len(family(pid)) == 1, "the start-up probe's child gone")
+    pss_alone = pss_kib(family(pid))
+    unloaded = load(port, "call", 16, 2)
+    wait_until(lambda: len(family(pid)) == 1, "the unloaded run's children gone")
+    idle = []
+    try:
+        for _ in range(300):
+            idle.append(rpyc.classic.connect("127.0.0.1", port))
+        answered = all(conn.eval("1") == 1 for conn in idle)
+        pss_idle = pss_kib(family(pid))
+        loaded = load(port, "call", 16, 2)
+        answered = answered and idle[0].eval("1") == 1 and idle[-1].eval("2") == 2
+        assert len(family(pid)) == 301
+    finally:
+        for conn in idle:
+            conn.close()
+    per_conn = (pss_idle - pss_alone) / 300
+    ratio = loaded["per_sec"] / unloaded["per_sec"] if unloaded["per_sec"] else 0.0
+    record("300 idle + 16 busy connections (forking)",
+           "16 connections calling math.sqrt for 2 s, alone and then beside 300 idle ones, "
+           "a child process each",
+           f"300 idle {'held' if answered else 'not all answering'}; busy "
+           f"{loaded['per_sec']:.0f} calls/s vs {unloaded['per_sec']:.0f} unloaded "
+           f"({ratio:.2f}×), {loaded['ops']} calls, {loaded['errors']} errors; PSS (parent + "
+           f"children) {mib(pss_alone)} alone, {mib(pss_idle)} with 300 idle ({per_conn:.0f} "
+           "KiB per connection)",
+           lost=loaded["errors"] + unloaded["errors"], server="python", idle=300,
+           unloaded_per_sec=unloaded["per_sec"], loaded_per_sec=loaded["per_sec"],
+           loaded_ops=loaded["ops"], pss_kib_alone=pss_alone, pss_kib_idle=pss_idle,
+           pss_kib_per_connection=per_conn)

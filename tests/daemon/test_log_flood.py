@@ -17,7 +17,8 @@ import rpyc
 from rpyc.core import brine
 
 from certs import make_pki
-from conftest import binary, classic_daemon, free_udp_and_tcp_port, python_classic, wait_until
+from conftest import (binary, classic_daemon, free_udp_and_tcp_port, python_classic,
+                      python_registry, wait_until)
 from reliability import record
 
 HOST = "127.0.0.1"
@@ -194,20 +195,28 @@ def ask(port, source, *message):
             return None, len(data)
 
 
-def test_a_registration_flood_writes_a_burst_and_counts_the_rest(daemons, tmp_path):
-    daemon, port = registry(daemons, tmp_path)
-    # the issue's datagram: a register of about 1.2 KB of names, each from
-    # a source of its own (as spoofed ones would be), and its unregister
+REGISTRATION_SOURCES = [f"127.0.{1 + n // 250}.{1 + n % 250}" for n in range(1000)]
+
+
+def register_and_unregister_from_each_source(port):
+    """A register of about 1.2 KB of names from each source (as spoofed
+    ones would be), and its unregister; returns the bytes sent."""
     aliases = tuple(f"{letter}" * 290 for letter in "ABCD")
-    sources = [f"127.0.{1 + n // 250}.{1 + n % 250}" for n in range(1000)]
     sent = 0
-    for source in sources:
+    for source in REGISTRATION_SOURCES:
         answer, size = ask(port, source, "REGISTER", (aliases, 40000))
         sent += size
         assert answer == "OK", answer
         answer, size = ask(port, source, "UNREGISTER", (40000,))
         sent += size
         assert answer == "OK", answer
+    return sent
+
+
+def test_a_registration_flood_writes_a_burst_and_counts_the_rest(daemons, tmp_path):
+    daemon, port = registry(daemons, tmp_path)
+    sent = register_and_unregister_from_each_source(port)
+    sources = REGISTRATION_SOURCES
     log = stopped_log(daemon)
     for text, what in [(":registering ", "registrations"), (":unregistering ", "unregistrations")]:
         written, total = written_and_counted(log, text, what)
@@ -220,6 +229,23 @@ def test_a_registration_flood_writes_a_burst_and_counts_the_rest(daemons, tmp_pa
            f"each pair from its own source",
            f"{len(log)} bytes of log for {sent} bytes of requests (x{ratio:.2f}); "
            f"at most {BURST} lines per kind and 30 s, whatever the rate",
+           log_bytes=len(log), request_bytes=sent)
+
+
+def test_python_rpyc_under_a_registration_flood(daemons, tmp_path):
+    daemon, port = python_registry(daemons, tmp_path)
+    before = len(daemon.log())
+    sent = register_and_unregister_from_each_source(port)
+    daemon.stop()
+    log = daemon.log()[before:]
+    registering = log.count("registering 127.0.")
+    # rpyc_registry writes every request at its default level (debug)
+    assert registering >= 2 * len(REGISTRATION_SOURCES), registering
+    record("registration flood, log volume",
+           f"{len(REGISTRATION_SOURCES)} REGISTERs of 1.2 KB of names and their UNREGISTERs, "
+           f"each pair from its own source",
+           f"{len(log)} bytes of log for {sent} bytes of requests (x{len(log) / sent:.2f}); "
+           "every request written, no bound", server="python",
            log_bytes=len(log), request_bytes=sent)
 
 
@@ -238,22 +264,12 @@ def test_a_name_with_invisible_characters_is_logged_escaped(daemons, tmp_path):
         assert raw not in log, ascii(log)
 
 
-def test_accepts_failing_for_want_of_descriptors_rest_and_are_counted(daemons, tmp_path):
-    # a daemon whose descriptors are all taken (here by a session's code)
-    # and a connection waiting: every try to accept it fails until one is
-    # free again. The loop rests between tries (it used to retry at once,
-    # a line each), and their lines are limited.
+def few_descriptors():
     import resource
+    resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
 
-    def few_descriptors():
-        resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
 
-    port = free_udp_and_tcp_port()
-    daemon = daemons([binary(), "--host", HOST, "-p", str(port)], tmp_path,
-                     preexec_fn=few_descriptors)
-    wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
-               "the server to start")
-    conn = rpyc.classic.connect(HOST, port)
+def take_every_descriptor(conn):
     conn.execute("import os\n"
                  "taken = []\n"
                  "while True:\n"
@@ -261,6 +277,20 @@ def test_accepts_failing_for_want_of_descriptors_rest_and_are_counted(daemons, t
                  "        taken.append(os.open('/dev/null', os.O_RDONLY))\n"
                  "    except OSError:\n"
                  "        break\n")
+
+
+def test_accepts_failing_for_want_of_descriptors_rest_and_are_counted(daemons, tmp_path):
+    # a daemon whose descriptors are all taken (here by a session's code)
+    # and a connection waiting: every try to accept it fails until one is
+    # free again. The loop rests between tries (it used to retry at once,
+    # a line each), and their lines are limited.
+    port = free_udp_and_tcp_port()
+    daemon = daemons([binary(), "--host", HOST, "-p", str(port)], tmp_path,
+                     preexec_fn=few_descriptors)
+    wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
+               "the server to start")
+    conn = rpyc.classic.connect(HOST, port)
+    take_every_descriptor(conn)
     started = time.monotonic()
     waiting = socket.create_connection((HOST, port), timeout=5)
     daemon.wait_log("accept failed")
@@ -283,3 +313,34 @@ def test_accepts_failing_for_want_of_descriptors_rest_and_are_counted(daemons, t
            f"once, a core busy and a line per try); the connection served once a "
            f"descriptor was free",
            failed_accepts=total, seconds=round(seconds, 2), lines=written)
+
+
+def test_python_rpyc_when_accepts_fail_for_want_of_descriptors(daemons, tmp_path):
+    # the same descriptors taken against rpyc's ThreadedServer: its accept
+    # loop treats any error but EINTR and EAGAIN as the listener closed
+    # (rpyc 6.0.2 utils/server.py, accept), so EMFILE ends the server
+    daemon, port = python_classic(daemons, tmp_path, preexec_fn=few_descriptors)
+    conn = rpyc.classic.connect(HOST, port)
+    take_every_descriptor(conn)
+    waiting = socket.create_connection((HOST, port), timeout=5)
+    status = daemon.wait(30)
+    session_ended = False
+    try:
+        conn.eval("1")
+    except EOFError:
+        session_ended = True
+    waiting.settimeout(5)
+    try:
+        # closing the listener resets what waited in its backlog
+        assert waiting.recv(1) == b""
+    except ConnectionResetError:
+        pass
+    waiting.close()
+    assert status == 0, daemon.log()
+    assert session_ended
+    record("accept failing for want of descriptors",
+           "RLIMIT_NOFILE 128, every descriptor taken by a session's code, one more "
+           "connection waiting, against threaded rpyc_classic",
+           f"the first failed accept (EMFILE) stopped the server: exit status {status}, "
+           "its open session cut, the waiting connection never served",
+           lost=1, server="python", status=status)

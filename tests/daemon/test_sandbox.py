@@ -14,7 +14,8 @@ import rpyc
 
 import nobind
 from reliability import record
-from conftest import DEADLINE, accepts, binary, free_port, free_udp_and_tcp_port, wait_until
+from conftest import (DEADLINE, accepts, binary, free_port, free_udp_and_tcp_port, python_classic,
+                      wait_until)
 from test_runtime import registrar_for
 
 NOBIND = str(Path(__file__).with_name("nobind.py"))
@@ -161,8 +162,7 @@ def test_a_quiet_session_survives_clients_code_holding_every_task(daemons, tmp_p
     parked); when it speaks while no thread can be started its connection
     is closed, and logged, and sessions opened once the bomb is over are
     served."""
-    busy = [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == UNUSED_UID]
-    assert not busy, f"uid {UNUSED_UID} is in use: {busy}"
+    assert_unused_uid_is_free()
     port = free_port()
     daemon = daemons([binary(), "--host", "127.0.0.1", "-p", str(port), "-m", mode], tmp_path,
                      preexec_fn=as_unused_user_with_few_tasks)
@@ -189,15 +189,25 @@ def test_a_quiet_session_survives_clients_code_holding_every_task(daemons, tmp_p
             daemon.wait_log("cannot start a thread for a connection")
         else:
             assert answer == [42], answer
+        # a new client while the bomb holds every task (what ends
+        # rpyc_classic): served or closed, and the daemon serves on
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as newcomer:
+            newcomer.settimeout(2)
+            try:
+                newcomer.recv(1)
+            except (socket.timeout, ConnectionResetError):
+                pass
+        assert daemon.proc.poll() is None, daemon.log()
         bomber.execute("release.set()\nfor thread in held: thread.join()")
         record(f"task bomb in clients' code ({mode})",
                f"RLIMIT_NPROC {TASKS} (as the units' LimitNPROC=/TasksMax= bound tasks); one "
                "session starts threads until refused, then os.fork(), and keeps its thread; "
-               "another session, quiet for 6.5 s, then asks",
+               "another session, quiet for 6.5 s, then asks; then a new client connects",
                f"the bomb refused after {held} threads, fork refused; "
                + ("the quiet session, parked without a thread, was closed and logged; "
-                  "new sessions served after the bomb" if mode == "threaded" else
-                  "the quiet session answered during the bomb"),
+                  if mode == "threaded" else "the quiet session answered during the bomb; ")
+               + "a new connection during the bomb left the daemon serving; new sessions "
+               "served after the bomb",
                threads=held)
         late = rpyc.classic.connect("127.0.0.1", port)
         assert late.eval("2 + 2") == 4
@@ -207,6 +217,81 @@ def test_a_quiet_session_survives_clients_code_holding_every_task(daemons, tmp_p
     finally:
         bomber.close()
         other.close()
+
+
+def tasks_of_the_unused_user():
+    return [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == UNUSED_UID]
+
+
+def assert_unused_uid_is_free():
+    # (a forking child of the test before may still be ending)
+    wait_until(lambda: not tasks_of_the_unused_user(),
+               f"uid {UNUSED_UID} to be free: {tasks_of_the_unused_user()} use it")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run the server as a user of its own")
+@pytest.mark.parametrize("mode", ["threaded", "forking"])
+def test_python_rpyc_under_a_task_bomb(daemons, tmp_path, mode):
+    """The same bomb against rpyc_classic. Each session has its thread or
+    process, so the quiet one answers; but a connection that arrives while
+    no task can be started ends the server: rpyc 6.0.2's accept loop lets
+    the error from Thread.start() or os.fork() out of ThreadedServer.start()
+    and closes every connection."""
+    assert_unused_uid_is_free()
+    daemon, port = python_classic(daemons, tmp_path, mode, preexec_fn=as_unused_user_with_few_tasks)
+    bomber = rpyc.classic.connect("127.0.0.1", port)
+    other = rpyc.classic.connect("127.0.0.1", port)
+    try:
+        assert other.eval("1") == 1
+        time.sleep(6.5)
+        bomber.execute(TASK_BOMB)
+        held = bomber.eval("len(held)")
+        assert bomber.eval("thread_error") and held < TASKS
+        assert bomber.eval("fork_error"), "a process could still be started"
+        time.sleep(0.5)
+        thread, answer = ask_in_background(other, "6 * 7")
+        thread.join(3)
+        assert answer == [42], answer
+        # a new client while the bomb holds every task
+        newcomer = socket.create_connection(("127.0.0.1", port), timeout=5)
+        status = daemon.wait(DEADLINE)
+        newcomer.close()
+        assert not accepts("127.0.0.1", port)
+        if mode == "threaded":
+            with pytest.raises(EOFError):
+                other.eval("6 * 7")
+            sessions = "every session with it"
+        else:
+            # the children serving open sessions outlive their parent
+            assert other.eval("6 * 7") == 42
+            sessions = "open sessions lived on in its orphaned children"
+        record(f"task bomb in clients' code ({mode})",
+               f"RLIMIT_NPROC {TASKS} (as the units' LimitNPROC=/TasksMax= bound tasks); one "
+               "session starts threads until refused, then os.fork(), and keeps its thread; "
+               "another session, quiet for 6.5 s, then asks; then a new client connects",
+               f"the bomb refused after {held} threads, fork refused; the quiet session "
+               f"answered during the bomb; then one new connection ended the server (exit status "
+               f"{status}: {'Thread.start' if mode == 'threaded' else 'os.fork'} failed in its "
+               f"accept loop), {sessions}; no new client served after", lost=1, server="python",
+               threads=held, status=status)
+    finally:
+        bomber.close()
+        other.close()
+        end_every_task_of_the_unused_user()
+
+
+def end_every_task_of_the_unused_user():
+    """Forking children that outlived their server would count against
+    the next test's tasks."""
+    deadline = time.monotonic() + DEADLINE
+    while pids := tasks_of_the_unused_user():
+        assert time.monotonic() < deadline, pids
+        for pid in pids:
+            try:
+                os.kill(int(pid), 9)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.1)
 
 
 def _uid_of(pid):
