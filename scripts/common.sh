@@ -59,12 +59,15 @@ loud_warning() {
 venv_python="$repo/.venv/bin/python"
 # shellcheck disable=SC2034 # used by the scripts that source this file
 venv5_python="$repo/.venv-rpyc5/bin/python"
+# shellcheck disable=SC2034
+# .venv-rpyc4 has rpyc 4.1.5, Debian 11's python3-rpyc
+venv4_python="$repo/.venv-rpyc4/bin/python"
 
 # venv_ready [PYTHON VERSION]: whether PYTHON has rpyc VERSION and pytest.
 venv_ready() {
     local python=${1:-$venv_python} version=${2:-6.0.2}
     [[ -x $python ]] &&
-        "$python" -c "import rpyc, pytest; assert rpyc.__version__ == '$version'" 2>/dev/null
+        "$python" -c "import rpyc, pytest; v = rpyc.__version__; assert (v if isinstance(v, str) else '.'.join(map(str, v))) == '$version'" 2>/dev/null
 }
 
 # The linter scripts/test runs on the Python sources, in .venv. Pinned: a

@@ -21,7 +21,7 @@ impl Connection {
         inbound: &mut Inbound,
         deadline: Option<Instant>,
         quiet: Option<std::time::Duration>,
-    ) -> Result<Incoming<Message>, ConnError> {
+    ) -> Result<Incoming<(Message, Route)>, ConnError> {
         if self.is_closed() {
             return Err(ConnError::Closed);
         }
@@ -32,16 +32,17 @@ impl Connection {
             let decoded = match inbound.decoder.next_payload()? {
                 Some(payload) => {
                     let dialect = self.dialect_of(&payload.bytes)?;
-                    Some(Message::decode_with_bulk(
-                        &payload.bytes,
-                        payload.bulk,
-                        dialect,
-                        limits,
-                    ))
+                    let route = match dialect {
+                        Dialect::V6Threads => Route::of(&payload.bytes).unwrap_or_default(),
+                        Dialect::V6 | Dialect::V5 => Route::default(),
+                    };
+                    let message =
+                        Message::decode_with_bulk(&payload.bytes, payload.bulk, dialect, limits);
+                    Some((message, route))
                 }
                 None => None,
             };
-            if let Some(decoded) = decoded {
+            if let Some((decoded, route)) = decoded {
                 // what is left buffered is the next frame, begun now
                 inbound.pace = FramePace::begun(inbound.decoder.buffered(), Instant::now());
                 self.greeted.store(true, Ordering::Release);
@@ -49,13 +50,14 @@ impl Connection {
                     u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
                 self.last_message_ms.store(since_open, Ordering::Release);
                 return match decoded {
-                    Ok(message) => Ok(Incoming::Message(message)),
+                    Ok(message) => Ok(Incoming::Message((message, route))),
                     Err(MessageError::BadRequest { seq, reason }) => {
                         // rpyc answers these with an exception and carries on
-                        self.send(&Message::Exception {
+                        let exception = Message::Exception {
                             seq,
                             exception: bad_request_exception(&reason),
-                        })?;
+                        };
+                        self.send_routed(&exception, self.route_to(route.from))?;
                         continue;
                     }
                     Err(error) => Err(error.into()),
@@ -135,6 +137,7 @@ impl Connection {
         match self.dialect.load(Ordering::Acquire) {
             DIALECT_V5 => Ok(Dialect::V5),
             DIALECT_V6 => Ok(Dialect::V6),
+            DIALECT_V6_THREADS => Ok(Dialect::V6Threads),
             _ => {
                 let dialect = Dialect::detect(payload).ok_or(ConnError::UnknownDialect(
                     payload.first().copied().unwrap_or(0),
@@ -142,6 +145,7 @@ impl Connection {
                 let code = match dialect {
                     Dialect::V5 => DIALECT_V5,
                     Dialect::V6 => DIALECT_V6,
+                    Dialect::V6Threads => DIALECT_V6_THREADS,
                 };
                 self.dialect.store(code, Ordering::Release);
                 Ok(dialect)
@@ -203,6 +207,8 @@ pub(super) const DIALECT_UNKNOWN: u8 = 0;
 pub(super) const DIALECT_V5: u8 = 5;
 
 pub(super) const DIALECT_V6: u8 = 6;
+/// rpyc 6 with `bind_threads`.
+pub(super) const DIALECT_V6_THREADS: u8 = 7;
 
 pub(super) fn is_timeout(error: &io::Error) -> bool {
     matches!(

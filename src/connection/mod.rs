@@ -22,7 +22,7 @@ use crate::protocol::brine::{self, BulkMemory, EncodeError, Value};
 use crate::protocol::frame::{self, Decoder, Frame, FrameError, Limits};
 use crate::protocol::message::{
     self, BadRequest, Boxed, Dialect, ExceptionInfo, Handler, Message, MessageError,
-    RemoteException,
+    RemoteException, Route,
 };
 use crate::sync::lock;
 
@@ -171,6 +171,11 @@ struct Outbound {
 #[derive(Default)]
 struct Waiting {
     replies: HashMap<i64, Option<Reply>>,
+    /// With threads bound, the threads of ours that wait for a reply, by
+    /// id, and the peer's requests routed to each meanwhile.
+    inboxes: HashMap<u64, threads::Inbox>,
+    /// Threads serving requests that a waiting reader could not serve.
+    helpers: usize,
     /// Why the connection ended, once it has; every waiter then gives up.
     ended: Option<String>,
     /// Threads asleep on `Connection::changed`: waking a condvar is a
@@ -322,6 +327,7 @@ impl Connection {
     pub fn dialect(&self) -> Dialect {
         match self.dialect.load(Ordering::Acquire) {
             DIALECT_V5 => Dialect::V5,
+            DIALECT_V6_THREADS => Dialect::V6Threads,
             _ => Dialect::V6,
         }
     }
@@ -371,9 +377,10 @@ mod inbound;
 mod outbound;
 mod requests;
 mod serving;
+mod threads;
 
 pub use inbound::MIN_FRAME_RATE;
-use inbound::{FramePace, DIALECT_UNKNOWN, DIALECT_V5};
+use inbound::{FramePace, DIALECT_UNKNOWN, DIALECT_V5, DIALECT_V6_THREADS};
 use serving::bad_request_exception;
 
 #[cfg(test)]

@@ -20,12 +20,33 @@ impl Connection {
             lock(&self.waiting).replies.remove(&seq);
             return Err(error);
         }
+        if !self.binds_threads() {
+            return self.wait_for_reply(seq, deadline, timeout);
+        }
+        // the peer's requests for this thread come to it while it waits
+        self.open_inbox();
+        let reply = self.wait_for_reply(seq, deadline, timeout);
+        self.close_inbox();
+        reply
+    }
+
+    fn wait_for_reply(
+        self: &Arc<Self>,
+        seq: i64,
+        deadline: Option<Instant>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<Reply, ConnError> {
         loop {
             let mut waiting = lock(&self.waiting);
             if let Some(Some(_)) = waiting.replies.get(&seq) {
                 if let Some(Some(reply)) = waiting.replies.remove(&seq) {
                     return Ok(reply);
                 }
+            }
+            if let Some(request) = Connection::next_routed(&mut waiting) {
+                drop(waiting);
+                self.serve_routed(request)?;
+                continue;
             }
             if waiting.ended.is_some() {
                 waiting.replies.remove(&seq);
@@ -46,7 +67,7 @@ impl Connection {
                     drop(inbound);
                     self.notify();
                     match message {
-                        Ok(Incoming::Message(message)) => self.dispatch(Ok(message))?,
+                        Ok(Incoming::Message(message)) => self.dispatch(Ok(message), true)?,
                         Ok(Incoming::Quiet) => {}
                         // looked at on the next turn, with the reply that
                         // may have been parked meanwhile
@@ -88,7 +109,7 @@ impl Connection {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         // the queue outlives the message: the frame goes in one piece
         let frame_bytes = self
-            .frame_of(&Message::Request { seq, handler, args })?
+            .frame_of(&Message::Request { seq, handler, args }, self.route())?
             .joined();
         lock(&self.send_queue).push(frame_bytes);
         if self.holding.load(Ordering::Acquire) > 0 {

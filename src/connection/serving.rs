@@ -52,16 +52,21 @@ impl Connection {
         };
         match message {
             Ok(Incoming::Quiet) => Ok(Incoming::Quiet),
-            Ok(Incoming::Message(message)) => self.dispatch(Ok(message)).map(Incoming::Message),
-            Err(error) => self.dispatch(Err(error)).map(Incoming::Message),
+            Ok(Incoming::Message(message)) => {
+                self.dispatch(Ok(message), false).map(Incoming::Message)
+            }
+            Err(error) => self.dispatch(Err(error), false).map(Incoming::Message),
         }
     }
 
+    /// Handles one message read from the peer; `busy`: the reader waits
+    /// for a reply of its own.
     pub(super) fn dispatch(
         self: &Arc<Self>,
-        message: Result<Message, ConnError>,
+        message: Result<(Message, Route), ConnError>,
+        busy: bool,
     ) -> Result<(), ConnError> {
-        let message = match message {
+        let (message, route) = match message {
             Ok(message) => message,
             Err(error) => {
                 self.end(&error.to_string());
@@ -76,6 +81,15 @@ impl Connection {
                 // rpyc 6.0.2 closes without replying: the peer sees EOF
                 self.close();
                 Err(ConnError::Closed)
+            }
+            Message::Request { seq, handler, args } if self.binds_threads() => {
+                let request = threads::Routed {
+                    seq,
+                    handler,
+                    args,
+                    from: route.from,
+                };
+                self.dispatch_routed(request, route.to, busy)
             }
             Message::Request { seq, handler, args } => {
                 lock(&self.activity).serving += 1;

@@ -1,11 +1,13 @@
-"""rpyc 5.x clients (Debian 12's python3-rpyc is 5.3.0) and rpyc 6.x
-clients on the same server at the same time: the server learns each
+"""rpyc 4.x clients (Debian 11's python3-rpyc is 4.1.5), 5.x clients
+(Debian 12's is 5.3.0), and rpyc 6.x clients with and without
+bind_threads, on the same server at the same time: the server learns each
 connection's message envelope from its first message."""
 
 import os
 import socket
 import struct
 import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -14,6 +16,8 @@ import rpyc
 from conftest import REPO, classic_daemon
 
 RPYC5_PYTHON = os.environ.get("RPYCD_TEST_PYTHON5") or str(REPO / ".venv-rpyc5" / "bin" / "python")
+RPYC4_PYTHON = os.environ.get("RPYCD_TEST_PYTHON4") or str(REPO / ".venv-rpyc4" / "bin" / "python")
+RPYC6_PYTHON = os.environ.get("RPYCD_TEST_PYTHON") or sys.executable
 
 RPYC5_CLIENT = textwrap.dedent("""
     import sys
@@ -91,3 +95,69 @@ def test_rpyc5_client_over_tls_with_a_client_certificate(daemons, tmp_path, rpyc
     version, tls = out.stdout.split()
     assert version.startswith("5.") and tls.startswith("TLS")
     daemon.wait_log("(CN=alice)")
+
+
+# One client of any rpyc version: a classic session with callbacks from
+# THREADS client threads (with bind_threads, each callback must run on the
+# thread that waits for it), for at least 2 s so that all the clients
+# started together overlap; prints its version and the serving pid.
+ANY_CLIENT = textwrap.dedent("""
+    import sys, threading, time
+    import rpyc
+    port, bind, threads = int(sys.argv[1]), sys.argv[2] == "bind", int(sys.argv[3])
+    if bind:
+        from rpyc.core.service import ClassicService
+        from rpyc.utils.factory import connect
+        conn = connect("127.0.0.1", port, ClassicService, config={"bind_threads": True})
+    else:
+        conn = rpyc.classic.connect("127.0.0.1", port)
+    version = rpyc.__version__
+    version = version if isinstance(version, str) else ".".join(map(str, version))
+    conn.execute("def twice(cb, x):\\n    return cb(x) + cb(x)\\n")
+    twice = conn.namespace["twice"]
+    errors = []
+    def work():
+        try:
+            end, i = time.time() + 2, 0
+            while time.time() < end or i < 20:
+                mine = threading.get_ident()
+                got = tuple(twice(lambda x: (x, threading.get_ident()), i))
+                assert got[0::2] == (i, i), got
+                if bind:
+                    assert got[1::2] == (mine, mine), (got, mine)
+                assert conn.eval("6 * 7") == 42
+                i += 1
+        except Exception as error:
+            errors.append(repr(error))
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors, errors
+    print(version, conn.modules.os.getpid())
+    conn.close()
+""")
+
+
+@pytest.mark.parametrize("mode", ["threaded", "forking"])
+def test_every_client_version_at_once(daemons, tmp_path, mode):
+    for python in (RPYC4_PYTHON, RPYC5_PYTHON):
+        if not os.path.exists(python):
+            pytest.fail(f"no {python}: run scripts/install-deps")
+    daemon, port = classic_daemon(daemons, tmp_path, "-m", mode)
+    clients = [("4.1.5", RPYC4_PYTHON, "plain", 1), ("5.3.1", RPYC5_PYTHON, "plain", 1),
+               ("6.0.2", RPYC6_PYTHON, "plain", 1), ("6.0.2", RPYC6_PYTHON, "bind", 3)]
+    running = [subprocess.Popen([python, "-c", ANY_CLIENT, str(port), bind, str(threads)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for _, python, bind, threads in clients]
+    for (version, _, bind, _), proc in zip(clients, running):
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"{version} {bind}: {err}"
+        got_version, pid = out.split()
+        assert got_version == version
+        if mode == "threaded":
+            assert int(pid) == daemon.proc.pid
+        else:
+            assert int(pid) != daemon.proc.pid
+    assert daemon.proc.poll() is None, daemon.log()

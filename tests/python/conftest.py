@@ -25,6 +25,9 @@ import pytest
 import rpyc
 
 REPO = Path(__file__).resolve().parents[2]
+# the client's rpyc major version (rpyc 4 gives __version__ as a tuple)
+CLIENT_MAJOR = int(rpyc.__version__[0] if isinstance(rpyc.__version__, tuple)
+                   else rpyc.__version__.split(".")[0])
 ALL_KINDS = ("python", "rpycd")
 START_DEADLINE = 20.0  # seconds for a server to accept connections
 TEST_TIMEOUT = int(os.environ.get("RPYCD_TEST_TIMEOUT", "120"))
@@ -101,8 +104,9 @@ def server_env():
 class Server:
     """A classic RPyC server running as a subprocess on a loopback port."""
 
-    def __init__(self, kind, workdir):
+    def __init__(self, kind, workdir, env=None):
         self.kind = kind
+        self.env = env or {}
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.host = "127.0.0.1"
@@ -124,7 +128,7 @@ class Server:
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     cwd=self.workdir,
-                    env=server_env(),
+                    env={**server_env(), **self.env},
                     start_new_session=True,
                 )
             self.port = port

@@ -5,6 +5,8 @@ import sys
 import pytest
 import rpyc
 
+from conftest import CLIENT_MAJOR
+
 
 @pytest.fixture
 def ns(conn):
@@ -41,7 +43,7 @@ def ns(conn):
     return conn.namespace
 
 
-@pytest.mark.skipif(int(rpyc.__version__.split(".")[0]) < 6, reason="rpyc 5's client builds netref classes "
+@pytest.mark.skipif(CLIENT_MAJOR < 6, reason="rpyc 5's client builds netref classes "
                     "differently; this fails against rpyc 5's own server too")
 def test_len_and_iter(conn):
     rl = conn.eval("[1, 2, 3]")
@@ -270,7 +272,7 @@ def test_remote_file_context_manager(conn, tmp_path):
         assert f.read() == "written remotely"
 
 
-@pytest.mark.skipif(int(rpyc.__version__.split(".")[0]) < 6, reason="rpyc 5's client builds netref classes "
+@pytest.mark.skipif(CLIENT_MAJOR < 6, reason="rpyc 5's client builds netref classes "
                     "differently; this fails against rpyc 5's own server too")
 def test_isinstance_remote_objects(conn):
     rl = conn.eval("[1, 2]")

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 import rpyc
 
+from conftest import CLIENT_MAJOR
+
 
 def sha256_file(path, chunk=1 << 20):
     h = hashlib.sha256()
@@ -169,6 +171,14 @@ def with_closure(n):
     return [add(i) for i in range(3)]
 
 
+# rpyc 4 exports a function as 4 fields, rpyc 5 and 6 import 5: the
+# server's rpyc (6 here) cannot read what a 4.x client teleports, with
+# rpyc's own 5.x and 6.x servers as with ours
+needs_rpyc5_export = pytest.mark.skipif(
+    CLIENT_MAJOR < 5, reason="rpyc 4's teleport export is not what the server's rpyc 6 imports")
+
+
+@needs_rpyc5_export
 def test_teleport_function(conn, server):
     f = rpyc.classic.teleport_function(conn, remote_pid_and_product)
     pid, product = f(21)
@@ -182,6 +192,7 @@ def test_teleport_function(conn, server):
     assert list(g(10)) == [10, 11, 12]
 
 
+@needs_rpyc5_export
 def test_teleport_function_without_def(conn):
     def lonely(a):
         return a * 3

@@ -318,17 +318,66 @@ impl RemoteException {
 pub enum Dialect {
     V6,
     V5,
+    /// rpyc 6 with `bind_threads` on (the client's `RPYC_BIND_THREADS=true`
+    /// or `config={"bind_threads": True}`): every message starts with a
+    /// [`Route`], then is a 6.x message.
+    V6Threads,
+}
+
+/// The envelope of rpyc 6's `bind_threads` (`Connection._send`,
+/// `_serve_bound`): the id of the thread that sends the message and of the
+/// peer's thread it is for, 0 when it is for no thread in particular, as
+/// two big-endian 64-bit integers (`brine.I8I8`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Route {
+    pub from: u64,
+    pub to: u64,
+}
+
+impl Route {
+    pub const LEN: usize = 16;
+
+    /// The route a [`Dialect::V6Threads`] payload starts with.
+    pub fn of(payload: &[u8]) -> Option<Route> {
+        let from = payload.get(..8)?.try_into().ok()?;
+        let to = payload.get(8..Route::LEN)?.try_into().ok()?;
+        Some(Route {
+            from: u64::from_be_bytes(from),
+            to: u64::from_be_bytes(to),
+        })
+    }
 }
 
 impl Dialect {
-    /// Which dialect a peer speaks, from the first message it sends. A 6.x
-    /// message starts with its type (1, 2 or 3); a 5.x one with the tag of
-    /// a 3-tuple, which is none of those. `None` for anything else.
+    /// Which dialect a peer speaks, from the start of a message it sends.
+    /// A 6.x message starts with its type (1, 2 or 3) and the tag of the
+    /// `(seq, args)` pair; a 5.x one with the tag of a 3-tuple; one with
+    /// threads bound has the 16 bytes of its route before a 6.x message.
+    /// (A route's first bytes are those of a thread id, the address of a
+    /// thread's stack: below 2^48, so they cannot look like the others.)
+    /// `None` for anything else.
     pub fn detect(payload: &[u8]) -> Option<Dialect> {
+        let starts_v6 = |p: &[u8]| {
+            matches!(p.first(), Some(1..=3)) && p.get(1).is_none_or(|&b| b == brine::TAG_TUP2)
+        };
+        if starts_v6(payload) {
+            return Some(Dialect::V6);
+        }
         match payload.first()? {
-            1..=3 => Some(Dialect::V6),
             &brine::TAG_TUP3 => Some(Dialect::V5),
+            _ if payload.len() > Route::LEN + 1 && starts_v6(&payload[Route::LEN..]) => {
+                Some(Dialect::V6Threads)
+            }
             _ => None,
+        }
+    }
+
+    /// How many bytes come before a message's type byte (or, in 5.x, its
+    /// brine value).
+    fn envelope_len(self) -> usize {
+        match self {
+            Dialect::V6 | Dialect::V5 => 0,
+            Dialect::V6Threads => Route::LEN,
         }
     }
 }
@@ -338,17 +387,19 @@ impl Dialect {
 /// frame decoder needs to read it into memory of its own. Byte strings
 /// shorter than `min` are not bulk.
 pub fn locate_bulk(prefix: &[u8], min: usize) -> brine::Located {
-    match Dialect::detect(prefix) {
-        Some(Dialect::V6) => match brine::find_bulk(&prefix[1..], min) {
-            brine::Located::At { data, len } => brine::Located::At {
-                data: data + 1,
-                len,
-            },
-            other => other,
+    let brine_at = match Dialect::detect(prefix) {
+        Some(Dialect::V5) => 0,
+        Some(dialect) => dialect.envelope_len() + 1,
+        // a route and the type byte after it may not all be here yet
+        None if prefix.len() <= Route::LEN + 1 => return brine::Located::NeedMore,
+        None => return brine::Located::Nowhere,
+    };
+    match brine::find_bulk(&prefix[brine_at..], min) {
+        brine::Located::At { data, len } => brine::Located::At {
+            data: data + brine_at,
+            len,
         },
-        Some(Dialect::V5) => brine::find_bulk(prefix, min),
-        None if prefix.is_empty() => brine::Located::NeedMore,
-        None => brine::Located::Nowhere,
+        other => other,
     }
 }
 
@@ -426,8 +477,14 @@ impl Message {
 
     /// The message as a frame payload in `dialect`.
     pub fn encode_for(&self, dialect: Dialect) -> Result<Vec<u8>, EncodeError> {
+        self.encode_routed(dialect, Route::default())
+    }
+
+    /// The message as a frame payload in `dialect`, sent along `route`
+    /// (which only [`Dialect::V6Threads`] carries).
+    pub fn encode_routed(&self, dialect: Dialect, route: Route) -> Result<Vec<u8>, EncodeError> {
         let mut out = Vec::with_capacity(self.size_hint());
-        self.encode_into(dialect, &mut out)?;
+        self.encode_to(dialect, route, &mut Sink::plain(&mut out))?;
         Ok(out)
     }
 
@@ -443,7 +500,7 @@ impl Message {
     /// Appends the message's payload in `dialect` to `out`. On an error
     /// `out` may hold part of it.
     pub fn encode_into(&self, dialect: Dialect, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        self.encode_to(dialect, &mut Sink::plain(out))
+        self.encode_to(dialect, Route::default(), &mut Sink::plain(out))
     }
 
     /// [`Message::encode_into`], leaving byte strings of
@@ -452,21 +509,27 @@ impl Message {
     pub fn encode_detached<'v>(
         &'v self,
         dialect: Dialect,
+        route: Route,
         out: &mut Vec<u8>,
     ) -> Result<Vec<Detached<'v>>, EncodeError> {
         let mut detached = Vec::new();
-        self.encode_to(dialect, &mut Sink::detaching(out, &mut detached))?;
+        self.encode_to(dialect, route, &mut Sink::detaching(out, &mut detached))?;
         Ok(detached)
     }
 
     fn encode_to<'v>(
         &'v self,
         dialect: Dialect,
+        route: Route,
         sink: &mut Sink<'_, 'v>,
     ) -> Result<(), EncodeError> {
         let out = &mut *sink.buf;
+        if dialect == Dialect::V6Threads {
+            out.extend_from_slice(&route.from.to_be_bytes());
+            out.extend_from_slice(&route.to.to_be_bytes());
+        }
         match dialect {
-            Dialect::V6 => {
+            Dialect::V6 | Dialect::V6Threads => {
                 out.push(self.msg_type() as u8);
                 brine::encode_tuple_header(2, out)?;
             }
@@ -517,13 +580,17 @@ impl Message {
         dialect: Dialect,
         limits: DecodeLimits,
     ) -> Result<Message, MessageError> {
+        let payload = payload
+            .get(dialect.envelope_len()..)
+            .ok_or(MessageError::Empty)?;
         let code = payload.first().copied().ok_or(MessageError::Empty)?;
         let (body, bulk) = match dialect {
-            Dialect::V6 => {
-                // the brine value starts after the code byte
+            Dialect::V6 | Dialect::V6Threads => {
+                // the brine value starts after the envelope and the code byte
+                let skipped = dialect.envelope_len() + 1;
                 let bulk = bulk
                     .map(|brine::Bulk { at, bytes }| {
-                        let at = at.checked_sub(1).ok_or(DecodeError::Malformed {
+                        let at = at.checked_sub(skipped).ok_or(DecodeError::Malformed {
                             what: "bulk bytes",
                             offset: 0,
                         })?;
@@ -542,7 +609,7 @@ impl Message {
     /// value (the rest in rpyc 6, the whole in rpyc 5) is `value`.
     fn from_brine(code: u8, value: Value, dialect: Dialect) -> Result<Message, MessageError> {
         let (code, seq, args) = match dialect {
-            Dialect::V6 => {
+            Dialect::V6 | Dialect::V6Threads => {
                 let [seq, args]: [Value; 2] = value
                     .into_tuple()
                     .ok_or(MessageError::NotSeqArgs)?

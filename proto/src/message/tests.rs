@@ -26,7 +26,7 @@ fn bulk_reply(first: Vec<u8>, second: Vec<u8>) -> Message {
 fn detached_wire(message: &Message, compress: bool) -> Vec<u8> {
     let mut buffer = frame::begin(message.size_hint());
     let detached = message
-        .encode_detached(Dialect::V6, &mut buffer)
+        .encode_detached(Dialect::V6, Route::default(), &mut buffer)
         .expect("encodes");
     assert_eq!(detached.len(), 2, "both bulk strings stay where they are");
     assert!(buffer.len() < 64, "{} bytes encoded", buffer.len());
@@ -172,8 +172,9 @@ fn bulk_strings_are_not_looked_for_in_text_or_small_frames() {
     let small = bulk_reply(vec![1; 100], vec![2; 100]);
     let wire = frame::encode(&small.encode().expect("encodes"), false).expect("frames");
     assert_eq!(decode_stream(&wire, 3, Dialect::V6), vec![(small, false)]);
+    // what starts no message of any dialect (past where a route would end)
     assert_eq!(
-        locate_bulk(&[0x99, 1, 2], brine::BULK_MIN),
+        locate_bulk(&[0x99; 20], brine::BULK_MIN),
         brine::Located::Nowhere
     );
 }
@@ -258,6 +259,86 @@ fn rpyc5_envelope_round_trips_and_is_detected() {
     assert_eq!(Dialect::detect(&v6), Some(Dialect::V6));
     assert_eq!(Dialect::detect(b"\x50"), None);
     assert_eq!(Dialect::detect(b""), None);
+}
+
+#[test]
+fn bound_threads_envelope_round_trips_and_is_detected() {
+    let message = Message::Request {
+        seq: 3,
+        handler: Handler::GetRoot,
+        args: Boxed::Value(Value::Tuple(vec![])),
+    };
+    // rpyc 6.0.2 with bind_threads, Connection._send from a thread whose
+    // id (threading.get_ident()) is 0x7f0012345678, to no thread yet:
+    // brine.I8I8.pack(tid, 0) + brine.I1.pack(1) + brine.dump((3, (3, (1, ()))))
+    let wire = b"\x00\x00\x7f\x00\x12\x34\x56\x78\x00\x00\x00\x00\x00\x00\x00\x00\x01\x11\x53\x11\x53\x11\x51\x02";
+    let route = Route {
+        from: 0x7f00_1234_5678,
+        to: 0,
+    };
+    assert_eq!(
+        message.encode_routed(Dialect::V6Threads, route).unwrap(),
+        wire
+    );
+    assert_eq!(Dialect::detect(wire), Some(Dialect::V6Threads));
+    assert_eq!(Route::of(wire), Some(route));
+    assert_eq!(
+        Message::decode_for(
+            wire,
+            Dialect::V6Threads,
+            DecodeLimits::for_input(wire.len())
+        ),
+        Ok(message.clone())
+    );
+    // a later message is for a thread of ours, and is detected all the same
+    let reply = Message::Reply {
+        seq: 3,
+        value: Boxed::Value(Value::Int(7)),
+    };
+    let back = Route {
+        from: 9,
+        to: 0x7f00_1234_5678,
+    };
+    let payload = reply.encode_routed(Dialect::V6Threads, back).unwrap();
+    assert_eq!(Dialect::detect(&payload), Some(Dialect::V6Threads));
+    assert_eq!(Route::of(&payload), Some(back));
+    // the other dialects carry no route
+    assert_eq!(message.encode_routed(Dialect::V6, route), message.encode());
+    // too short to say
+    assert_eq!(Dialect::detect(&wire[..17]), None);
+    assert_eq!(Route::of(&wire[..15]), None);
+}
+
+#[test]
+fn a_bulk_string_is_located_past_the_route() {
+    let data = vec![7u8; 2 << 20];
+    let message = Message::Reply {
+        seq: 1,
+        value: Boxed::Value(Value::Bytes(data.clone().into())),
+    };
+    let route = Route { from: 5, to: 6 };
+    let payload = message.encode_routed(Dialect::V6Threads, route).unwrap();
+    let plain = message.encode().unwrap();
+    let (
+        brine::Located::At { data: at, len },
+        brine::Located::At {
+            data: at6,
+            len: len6,
+        },
+    ) = (
+        locate_bulk(&payload[..64], brine::BULK_MIN),
+        locate_bulk(&plain[..64], brine::BULK_MIN),
+    )
+    else {
+        panic!("not located");
+    };
+    assert_eq!((at, len), (at6 + Route::LEN, len6));
+    assert_eq!(&payload[at..at + len], &data[..]);
+    // a route alone is not enough to say
+    assert_eq!(
+        locate_bulk(&payload[..10], brine::BULK_MIN),
+        brine::Located::NeedMore
+    );
 }
 
 #[test]

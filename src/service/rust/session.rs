@@ -180,7 +180,7 @@ impl ObjectSession {
     fn version(conn: &Connection) -> &'static str {
         match conn.dialect() {
             Dialect::V5 => crate::RPYC5_VERSION,
-            Dialect::V6 => crate::RPYC_VERSION,
+            Dialect::V6 | Dialect::V6Threads => crate::RPYC_VERSION,
         }
     }
 
