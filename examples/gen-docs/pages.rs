@@ -43,6 +43,9 @@ pub fn classic_sections() -> (Vec<Paragraph>, Vec<Section>) {
             bold("python3-rpyc"),
             roman(", which the package recommends)."),
         ]),
+        text([roman(
+            "Clients of rpyc 6, 5 and 4 share a port, and so do rpyc 6 clients with              bind_threads on (RPYC_BIND_THREADS=true in the client's environment): their              callbacks run on the client thread that waits for them, and a request from              another client thread meanwhile is served beside the waiting one. An exception              that a client's code raises goes back to the client, as with rpyc's servers,              except KeyboardInterrupt, which ends that client's connection              (propagate_KeyboardInterrupt_locally); with --log-level debug each is logged              with its traceback.",
+        )]),
     ];
     let mut environment = vec![environment_switches("RPYC_CLASSIC")];
     environment.push(tagged(

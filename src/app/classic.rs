@@ -10,7 +10,7 @@ use super::Program;
 use crate::api::{ServeError, Server};
 use crate::cli::classic::{ClassicArgs, Mode};
 use crate::cli::CliError;
-use crate::connection::Config;
+use crate::connection::{Config, Exceptions};
 use crate::daemon::listener::{resolve, Inherited, Listener};
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::protocol::frame::Limits;
@@ -87,6 +87,8 @@ pub fn stderr_is_the_client(mode: Mode) -> bool {
 
 fn config_of(args: &ClassicArgs) -> Config {
     let max = usize::try_from(args.max_message_size).unwrap_or(usize::MAX);
+    let protocol = args.protocol();
+    let defaults = Config::default();
     Config {
         limits: Limits {
             max_frame_size: max,
@@ -94,7 +96,18 @@ fn config_of(args: &ClassicArgs) -> Config {
         },
         idle_timeout: args.idle_timeout,
         brine_depth: args.max_depth as usize,
-        ..Config::default()
+        sync_request_timeout: protocol
+            .sync_request_timeout
+            .unwrap_or(defaults.sync_request_timeout),
+        exceptions: Exceptions {
+            log_exceptions: protocol.log_exceptions,
+            log: None,
+            propagate_keyboard_interrupt: protocol.propagate_keyboard_interrupt,
+            propagate_system_exit: protocol.propagate_system_exit,
+            include_local_traceback: protocol.include_local_traceback,
+            include_local_version: protocol.include_local_version,
+        },
+        ..defaults
     }
 }
 
@@ -184,7 +197,8 @@ fn open_configured(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<Opened, 
         hosting.log_name,
         destination(args, hosting.program),
         args.quiet,
-    )?;
+    )?
+    .with_level(super::log_level(args.quiet, args.log_level));
     // the TLS files too: a bad key is reported before anything is bound
     let auth = authenticator(args)?;
     Ok(Opened { config, log, auth })

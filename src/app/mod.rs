@@ -10,7 +10,8 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use crate::cli::CliError;
+use crate::cli::{CliError, LogLevel};
+use crate::daemon::log::Level;
 
 pub mod classic;
 pub mod exit;
@@ -52,4 +53,15 @@ pub fn start<P: Program>(program: &str) -> ExitCode {
     }
     let ran = P::run(&args);
     exit::run_outcome(program, ran, P::stderr_is_the_client(&args))
+}
+
+/// The least severe level a program logs, from `-q` and `--log-level`
+/// (which the switches' check found consistent).
+pub(crate) fn log_level(quiet: bool, level: Option<LogLevel>) -> Level {
+    match crate::cli::log_level(quiet, level) {
+        Ok(LogLevel::Debug) => Level::Debug,
+        Ok(LogLevel::Info) => Level::Info,
+        Ok(LogLevel::Warning) => Level::Warning,
+        Ok(LogLevel::Error) | Err(_) => Level::Error,
+    }
 }

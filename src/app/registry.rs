@@ -62,11 +62,10 @@ impl Program for RegistryProgram {
 /// reported before anything is bound.
 fn open_log(args: &RegistryArgs) -> Result<Logger, RunError> {
     let mode = args.mode.name();
-    Ok(Logger::open(
-        format!("REGSRV/{mode}"),
-        destination(args),
-        args.quiet,
-    )?)
+    Ok(
+        Logger::open(format!("REGSRV/{mode}"), destination(args), args.quiet)?
+            .with_level(super::log_level(args.quiet, args.log_level)),
+    )
 }
 
 /// What `--check-config` checks, as `nginx -t`: what start-up opens before

@@ -7,7 +7,10 @@ use std::time::Duration;
 use clap::builder::BoolishValueParser;
 use clap::{Parser, ValueEnum};
 
-use super::{parse_bytes, parse_positive_seconds, parse_seconds, parse_with_env, CliError};
+use super::{
+    log_level, parse_bytes, parse_positive_seconds, parse_seconds, parse_with_env, CliError,
+    LogLevel,
+};
 use crate::registry::Transport;
 
 /// The classic server's default port (rpyc's `DEFAULT_SERVER_PORT`).
@@ -129,6 +132,23 @@ pub struct ClassicArgs {
           env = "RPYC_CLASSIC_SYSLOG")]
     pub syslog: bool,
 
+    /// A key of rpyc's protocol configuration, as KEY=PYTHON_LITERAL (repeatable, or several separated by ';'): include_local_traceback, include_local_version, log_exceptions, propagate_KeyboardInterrupt_locally, propagate_SystemExit_locally, sync_request_timeout; rpyc-serve also takes the attribute rules (allow_*_attrs, safe_attrs, exposed_prefix, allow_getattr/setattr/delattr, allow_pickle). Other keys are refused, saying why
+    #[arg(long = "protocol-config", value_name = "KEY=VALUE", help_heading = "Protocol",
+          value_parser = super::protocol::parse_item, value_delimiter = ';',
+          env = "RPYC_CLASSIC_PROTOCOL_CONFIG")]
+    pub protocol_config: Vec<(String, String)>,
+
+    /// The least severe lines to log [default: info; error with -q]
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        help_heading = "Logging",
+        value_enum,
+        ignore_case = true,
+        env = "RPYC_CLASSIC_LOG_LEVEL"
+    )]
+    pub log_level: Option<LogLevel>,
+
     /// Register with a registry server
     #[arg(long, help_heading = "Registry", value_parser = BoolishValueParser::new(),
           env = "RPYC_CLASSIC_REGISTER")]
@@ -234,7 +254,14 @@ impl ClassicArgs {
     {
         let args: Self = parse_with_env(args)?;
         args.validate()?;
+        super::protocol::server_keys(&args.protocol_config, false)?;
         Ok(args)
+    }
+
+    /// What the server applies of `--protocol-config` (checked when the
+    /// switches were read; anything else gives rpyc's defaults).
+    pub fn protocol(&self) -> super::protocol::ServerKeys {
+        super::protocol::server_keys(&self.protocol_config, true).unwrap_or_default()
     }
 
     pub(crate) fn validate(&self) -> Result<(), CliError> {
@@ -258,6 +285,7 @@ impl ClassicArgs {
         if self.register && self.effective_registry_host().is_none() {
             return Err(CliError::TcpRegistryWithoutHost);
         }
+        log_level(self.quiet, self.log_level)?;
         Ok(())
     }
 

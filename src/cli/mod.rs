@@ -9,6 +9,7 @@
 //! code `crate::app::exit` knows, so the error paths are testable.
 
 pub mod classic;
+pub mod protocol;
 pub mod registry;
 pub mod serve;
 
@@ -23,6 +24,42 @@ impl clap::ValueEnum for Transport {
 
     fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
         Some(clap::builder::PossibleValue::new(self.name()))
+    }
+}
+
+/// `--log-level`: the least severe lines written (Python logging's names).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogLevel {
+    /// Everything, with the traceback of every exception a request raised
+    /// (as rpyc's own servers log them)
+    Debug,
+    /// Connections, sessions and registrations: the default
+    Info,
+    /// Problems the server overcame
+    Warning,
+    /// Errors only, as -q
+    Error,
+}
+
+impl std::fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use clap::ValueEnum;
+        match self.to_possible_value() {
+            Some(value) => f.write_str(value.get_name()),
+            None => write!(f, "{self:?}"),
+        }
+    }
+}
+
+/// The least severe level logged, from `-q` and `--log-level`, which
+/// must not contradict each other (-q is `--log-level error`).
+pub fn log_level(quiet: bool, level: Option<LogLevel>) -> Result<LogLevel, CliError> {
+    match (quiet, level) {
+        (true, Some(level)) if level != LogLevel::Error => {
+            Err(CliError::QuietAndLogLevel { level })
+        }
+        (true, _) => Ok(LogLevel::Error),
+        (false, level) => Ok(level.unwrap_or(LogLevel::Info)),
     }
 }
 
@@ -54,10 +91,15 @@ pub enum CliError {
     SslCaWithoutKey,
     /// A protocol configuration value rpyc-serve must read itself.
     #[error("--protocol-config {key}: {reason}")]
-    BadProtocolConfig { key: &'static str, reason: String },
+    BadProtocolConfig { key: String, reason: String },
     /// A bad value from an environment variable, named as such.
     #[error("{0}")]
     Environment(String),
+    /// `-q` keeps errors only; a --log-level asking for more contradicts it.
+    #[error(
+        "-q/--quiet (errors only) and --log-level {level} contradict each other: give one of them"
+    )]
+    QuietAndLogLevel { level: LogLevel },
     /// A TCP registry cannot be found by broadcast, so there is no default host.
     #[error("--registry-type TCP with --register requires --registry-host")]
     TcpRegistryWithoutHost,

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use clap::builder::BoolishValueParser;
 use clap::Parser;
 
-use super::{parse_with_env, CliError};
+use super::{log_level, parse_with_env, CliError, LogLevel};
 use crate::registry::Transport;
 
 /// rpyc's `REGISTRY_PORT`.
@@ -81,6 +81,16 @@ pub struct RegistryArgs {
     #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_REGISTRY_SYSLOG")]
     pub syslog: bool,
 
+    /// The least severe lines to log [default: info; error with -q]
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        value_enum,
+        ignore_case = true,
+        env = "RPYC_REGISTRY_LOG_LEVEL"
+    )]
+    pub log_level: Option<LogLevel>,
+
     /// Check the switches and open what start-up would (the log destination), as `nginx -t` or `sshd -t` do; print "configuration ok" and exit
     #[arg(long)]
     pub check_config: bool,
@@ -94,7 +104,9 @@ impl RegistryArgs {
         I: IntoIterator<Item = A>,
         A: Into<OsString> + Clone,
     {
-        parse_with_env(args)
+        let args: RegistryArgs = parse_with_env(args)?;
+        log_level(args.quiet, args.log_level)?;
+        Ok(args)
     }
 
     /// The address to bind: `--host`, else every address of the family,

@@ -61,22 +61,6 @@ pub struct ServiceArgs {
     #[arg(long, value_name = "SECONDS", value_parser = parse_positive_seconds,
           env = "RPYC_SERVE_SYNC_REQUEST_TIMEOUT")]
     pub sync_request_timeout: Option<Duration>,
-
-    /// Any other key of rpyc's protocol config, as KEY=PYTHON_LITERAL (repeatable, or several separated by ';')
-    #[arg(long = "protocol-config", value_name = "KEY=VALUE", value_parser = parse_config_item,
-          env = "RPYC_SERVE_PROTOCOL_CONFIG", value_delimiter = ';')]
-    pub protocol_config: Vec<(String, String)>,
-}
-
-fn parse_config_item(text: &str) -> Result<(String, String), String> {
-    let (key, value) = text
-        .split_once('=')
-        .ok_or_else(|| format!("'{text}' is not KEY=VALUE"))?;
-    let key = key.trim();
-    if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("'{key}' is not a protocol config key"));
-    }
-    Ok((key.to_owned(), value.trim().to_owned()))
 }
 
 /// `rpyc-serve`'s whole command line.
@@ -125,6 +109,7 @@ impl ServeArgs {
             server.port = Some(DEFAULT_PORT);
         }
         server.validate()?;
+        super::protocol::server_keys(&server.protocol_config, true)?;
         let service = ServiceArgs::from_arg_matches(&matches)?;
         let args = ServeArgs { server, service };
         args.sync_request_timeout()?;
@@ -139,7 +124,7 @@ impl ServeArgs {
             return Ok(Some(timeout));
         }
         let given = self
-            .service
+            .server
             .protocol_config
             .iter()
             .rev()
@@ -149,7 +134,7 @@ impl ServeArgs {
             Some((_, value)) if value == "None" => Ok(None),
             Some((_, value)) => parse_positive_seconds(value).map(Some).map_err(|reason| {
                 CliError::BadProtocolConfig {
-                    key: "sync_request_timeout",
+                    key: "sync_request_timeout".to_owned(),
                     reason,
                 }
             }),
@@ -161,7 +146,7 @@ impl ServeArgs {
     /// `--protocol-config`.
     pub fn protocol_config(&self) -> Vec<(String, String)> {
         let service = &self.service;
-        let mut config = service.protocol_config.clone();
+        let mut config = self.server.protocol_config.clone();
         let flag = |on: bool| if on { "True" } else { "False" }.to_owned();
         for (key, on) in [
             ("allow_public_attrs", service.allow_public_attrs),

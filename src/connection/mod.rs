@@ -81,6 +81,118 @@ pub enum ConnError {
     Timeout(std::time::Duration),
     #[error("not an RPyC 4/5/6 peer: its first message starts with {0:#04x}")]
     UnknownDialect(u8),
+    /// A request raised an exception that rpyc's servers do not send back
+    /// but raise where they are (`propagate_KeyboardInterrupt_locally`,
+    /// `propagate_SystemExit_locally`), which ends the connection.
+    #[error("{exception} raised serving a request ends the connection, as with rpyc's {key}")]
+    Propagated {
+        exception: String,
+        key: &'static str,
+    },
+}
+
+/// Called with every exception a request of the peer's raised, before it
+/// is sent back (rpyc's `log_exceptions`).
+pub type ExceptionLog = Arc<dyn Fn(Handler, &RemoteException) + Send + Sync>;
+
+/// What becomes of the exceptions the peer's requests raise, as rpyc's
+/// protocol configuration says.
+#[derive(Clone)]
+pub struct Exceptions {
+    /// rpyc's `log_exceptions` (on by default): a server logs each one,
+    /// with its traceback, at debug level. The server sets `log` for each
+    /// connection when its log level shows them.
+    pub log_exceptions: bool,
+    pub log: Option<ExceptionLog>,
+    /// rpyc's `propagate_KeyboardInterrupt_locally` (on by default): a
+    /// `KeyboardInterrupt` is not sent back; the connection ends.
+    pub propagate_keyboard_interrupt: bool,
+    /// rpyc's `propagate_SystemExit_locally` (off by default).
+    pub propagate_system_exit: bool,
+    /// rpyc's `include_local_traceback` (on by default): off, the client
+    /// gets "<traceback denied>" instead of the server's traceback.
+    pub include_local_traceback: bool,
+    /// rpyc's `include_local_version` (on by default): off, the
+    /// exception's `_remote_version` is "<version denied>".
+    pub include_local_version: bool,
+}
+
+impl Default for Exceptions {
+    fn default() -> Exceptions {
+        Exceptions {
+            log_exceptions: true,
+            log: None,
+            propagate_keyboard_interrupt: true,
+            propagate_system_exit: false,
+            include_local_traceback: true,
+            include_local_version: true,
+        }
+    }
+}
+
+impl std::fmt::Debug for Exceptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exceptions")
+            .field("log_exceptions", &self.log_exceptions)
+            .field("log", &self.log.is_some())
+            .field(
+                "propagate_keyboard_interrupt",
+                &self.propagate_keyboard_interrupt,
+            )
+            .field("propagate_system_exit", &self.propagate_system_exit)
+            .field("include_local_traceback", &self.include_local_traceback)
+            .field("include_local_version", &self.include_local_version)
+            .finish()
+    }
+}
+
+impl Exceptions {
+    /// The exception as the peer is to see it: without the server's
+    /// traceback or version when the configuration denies them, in
+    /// rpyc's words (`vinegar.dump`).
+    fn as_sent(&self, exception: RemoteException) -> RemoteException {
+        match exception {
+            RemoteException::Raised(mut info) => {
+                if !self.include_local_traceback {
+                    info.traceback = "<traceback denied>".to_owned();
+                }
+                if !self.include_local_version {
+                    for (name, value) in &mut info.attrs {
+                        if name == "_remote_version" {
+                            *value = brine::Value::str("<version denied>");
+                        }
+                    }
+                }
+                RemoteException::Raised(info)
+            }
+            other => other,
+        }
+    }
+
+    /// The `(exception, config key)` of an exception that is to end the
+    /// connection instead of going back (rpyc compares the exact class).
+    fn propagated(&self, exception: &RemoteException) -> Option<(String, &'static str)> {
+        let RemoteException::Raised(info) = exception else {
+            return None;
+        };
+        if info.module != "builtins" {
+            return None;
+        }
+        let key = match info.name.as_str() {
+            "KeyboardInterrupt" if self.propagate_keyboard_interrupt => {
+                "propagate_KeyboardInterrupt_locally"
+            }
+            "SystemExit" if self.propagate_system_exit => "propagate_SystemExit_locally",
+            _ => return None,
+        };
+        let last = info
+            .traceback
+            .trim_end()
+            .lines()
+            .last()
+            .unwrap_or(&info.name);
+        Some((last.to_owned(), key))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +213,7 @@ pub struct Config {
     /// transport's reads must time out (at [`Config::read_timeout`], as
     /// server connections' do) for it to take effect there.
     pub sync_request_timeout: Option<std::time::Duration>,
+    pub exceptions: Exceptions,
 }
 
 /// rpyc 6.0.2's `DEFAULT_CONFIG["sync_request_timeout"]`.
@@ -135,6 +248,7 @@ impl Default for Config {
             compress: true,
             idle_timeout: None,
             sync_request_timeout: Some(DEFAULT_SYNC_REQUEST_TIMEOUT),
+            exceptions: Exceptions::default(),
         }
     }
 }

@@ -142,9 +142,24 @@ impl Connection {
                 "no service on this connection",
             ))),
         };
+        if let Err(exception) = &reply {
+            let exceptions = &self.config.exceptions;
+            if let Some(log) = &exceptions.log {
+                log(handler, exception);
+            }
+            if let Some((exception, key)) = exceptions.propagated(exception) {
+                drop(kept);
+                let error = ConnError::Propagated { exception, key };
+                self.end(&error.to_string());
+                return Err(error);
+            }
+        }
         let message = match reply {
             Ok(value) => Message::Reply { seq, value },
-            Err(exception) => Message::Exception { seq, exception },
+            Err(exception) => Message::Exception {
+                seq,
+                exception: self.config.exceptions.as_sent(exception),
+            },
         };
         let sent = self.send(&message);
         drop(kept);

@@ -188,6 +188,11 @@ pub struct Limited<'a> {
 }
 
 impl Limited<'_> {
+    pub fn debug(&self, message: fmt::Arguments<'_>) {
+        self.log
+            .emit(Some(self.kind), Level::Debug, message, Instant::now());
+    }
+
     pub fn info(&self, message: fmt::Arguments<'_>) {
         self.log
             .emit(Some(self.kind), Level::Info, message, Instant::now());
@@ -276,6 +281,11 @@ impl Logger {
             name: name.into(),
             ..self.clone()
         }
+    }
+
+    /// Whether lines of `level` are written.
+    pub fn logs(&self, level: Level) -> bool {
+        level >= self.min_level
     }
 
     /// The same destination and name, keeping lines of `min_level` and above

@@ -2,6 +2,7 @@
 //! guard, its session's start and end, and their log lines.
 
 use super::*;
+use crate::protocol::message::RemoteException;
 
 /// The transport of an accepted stream: reads time out at the idle
 /// timeout or the sync-request timeout, whichever is shorter (the idle
@@ -81,7 +82,7 @@ pub fn connect(
         transport::into_reader(transport.reader),
         transport.writer,
         transport.shutdown,
-        context.config.clone(),
+        config_for(&peer, context),
     );
     let info = PeerInfo {
         name: peer,
@@ -89,6 +90,30 @@ pub fn connect(
         endpoints,
     };
     Some((conn, info))
+}
+
+/// The server's connection configuration, with the peer's request
+/// exceptions logged at debug level when the log shows them (rpyc's
+/// `log_exceptions`: "Exception caught", with the traceback).
+fn config_for(peer: &str, context: &Context) -> Config {
+    let mut config = context.config.clone();
+    if config.exceptions.log_exceptions && context.log.logs(crate::daemon::log::Level::Debug) {
+        let log = context.log.clone();
+        let peer = peer.to_owned();
+        config.exceptions.log = Some(Arc::new(move |handler, exception| {
+            let text = match exception {
+                // rpyc logs every exception but StopIteration, which ends
+                // an iteration rather than reports a fault
+                RemoteException::StopIteration => return,
+                RemoteException::Text(text) => text.as_str(),
+                RemoteException::Raised(info) => info.traceback.trim_end(),
+            };
+            log.limited(Flood::RequestException).debug(format_args!(
+                "Exception caught serving {handler:?} for {peer}: {text}"
+            ));
+        }));
+    }
+    config
 }
 
 /// `connect` over an accepted stream.

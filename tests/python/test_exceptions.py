@@ -162,3 +162,23 @@ def test_client_exception_through_server(conn):
     assert "client side" in info.value._remote_tb
     # And the connection still works.
     assert conn.namespace["call"](lambda: 5) == 5
+
+
+def test_keyboard_interrupt_in_client_code_ends_only_its_connection(server, connect):
+    # rpyc's propagate_KeyboardInterrupt_locally, on by default: the
+    # server raises it where it is instead of sending it back, which ends
+    # the connection serving it (and no other)
+    doomed, other = connect(), connect()
+    with pytest.raises(EOFError):
+        doomed.execute("raise KeyboardInterrupt('stop')")
+    assert other.eval("6 * 7") == 42
+    assert connect().eval("1") == 1
+    assert server.alive()
+
+
+def test_system_exit_in_client_code_is_sent_back(conn):
+    # propagate_SystemExit_locally is off by default: the client gets it
+    with pytest.raises(SystemExit) as info:
+        conn.execute("raise SystemExit(3)")
+    assert info.value.args == (3,)
+    assert conn.eval("1") == 1

@@ -12,6 +12,9 @@ use thiserror::Error;
 
 use super::brine::{self, DecodeError, DecodeLimits, Detached, EncodeError, Sink, Value};
 
+mod dialect;
+pub use dialect::{locate_bulk, Dialect, Route};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
 pub enum MsgType {
@@ -307,99 +310,6 @@ impl RemoteException {
             attrs,
             traceback: traceback.as_str().ok_or(malformed)?.to_owned(),
         }))
-    }
-}
-
-/// How messages are enveloped: rpyc 6.x sends a type byte, then brine
-/// `(seq, args)`; rpyc 5.x (and 4.x) send brine `(msg, seq, args)`. Brine,
-/// boxing, handlers and vinegar are the same in both (rpyc 5.3.1's
-/// brine.py, vinegar.py, channel.py and consts.py match 6.0.2's).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Dialect {
-    V6,
-    V5,
-    /// rpyc 6 with `bind_threads` on (the client's `RPYC_BIND_THREADS=true`
-    /// or `config={"bind_threads": True}`): every message starts with a
-    /// [`Route`], then is a 6.x message.
-    V6Threads,
-}
-
-/// The envelope of rpyc 6's `bind_threads` (`Connection._send`,
-/// `_serve_bound`): the id of the thread that sends the message and of the
-/// peer's thread it is for, 0 when it is for no thread in particular, as
-/// two big-endian 64-bit integers (`brine.I8I8`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Route {
-    pub from: u64,
-    pub to: u64,
-}
-
-impl Route {
-    pub const LEN: usize = 16;
-
-    /// The route a [`Dialect::V6Threads`] payload starts with.
-    pub fn of(payload: &[u8]) -> Option<Route> {
-        let from = payload.get(..8)?.try_into().ok()?;
-        let to = payload.get(8..Route::LEN)?.try_into().ok()?;
-        Some(Route {
-            from: u64::from_be_bytes(from),
-            to: u64::from_be_bytes(to),
-        })
-    }
-}
-
-impl Dialect {
-    /// Which dialect a peer speaks, from the start of a message it sends.
-    /// A 6.x message starts with its type (1, 2 or 3) and the tag of the
-    /// `(seq, args)` pair; a 5.x one with the tag of a 3-tuple; one with
-    /// threads bound has the 16 bytes of its route before a 6.x message.
-    /// (A route's first bytes are those of a thread id, the address of a
-    /// thread's stack: below 2^48, so they cannot look like the others.)
-    /// `None` for anything else.
-    pub fn detect(payload: &[u8]) -> Option<Dialect> {
-        let starts_v6 = |p: &[u8]| {
-            matches!(p.first(), Some(1..=3)) && p.get(1).is_none_or(|&b| b == brine::TAG_TUP2)
-        };
-        if starts_v6(payload) {
-            return Some(Dialect::V6);
-        }
-        match payload.first()? {
-            &brine::TAG_TUP3 => Some(Dialect::V5),
-            _ if payload.len() > Route::LEN + 1 && starts_v6(&payload[Route::LEN..]) => {
-                Some(Dialect::V6Threads)
-            }
-            _ => None,
-        }
-    }
-
-    /// How many bytes come before a message's type byte (or, in 5.x, its
-    /// brine value).
-    fn envelope_len(self) -> usize {
-        match self {
-            Dialect::V6 | Dialect::V5 => 0,
-            Dialect::V6Threads => Route::LEN,
-        }
-    }
-}
-
-/// Where the first bulk byte string of the message that `prefix` begins
-/// has its data (see [`brine::find_bulk`]), in either dialect: what a
-/// frame decoder needs to read it into memory of its own. Byte strings
-/// shorter than `min` are not bulk.
-pub fn locate_bulk(prefix: &[u8], min: usize) -> brine::Located {
-    let brine_at = match Dialect::detect(prefix) {
-        Some(Dialect::V5) => 0,
-        Some(dialect) => dialect.envelope_len() + 1,
-        // a route and the type byte after it may not all be here yet
-        None if prefix.len() <= Route::LEN + 1 => return brine::Located::NeedMore,
-        None => return brine::Located::Nowhere,
-    };
-    match brine::find_bulk(&prefix[brine_at..], min) {
-        brine::Located::At { data, len } => brine::Located::At {
-            data: data + brine_at,
-            len,
-        },
-        other => other,
     }
 }
 

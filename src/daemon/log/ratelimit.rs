@@ -56,10 +56,12 @@ pub enum Flood {
     Pruned,
     /// The registry's warnings about requests it refused or dropped.
     RegistryRefused,
+    /// An exception a client's request raised (at debug level).
+    RequestException,
 }
 
 impl Flood {
-    const ALL: [Flood; 11] = [
+    const ALL: [Flood; 12] = [
         Flood::Accepted,
         Flood::Refused,
         Flood::AcceptFailed,
@@ -71,6 +73,7 @@ impl Flood {
         Flood::Unregistered,
         Flood::Pruned,
         Flood::RegistryRefused,
+        Flood::RequestException,
     ];
 
     /// What the suppressed lines were, for the line that counts them.
@@ -87,6 +90,7 @@ impl Flood {
             Flood::Unregistered => "unregistrations",
             Flood::Pruned => "pruned registrations",
             Flood::RegistryRefused => "refused registry requests",
+            Flood::RequestException => "request exceptions",
         }
     }
 

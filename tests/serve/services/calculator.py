@@ -44,6 +44,10 @@ class CalculatorService(rpyc.Service):
     def exposed_apply_many(self, func, count):
         return [func(i) for i in range(count)]
 
+    def exposed_raise_builtin(self, name, *args):
+        import builtins
+        raise getattr(builtins, name)(*args)
+
     def exposed_fail(self, message):
         raise CustomError(message)
 

@@ -44,6 +44,13 @@ DEFAULT_CONFIG = dict(
     allow_delattr=False,
     allow_pickle=False,
     sync_request_timeout=30,
+    # applied by the server (for every service), shown here as rpyc shows
+    # them to the service's code
+    include_local_traceback=True,
+    include_local_version=True,
+    log_exceptions=True,
+    propagate_SystemExit_locally=False,
+    propagate_KeyboardInterrupt_locally=True,
     # informational, as rpyc fills them in for the service's code to read
     credentials=None,
     endpoints=None,

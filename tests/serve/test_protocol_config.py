@@ -1,0 +1,67 @@
+"""The protocol configuration keys the server applies to any service
+(`--protocol-config`), against rpyc's ThreadedServer given the same
+protocol_config: what the client sees of the server's exceptions, and
+which exceptions end the connection instead of going back."""
+
+import pytest
+
+
+def raises_back(conn, name, *args):
+    with pytest.raises(BaseException) as raised:
+        conn.root.raise_builtin(name, *args)
+    return raised.value
+
+
+def test_by_default_the_traceback_and_version_go_with_an_exception(serve):
+    with serve("calculator:CalculatorService").connect() as conn:
+        error = raises_back(conn, "ValueError", "shown")
+        assert isinstance(error, ValueError)
+        assert "Traceback (most recent call last)" in error._remote_tb
+        assert error._remote_version == "6.0.2"
+
+
+def test_include_local_traceback_and_version_off(serve):
+    served = serve("calculator:CalculatorService",
+                   config={"include_local_traceback": False, "include_local_version": False})
+    with served.connect() as conn:
+        error = raises_back(conn, "ValueError", "hidden")
+        assert isinstance(error, ValueError) and error.args == ("hidden",)
+        assert error._remote_tb == "<traceback denied>"
+        assert error._remote_version == "<version denied>"
+
+
+def test_a_keyboard_interrupt_ends_the_connection_by_default(serve):
+    served = serve("calculator:CalculatorService")
+    doomed, other = served.connect(), served.connect()
+    with pytest.raises(EOFError):
+        doomed.root.raise_builtin("KeyboardInterrupt", "stop")
+    assert other.root.add(1, 2) == 3
+    other.close()
+    assert served.alive()
+
+
+def test_propagate_keyboard_interrupt_locally_off_sends_it_back(serve):
+    served = serve("calculator:CalculatorService",
+                   config={"propagate_KeyboardInterrupt_locally": False})
+    with served.connect() as conn:
+        error = raises_back(conn, "KeyboardInterrupt", "back")
+        assert isinstance(error, KeyboardInterrupt)
+        assert conn.root.add(2, 2) == 4
+
+
+def test_propagate_system_exit_locally_ends_the_connection(serve):
+    served = serve("calculator:CalculatorService",
+                   config={"propagate_SystemExit_locally": True})
+    doomed, other = served.connect(), served.connect()
+    with pytest.raises(EOFError):
+        doomed.root.raise_builtin("SystemExit", 2)
+    assert other.root.add(1, 2) == 3
+    other.close()
+    assert served.alive()
+
+
+def test_system_exit_goes_back_by_default(serve):
+    with serve("calculator:CalculatorService").connect() as conn:
+        error = raises_back(conn, "SystemExit", 5)
+        assert isinstance(error, SystemExit) and error.args == (5,)
+        assert conn.root.add(1, 1) == 2
