@@ -83,7 +83,7 @@ class Served:
             self.proc.wait(timeout=5)
 
 
-def start(kind, spec, tmp_path, config=None, args=()):
+def start(kind, spec, tmp_path, config=None, args=(), env=None):
     """Serves ``spec`` (``module:Class`` in tests/serve/services) with the
     protocol ``config`` (a dict), by rpyc's server or ours."""
     config = config or {}
@@ -101,7 +101,7 @@ def start(kind, spec, tmp_path, config=None, args=()):
         pattern = re.compile(r"server started on \[127\.0\.0\.1\]:(\d+)")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=server_env(),
+                                stderr=subprocess.STDOUT, env={**server_env(), **(env or {})},
                                 start_new_session=True)
     deadline = time.monotonic() + START_DEADLINE
     while time.monotonic() < deadline:
@@ -118,12 +118,12 @@ def start(kind, spec, tmp_path, config=None, args=()):
 
 @pytest.fixture
 def serve(kind, tmp_path):
-    """``serve(spec, config=None, args=())`` starts a server of this test's
-    kind; every server is stopped at the end."""
+    """``serve(spec, config=None, args=(), env=None)`` starts a server of
+    this test's kind; every server is stopped at the end."""
     started = []
 
-    def _serve(spec, config=None, args=()):
-        served = start(kind, spec, tmp_path, config, args)
+    def _serve(spec, config=None, args=(), env=None):
+        served = start(kind, spec, tmp_path, config, args, env)
         started.append(served)
         return served
 

@@ -65,3 +65,33 @@ def test_system_exit_goes_back_by_default(serve):
         error = raises_back(conn, "SystemExit", 5)
         assert isinstance(error, SystemExit) and error.args == (5,)
         assert conn.root.add(1, 1) == 2
+
+
+def test_a_client_with_threads_bound_gets_its_callbacks_on_the_waiting_thread(serve):
+    # rpyc's server binds threads when RPYC_BIND_THREADS=true is in its
+    # environment (and then serves only such clients); rpycd learns it
+    # from the client's first message
+    import threading
+
+    served = serve("calculator:QuietCalculatorService", env={"RPYC_BIND_THREADS": "true"})
+    import rpyc
+    conn = rpyc.connect("127.0.0.1", served.port,
+                        config={"bind_threads": True, "sync_request_timeout": 30})
+    errors = []
+
+    def work():
+        try:
+            for i in range(10):
+                mine = threading.get_ident()
+                got = conn.root.apply(lambda x: (x, threading.get_ident()), i)
+                assert tuple(got) == (i, mine), (got, mine)
+        except Exception as error:
+            errors.append(repr(error))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    conn.close()
+    assert errors == []

@@ -86,6 +86,15 @@ class CalculatorService(rpyc.Service):
 SHARED = CalculatorService()
 
 
+class QuietCalculatorService(CalculatorService):
+    """The calculator whose on_connect does not call the client: a server
+    cannot know a client's envelope (5.x, or threads bound) before the
+    client's first message."""
+
+    def on_connect(self, conn):
+        self.conn = conn
+
+
 class TimeService(rpyc.Service):
     """rpyc's documentation's first service."""
 
