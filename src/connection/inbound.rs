@@ -132,6 +132,57 @@ impl Connection {
         }
     }
 
+    /// Before this side speaks first: the peer's envelope, from the first
+    /// bytes it has sent, looked at without taking them. A peer that has
+    /// sent nothing after [`FIRST_WORDS`] (or whose first frame is
+    /// compressed, or a connection that cannot look: TLS) is spoken to in
+    /// rpyc 6's. rpyc's own servers know their clients' envelope from
+    /// their configuration; a service that calls its client in
+    /// `on_connect` would otherwise send a 5.x client, or one with threads
+    /// bound, what it cannot read.
+    pub(super) fn learn_dialect(&self) {
+        if self.dialect.load(Ordering::Acquire) != DIALECT_UNKNOWN {
+            return;
+        }
+        // looked at once: the first request of ours, or never
+        let Some(mut peek) = lock(&self.peek).take() else {
+            return;
+        };
+        let deadline = Instant::now() + FIRST_WORDS;
+        let mut first = [0u8; frame::HEADER_LEN + Route::LEN + 2];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(got) = peek(&mut first, left) else {
+                return;
+            };
+            if let Some(dialect) = dialect_of_first_bytes(&first[..got]) {
+                let code = match dialect {
+                    Dialect::V5 => DIALECT_V5,
+                    Dialect::V6 => DIALECT_V6,
+                    Dialect::V6Threads => DIALECT_V6_THREADS,
+                };
+                // unless a reader learnt it meanwhile from the message itself
+                let _ = self.dialect.compare_exchange(
+                    DIALECT_UNKNOWN,
+                    code,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                return;
+            }
+            let whole = got == first.len()
+                || got >= frame::HEADER_LEN && {
+                    let len = u32::from_be_bytes([first[0], first[1], first[2], first[3]]);
+                    first[4] != 0 || got >= frame::HEADER_LEN + len as usize
+                };
+            if got == 0 || whole || left.is_zero() || self.is_closed() {
+                return;
+            }
+            // part of a frame has come: the rest is a moment away
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
     /// The peer's dialect, learnt from `payload` if this is its first message.
     pub(super) fn dialect_of(&self, payload: &[u8]) -> Result<Dialect, ConnError> {
         match self.dialect.load(Ordering::Acquire) {
@@ -201,6 +252,28 @@ impl FramePace {
 /// idle connection's read buffer takes a fraction of a page. A frame whose
 /// header says it is longer is read in pieces of its size.
 pub(super) const READ_MIN: usize = 1024;
+
+/// How long a connection about to speak first waits for the peer's first
+/// bytes, to learn its envelope; clients speak within milliseconds of
+/// connecting, as `conn.root` does.
+pub(super) const FIRST_WORDS: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The dialect of a frame's first bytes (its header, then its payload's
+/// start), if they are enough to say.
+pub(super) fn dialect_of_first_bytes(bytes: &[u8]) -> Option<Dialect> {
+    let header = bytes.get(..frame::HEADER_LEN)?;
+    if header[4] != 0 {
+        return None; // compressed: its payload cannot be looked at
+    }
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let payload = &bytes[frame::HEADER_LEN..];
+    let enough = payload.len() >= Route::LEN + 2 || payload.len() >= len;
+    if enough {
+        Dialect::detect(&payload[..payload.len().min(len)])
+    } else {
+        None
+    }
+}
 
 pub(super) const DIALECT_UNKNOWN: u8 = 0;
 

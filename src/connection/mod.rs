@@ -91,6 +91,11 @@ pub enum ConnError {
     },
 }
 
+/// Looks at the bytes the peer has sent without taking them, waiting up to
+/// the given time for some (`recv` with `MSG_PEEK` on a socket): how the
+/// connection learns the peer's envelope before it speaks first.
+pub type Peek = Box<dyn FnMut(&mut [u8], std::time::Duration) -> io::Result<usize> + Send>;
+
 /// Called with every exception a request of the peer's raised, before it
 /// is sent back (rpyc's `log_exceptions`).
 pub type ExceptionLog = Arc<dyn Fn(Handler, &RemoteException) + Send + Sync>;
@@ -343,6 +348,7 @@ pub struct Connection {
     shutdown: Shutdown,
     activity: Mutex<Activity>,
     session: Mutex<Option<Arc<dyn Session>>>,
+    peek: Mutex<Option<Peek>>,
 }
 
 impl Connection {
@@ -376,7 +382,14 @@ impl Connection {
             shutdown,
             activity: Mutex::new(Activity::default()),
             session: Mutex::new(None),
+            peek: Mutex::new(None),
         })
+    }
+
+    /// How to look at the peer's first bytes before reading them, for a
+    /// server that may speak first (see [`Connection::learn_dialect`]).
+    pub fn set_peek(&self, peek: Peek) {
+        *lock(&self.peek) = Some(peek);
     }
 
     /// Installs the session that answers the peer's requests.

@@ -13,6 +13,7 @@ impl Connection {
     ) -> Result<Reply, ConnError> {
         let timeout = self.config.sync_request_timeout;
         let deadline = timeout.and_then(|timeout| Instant::now().checked_add(timeout));
+        self.learn_dialect();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         lock(&self.waiting).replies.insert(seq, None);
         let sent = self.send(&Message::Request { seq, handler, args });
@@ -106,6 +107,7 @@ impl Connection {
         if self.is_closed() {
             return Err(ConnError::Closed);
         }
+        self.learn_dialect();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         // the queue outlives the message: the frame goes in one piece
         let frame_bytes = self

@@ -134,3 +134,31 @@ fn no_timeout_waits_as_long_as_it_takes() {
         Some(DEFAULT_SYNC_REQUEST_TIMEOUT)
     );
 }
+
+#[test]
+fn a_peers_envelope_is_told_from_its_first_bytes() {
+    use super::inbound::dialect_of_first_bytes;
+    let request = Message::Request {
+        seq: 1,
+        handler: Handler::GetRoot,
+        args: Boxed::Value(Value::Tuple(vec![])),
+    };
+    let route = Route {
+        from: 0x7f00_0000_1000,
+        to: 0,
+    };
+    for dialect in [Dialect::V6, Dialect::V5, Dialect::V6Threads] {
+        let payload = request.encode_routed(dialect, route).expect("encodes");
+        let wire = frame::encode(&payload, false).expect("frames");
+        assert_eq!(dialect_of_first_bytes(&wire), Some(dialect), "{dialect:?}");
+        // a header alone, or a route cut short, does not say
+        assert_eq!(dialect_of_first_bytes(&wire[..5]), None);
+        if dialect == Dialect::V6Threads {
+            assert_eq!(dialect_of_first_bytes(&wire[..12]), None);
+        }
+    }
+    // a compressed first frame cannot be looked into
+    let mut compressed = frame::encode(&[1, 2, 3], false).expect("frames");
+    compressed[4] = 1;
+    assert_eq!(dialect_of_first_bytes(&compressed), None);
+}

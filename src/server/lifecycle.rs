@@ -78,18 +78,45 @@ pub fn connect(
             }
         },
     };
+    // a plain socket's first bytes can be looked at: the envelope of a
+    // client to whom the service speaks first (see learn_dialect)
+    let first_bytes = match context.auth {
+        None => transport.reader.as_fd().try_clone_to_owned().ok(),
+        Some(_) => None,
+    };
     let conn = Connection::new(
         transport::into_reader(transport.reader),
         transport.writer,
         transport.shutdown,
         config_for(&peer, context),
     );
+    if let Some(fd) = first_bytes {
+        conn.set_peek(peek_at(fd));
+    }
     let info = PeerInfo {
         name: peer,
         credentials,
         endpoints,
     };
     Some((conn, info))
+}
+
+/// Looks at what has come on a socket without taking it, waiting for
+/// something up to the time given (0 bytes: nothing came).
+fn peek_at(fd: std::os::fd::OwnedFd) -> crate::connection::Peek {
+    use nix::sys::socket::{recv, MsgFlags};
+    Box::new(move |buf, wait| {
+        let millis = u16::try_from(wait.as_millis()).unwrap_or(u16::MAX);
+        let mut ready = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+        if poll(&mut ready, PollTimeout::from(millis))? == 0 {
+            return Ok(0);
+        }
+        Ok(recv(
+            fd.as_raw_fd(),
+            buf,
+            MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT,
+        )?)
+    })
 }
 
 /// The server's connection configuration, with the peer's request

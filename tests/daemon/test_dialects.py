@@ -161,3 +161,28 @@ def test_every_client_version_at_once(daemons, tmp_path, mode):
         else:
             assert int(pid) != daemon.proc.pid
     assert daemon.proc.poll() is None, daemon.log()
+
+
+def test_clients_of_every_envelope_with_a_service_that_calls_them_first(daemons, tmp_path):
+    # rpyc's docs put conn.root in a service's on_connect: the server
+    # speaks before the client has, and must speak the client's envelope
+    from conftest import accepts, binary, free_port, wait_until
+    port = free_port()
+    daemon = daemons([binary("rpyc-serve"), "--host", "127.0.0.1", "-p", str(port), "--path",
+                      str(REPO / "tests" / "serve" / "services"), "calculator:CalculatorService"],
+                     tmp_path)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts("127.0.0.1", port), "rpyc-serve")
+    client = textwrap.dedent("""
+        import sys, rpyc
+        conn = rpyc.connect("127.0.0.1", int(sys.argv[1]),
+                            config={"bind_threads": True} if sys.argv[2:] == ["bind"] else {})
+        assert conn.root.add(2, 3) == 5
+        assert ("connect", True) in [tuple(e) for e in conn.root.events()]
+        assert list(conn.root.apply_many(lambda i: i * 2, 3)) == [0, 2, 4]
+        print("ok")
+    """)
+    for python, *bind in ((RPYC5_PYTHON,), (RPYC4_PYTHON,), (RPYC6_PYTHON, "bind")):
+        out = subprocess.run([python, "-c", client, str(port), *bind], capture_output=True,
+                             text=True, timeout=60)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", (python, out.stderr)
+    assert daemon.proc.poll() is None, daemon.log()

@@ -73,6 +73,10 @@ def test_a_client_with_threads_bound_gets_its_callbacks_on_the_waiting_thread(se
     # from the client's first message
     import threading
 
+    # (not the calculator, whose on_connect calls the client at once: with
+    # several client threads starting their calls meanwhile, rpyc 6.0.2's
+    # client with threads bound now and then leaves one waiting for good,
+    # against rpyc's own server as against ours)
     served = serve("calculator:QuietCalculatorService", env={"RPYC_BIND_THREADS": "true"})
     import rpyc
     conn = rpyc.connect("127.0.0.1", served.port,
@@ -95,3 +99,26 @@ def test_a_client_with_threads_bound_gets_its_callbacks_on_the_waiting_thread(se
         thread.join(60)
     conn.close()
     assert errors == []
+
+
+def test_a_client_that_only_listens_is_called_by_on_connect(serve):
+    # the calculator's on_connect asks for the client's root before the
+    # client has said anything: a client that only serves (in a
+    # background thread) answers it all the same
+    import time
+
+    import rpyc
+
+    served = serve("calculator:CalculatorService")
+    listener = rpyc.connect("127.0.0.1", served.port)
+    background = rpyc.BgServingThread(listener)
+    try:
+        deadline = time.monotonic() + 15
+        with served.connect() as probe:
+            # the probe's own on_connect is one of the two
+            while [tuple(e) for e in probe.root.events()].count(("connect", True)) < 2:
+                assert time.monotonic() < deadline, "on_connect never reached the listener"
+                time.sleep(0.1)
+    finally:
+        background.stop()
+        listener.close()

@@ -87,9 +87,7 @@ SHARED = CalculatorService()
 
 
 class QuietCalculatorService(CalculatorService):
-    """The calculator whose on_connect does not call the client: a server
-    cannot know a client's envelope (5.x, or threads bound) before the
-    client's first message."""
+    """The calculator whose on_connect does not call the client."""
 
     def on_connect(self, conn):
         self.conn = conn
