@@ -48,6 +48,7 @@ pub fn connect_with<S: Service>(addr: impl ToSocketAddrs, service: S) -> Result<
                 let info = PeerInfo {
                     name: format!("[{}]:{}", addr.ip(), addr.port()),
                     credentials: None,
+                    certificate: None,
                     endpoints: stream.local_addr().ok().map(|ours| (ours, addr)),
                 };
                 let transport = transport_of(Stream::tcp(stream))?;

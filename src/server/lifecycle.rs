@@ -65,10 +65,14 @@ pub fn connect(
     endpoints: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
     context: &Context,
 ) -> Option<(Arc<Connection>, PeerInfo)> {
-    let (transport, credentials) = match &context.auth {
-        None => (transport, None),
+    let (transport, credentials, certificate) = match &context.auth {
+        None => (transport, None, None),
         Some(auth) => match auth.authenticate(transport) {
-            Ok(authenticated) => (authenticated.transport, authenticated.credentials),
+            Ok(authenticated) => (
+                authenticated.transport,
+                authenticated.credentials,
+                authenticated.certificate,
+            ),
             Err(refusal) => {
                 context
                     .log
@@ -96,6 +100,7 @@ pub fn connect(
     let info = PeerInfo {
         name: peer,
         credentials,
+        certificate,
         endpoints,
     };
     Some((conn, info))

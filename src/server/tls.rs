@@ -197,10 +197,11 @@ impl Authenticator for TlsAuthenticator {
             shutdown(std::net::Shutdown::Both);
             return Err(refusal);
         }
-        let credentials = session
-            .peer_certificates()
-            .and_then(|chain| chain.first())
-            .map(|cert| subject_of(cert.as_ref()));
+        let leaf = session.peer_certificates().and_then(|chain| chain.first());
+        let credentials = leaf.map(|cert| subject_of(cert.as_ref()));
+        let certificate = leaf
+            .and_then(|cert| x509::peer_cert(cert.as_ref()))
+            .map(Box::new);
         let shared = Arc::new(Shared {
             session: Mutex::new(Session {
                 tls: session,
@@ -227,6 +228,7 @@ impl Authenticator for TlsAuthenticator {
                 }),
             },
             credentials,
+            certificate,
         })
     }
 }

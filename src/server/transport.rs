@@ -43,6 +43,8 @@ pub struct Authenticated {
     pub transport: Transport,
     /// Who the peer proved to be (a certificate subject), for the welcome line.
     pub credentials: Option<String>,
+    /// The peer's certificate as Python's `getpeercert()` shows it.
+    pub certificate: Option<Box<crate::protocol::x509::PeerCert>>,
 }
 
 /// Why a connection was turned away, for the log.

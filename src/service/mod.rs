@@ -23,6 +23,9 @@ pub struct PeerInfo {
     pub name: String,
     /// Who the peer proved to be (a TLS client certificate's subject).
     pub credentials: Option<String>,
+    /// The peer's TLS client certificate as Python's `getpeercert()`
+    /// shows it: what rpyc gives a service as `conn._config["credentials"]`.
+    pub certificate: Option<Box<crate::protocol::x509::PeerCert>>,
     /// `(ours, theirs)` for a TCP connection.
     pub endpoints: Option<(SocketAddr, SocketAddr)>,
 }

@@ -83,7 +83,7 @@ class Served:
             self.proc.wait(timeout=5)
 
 
-def start(kind, spec, tmp_path, config=None, args=(), env=None):
+def start(kind, spec, tmp_path, config=None, args=(), env=None, ssl=None):
     """Serves ``spec`` (``module:Class`` in tests/serve/services) with the
     protocol ``config`` (a dict), by rpyc's server or ours."""
     config = config or {}
@@ -91,10 +91,15 @@ def start(kind, spec, tmp_path, config=None, args=(), env=None):
     log_path = tmp_path / f"{kind}-{spec.replace(':', '-')}-{time.monotonic_ns()}.log"
     if kind == "python":
         command = [sys.executable, str(HERE / "py_serve.py"), spec, str(SERVICES), *items]
+        if ssl:
+            command.append("ssl:" + ",".join(ssl))
         pattern = re.compile(r"^PORT (\d+)$", re.M)
     else:
         command = [binary("rpyc-serve"), "--host", "127.0.0.1", "-p", "0",
                    "--path", str(SERVICES), *args]
+        if ssl:
+            key, cert, ca = ssl
+            command += ["--ssl-keyfile", key, "--ssl-certfile", cert, "--ssl-cafile", ca]
         for item in items:
             command += ["--protocol-config", item]
         command.append(spec)
@@ -122,8 +127,8 @@ def serve(kind, tmp_path):
     this test's kind; every server is stopped at the end."""
     started = []
 
-    def _serve(spec, config=None, args=(), env=None):
-        served = start(kind, spec, tmp_path, config, args, env)
+    def _serve(spec, config=None, args=(), env=None, ssl=None):
+        served = start(kind, spec, tmp_path, config, args, env, ssl)
         started.append(served)
         return served
 

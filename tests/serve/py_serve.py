@@ -1,7 +1,7 @@
 """rpyc's own ThreadedServer serving a service class, as the reference
 the rpyc-serve tests compare with: prints the port, then serves.
 
-    py_serve.py MODULE:CLASS DIR [KEY=LITERAL ...]
+    py_serve.py MODULE:CLASS DIR [KEY=LITERAL ...] [ssl:KEYFILE,CERTFILE,CAFILE]
 """
 import ast
 import importlib
@@ -16,10 +16,18 @@ def main():
     module, _, name = spec.partition(":")
     cls = getattr(importlib.import_module(module), name)
     config = {}
+    authenticator = None
     for item in items:
+        if item.startswith("ssl:"):
+            # ssl:KEY,CERT,CA: rpyc's SSLAuthenticator, as rpyc_classic sets it up
+            from rpyc.utils.authenticators import SSLAuthenticator
+            key, cert, ca = item[4:].split(",")
+            authenticator = SSLAuthenticator(key, cert, ca_certs=ca)
+            continue
         key, _, value = item.partition("=")
         config[key] = ast.literal_eval(value)
-    server = ThreadedServer(cls, hostname="127.0.0.1", port=0, protocol_config=config)
+    server = ThreadedServer(cls, hostname="127.0.0.1", port=0, protocol_config=config,
+                            authenticator=authenticator)
     # __init__ binds, start() listens: listen first (start() then skips
     # it, as rpyc's own tests do), so a client told the port is not refused
     server._listen()

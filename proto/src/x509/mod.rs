@@ -21,8 +21,11 @@
 //! panics.
 
 mod der;
+mod peercert;
 #[cfg(test)]
 mod tests;
+
+pub use peercert::{peer_cert, AltName, Name, PeerCert};
 
 use der::*;
 
@@ -54,6 +57,7 @@ const CLIENT_AUTH: &[u8] = &[0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02];
 const SUBJECT_KEY_ID: &[u8] = &[0x55, 0x1d, 0x0e];
 const AUTHORITY_KEY_ID: &[u8] = &[0x55, 0x1d, 0x23];
 const COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
+const SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
 
 /// keyUsage's keyCertSign, as OpenSSL numbers it.
 const KEY_CERT_SIGN: u16 = 0x0004;
@@ -81,6 +85,8 @@ pub struct Extensions {
     /// authorityKeyIdentifier's keyIdentifier and authorityCertSerialNumber.
     pub authority_key_id: Option<Vec<u8>>,
     pub authority_serial: Option<Vec<u8>>,
+    /// subjectAltName's GeneralNames, the SEQUENCE's contents.
+    pub subject_alt_name: Option<Vec<u8>>,
 }
 
 fn extensions(data: &[u8]) -> Option<Extensions> {
@@ -156,6 +162,7 @@ fn extensions(data: &[u8]) -> Option<Extensions> {
                 found.netscape_type = Some(named_bits(only(value, BIT_STRING)?)? & 0xff);
             }
             SUBJECT_KEY_ID => found.key_id = Some(only(value, OCTET_STRING)?.to_vec()),
+            SUBJECT_ALT_NAME => found.subject_alt_name = Some(only(value, SEQUENCE)?.to_vec()),
             AUTHORITY_KEY_ID => {
                 let mut fields = only(value, SEQUENCE)?;
                 if let Some(key_id) = expect(fields, 0x80) {

@@ -183,7 +183,12 @@ impl SessionFactory for PythonService {
                 )
             });
             let connected = session.remote(py).and_then(|remote| {
-                remote.call_method1("_connected", (endpoints, peer.credentials.as_deref()))
+                let credentials = peer
+                    .certificate
+                    .as_ref()
+                    .map(|cert| peer_cert_dict(py, cert))
+                    .transpose()?;
+                remote.call_method1("_connected", (endpoints, credentials))
             });
             if let Err(error) = connected {
                 session.close();
@@ -204,4 +209,43 @@ impl SessionFactory for PythonService {
     fn fork(&self) -> nix::Result<nix::unistd::ForkResult> {
         self.classic.fork()
     }
+}
+
+/// A client certificate as `ssl.SSLSocket.getpeercert()` gives it, which
+/// rpyc's `SSLAuthenticator` hands a service as its credentials.
+fn peer_cert_dict<'py>(
+    py: Python<'py>,
+    cert: &crate::protocol::x509::PeerCert,
+) -> PyResult<Bound<'py, PyDict>> {
+    use crate::protocol::x509::{AltName, Name};
+    use pyo3::types::PyTuple;
+    fn name<'py>(py: Python<'py>, name: &Name) -> PyResult<Bound<'py, PyTuple>> {
+        let rdns = name
+            .iter()
+            .map(|rdn| PyTuple::new(py, rdn.iter().map(|(k, v)| (k.as_str(), v.as_str()))))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyTuple::new(py, rdns)
+    }
+    let dict = PyDict::new(py);
+    dict.set_item("subject", name(py, &cert.subject)?)?;
+    dict.set_item("issuer", name(py, &cert.issuer)?)?;
+    dict.set_item("version", cert.version)?;
+    dict.set_item("serialNumber", &cert.serial_number)?;
+    dict.set_item("notBefore", &cert.not_before)?;
+    dict.set_item("notAfter", &cert.not_after)?;
+    if let Some(alt_names) = &cert.subject_alt_name {
+        let entries = alt_names
+            .iter()
+            .map(|entry| match entry {
+                AltName::Text(kind, value) => (*kind, value.as_str())
+                    .into_pyobject(py)
+                    .map(|t| t.into_any()),
+                AltName::Directory(dir) => ("DirName", name(py, dir)?)
+                    .into_pyobject(py)
+                    .map(|t| t.into_any()),
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        dict.set_item("subjectAltName", PyTuple::new(py, entries)?)?;
+    }
+    Ok(dict)
 }

@@ -63,6 +63,11 @@ class CalculatorService(rpyc.Service):
     def exposed_credentials(self):
         return self.conn._config["credentials"]
 
+    def exposed_credential_items(self):
+        # a dict is not sent by value; its items are
+        credentials = self.conn._config["credentials"]
+        return None if credentials is None else tuple(sorted(credentials.items()))
+
     def exposed_remember(self, value):
         self.remembered = value
 
