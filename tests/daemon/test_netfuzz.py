@@ -222,7 +222,8 @@ def test_netfuzz_python_rpyc_classic(daemons, tmp_path, sandbox):
         outcome = (f"server up; a good client served afterwards; {sessions} of the fuzzer's "
                    "sessions still open")
     else:
-        outcome = f"{figures['dead']} (exit status {daemon.proc.returncode}: {last_error(daemon)})"
+        died = figures["dead"].replace("the daemon", "the server")
+        outcome = f"{died} (exit status {daemon.proc.returncode}: {last_error(daemon)})"
     record("network fuzzer: rpyc-classic (threaded, TCP)",
            f"{figures['cases']} connections of mutated real frames "
            f"({figures['stats'].get('frames', 0)} frames, {figures['stats'].get('bytes', 0) // 1024} KiB) "
@@ -257,7 +258,8 @@ def test_netfuzz_python_rpyc_registry_udp_and_tcp(daemons, tmp_path, sandbox):
                        "not served afterwards")
         else:
             served = False
-            outcome = f"{f['dead']} (exit status {daemon.proc.returncode}: {last_error(daemon)})"
+            died = f["dead"].replace("the daemon", "the server")
+            outcome = f"{died} (exit status {daemon.proc.returncode}: {last_error(daemon)})"
         record(f"network fuzzer: rpyc-registry ({mode})",
                f"{f['cases']} mutated real registry requests "
                f"({'datagrams' if mode == 'UDP' else 'one connection each'}) in {f['seconds']:g} s, "
