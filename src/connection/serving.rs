@@ -91,12 +91,7 @@ impl Connection {
                 };
                 self.dispatch_routed(request, route.to, busy)
             }
-            Message::Request { seq, handler, args } => {
-                lock(&self.activity).serving += 1;
-                let sent = self.serve_request(seq, handler, args);
-                lock(&self.activity).serving -= 1;
-                sent
-            }
+            Message::Request { seq, handler, args } => self.serve_counted(seq, handler, args),
             Message::Reply { seq, value } => {
                 self.park(seq, Ok(value));
                 Ok(())
@@ -108,7 +103,21 @@ impl Connection {
         }
     }
 
-    pub(super) fn serve_request(
+    /// Serves a request, counted as in progress meanwhile (a draining
+    /// connection waits for it; an idle one is not idle).
+    pub(super) fn serve_counted(
+        self: &Arc<Self>,
+        seq: i64,
+        handler: Handler,
+        args: Boxed,
+    ) -> Result<(), ConnError> {
+        lock(&self.activity).serving += 1;
+        let sent = self.serve_request(seq, handler, args);
+        lock(&self.activity).serving -= 1;
+        sent
+    }
+
+    fn serve_request(
         self: &Arc<Self>,
         seq: i64,
         handler: Handler,

@@ -158,12 +158,7 @@ impl Connection {
             args,
             from,
         } = request;
-        serving(self, from, || {
-            lock(&self.activity).serving += 1;
-            let sent = self.serve_request(seq, handler, args);
-            lock(&self.activity).serving -= 1;
-            sent
-        })
+        serving(self, from, || self.serve_counted(seq, handler, args))
     }
 
     /// This thread starts waiting for a reply: requests routed to it are
