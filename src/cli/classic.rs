@@ -132,7 +132,7 @@ pub struct ClassicArgs {
           env = "RPYC_CLASSIC_SYSLOG")]
     pub syslog: bool,
 
-    /// A key of rpyc's protocol configuration, as KEY=PYTHON_LITERAL (repeatable, or several separated by ';'): include_local_traceback, include_local_version, log_exceptions, propagate_KeyboardInterrupt_locally, propagate_SystemExit_locally, sync_request_timeout; rpyc-serve also takes the attribute rules (allow_*_attrs, safe_attrs, exposed_prefix, allow_getattr/setattr/delattr, allow_pickle). Other keys are refused, saying why
+    /// A key of rpyc's protocol configuration, as KEY=PYTHON_LITERAL (repeatable, or several separated by ';'): include_local_traceback, include_local_version, log_exceptions, propagate_KeyboardInterrupt_locally, propagate_SystemExit_locally, sync_request_timeout; rpyc-serve also takes the attribute rules (allow_*_attrs, safe_attrs, exposed_prefix, allow_getattr/setattr/delattr, allow_pickle) and import_custom_exceptions, instantiate_custom_exceptions. Other keys are refused, saying why
     #[arg(long = "protocol-config", value_name = "KEY=VALUE", help_heading = "Protocol",
           value_parser = super::protocol::parse_item, value_delimiter = ';',
           env = "RPYC_CLASSIC_PROTOCOL_CONFIG")]

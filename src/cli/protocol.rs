@@ -42,20 +42,8 @@ const KEYS: &[(&str, Use)] = &[
     ("propagate_SystemExit_locally", Use::Server),
     ("propagate_KeyboardInterrupt_locally", Use::Server),
     ("sync_request_timeout", Use::Server),
-    (
-        "instantiate_custom_exceptions",
-        Use::Refused(
-            "not supported: exceptions a client sends back are imported and made as the \
-             classic service makes them",
-        ),
-    ),
-    (
-        "import_custom_exceptions",
-        Use::Refused(
-            "not supported: exceptions a client sends back are imported and made as the \
-             classic service makes them",
-        ),
-    ),
+    ("instantiate_custom_exceptions", Use::Hosted),
+    ("import_custom_exceptions", Use::Hosted),
     (
         "instantiate_oldstyle_exceptions",
         Use::Refused("Python 3 has no old-style exceptions: rpyc ignores it"),

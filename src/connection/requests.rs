@@ -16,18 +16,22 @@ impl Connection {
         self.learn_dialect();
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         lock(&self.waiting).replies.insert(seq, None);
-        let sent = self.send(&Message::Request { seq, handler, args });
-        if let Err(error) = sent {
-            lock(&self.waiting).replies.remove(&seq);
-            return Err(error);
+        // the peer's requests for this thread come to it while it waits:
+        // from before the request goes, which they may answer at once
+        let bound = self.binds_threads();
+        if bound {
+            self.open_inbox();
         }
-        if !self.binds_threads() {
-            return self.wait_for_reply(seq, deadline, timeout);
+        let reply = match self.send(&Message::Request { seq, handler, args }) {
+            Ok(()) => self.wait_for_reply(seq, deadline, timeout),
+            Err(error) => {
+                lock(&self.waiting).replies.remove(&seq);
+                Err(error)
+            }
+        };
+        if bound {
+            self.close_inbox();
         }
-        // the peer's requests for this thread come to it while it waits
-        self.open_inbox();
-        let reply = self.wait_for_reply(seq, deadline, timeout);
-        self.close_inbox();
         reply
     }
 

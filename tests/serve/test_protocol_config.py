@@ -67,11 +67,17 @@ def test_system_exit_goes_back_by_default(serve):
         assert conn.root.add(1, 1) == 2
 
 
-def test_a_client_with_threads_bound_gets_its_callbacks_on_the_waiting_thread(serve):
+def test_a_client_with_threads_bound_gets_its_callbacks_on_the_waiting_thread(serve, kind):
     # rpyc's server binds threads when RPYC_BIND_THREADS=true is in its
     # environment (and then serves only such clients); rpycd learns it
     # from the client's first message
     import threading
+
+    if kind == "python":
+        # rpyc 6.0.2's ThreadedServer with threads bound loses a reply now
+        # and then with several client threads (half the runs on a busy
+        # machine); tests/python checks these semantics against rpyc_classic
+        pytest.skip("rpyc's own server with threads bound is unreliable here")
 
     # (not the calculator, whose on_connect calls the client at once: with
     # several client threads starting their calls meanwhile, rpyc 6.0.2's
@@ -122,3 +128,22 @@ def test_a_client_that_only_listens_is_called_by_on_connect(serve):
     finally:
         background.stop()
         listener.close()
+
+
+@pytest.mark.parametrize("config, made", [
+    # rpyc's defaults: a class that is not a builtin is not made; the
+    # service catches a stand-in named after it
+    ({}, ("json.decoder.JSONDecodeError", False)),
+    ({"import_custom_exceptions": True, "instantiate_custom_exceptions": True},
+     ("JSONDecodeError", True)),
+])
+def test_custom_exceptions_from_the_client_as_configured(serve, config, made):
+    import json
+
+    def bad_json():
+        json.loads("{")
+
+    with serve("calculator:CalculatorService", config=config).connect() as conn:
+        assert tuple(conn.root.caught(bad_json)) == made
+        # builtins are always made as themselves
+        assert tuple(conn.root.caught(lambda: int("x"))) == ("ValueError", True)

@@ -44,25 +44,21 @@ impl Route {
 
 impl Dialect {
     /// Which dialect a peer speaks, from the start of a message it sends.
-    /// A 6.x message starts with its type (1, 2 or 3) and the tag of the
-    /// `(seq, args)` pair; a 5.x one with the tag of a 3-tuple; one with
-    /// threads bound has the 16 bytes of its route before a 6.x message.
-    /// (A route's first bytes are those of a thread id, the address of a
-    /// thread's stack: below 2^48, so they cannot look like the others.)
-    /// `None` for anything else.
+    /// A 6.x message starts with its type (1, 2 or 3); a 5.x one with the
+    /// tag of a 3-tuple, which is none of those; one with threads bound
+    /// with the 16 bytes of its route, then a 6.x message's type and the
+    /// tag of its `(seq, args)` pair. (A route's first byte is the top of
+    /// a thread id, the address of a thread's stack, below 2^48: 0, which
+    /// starts no other dialect.) `None` for anything else.
     pub fn detect(payload: &[u8]) -> Option<Dialect> {
-        let starts_v6 = |p: &[u8]| {
-            matches!(p.first(), Some(1..=3)) && p.get(1).is_none_or(|&b| b == brine::TAG_TUP2)
-        };
-        if starts_v6(payload) {
-            return Some(Dialect::V6);
-        }
         match payload.first()? {
+            1..=3 => Some(Dialect::V6),
             &brine::TAG_TUP3 => Some(Dialect::V5),
-            _ if payload.len() > Route::LEN + 1 && starts_v6(&payload[Route::LEN..]) => {
-                Some(Dialect::V6Threads)
+            _ => {
+                let message = payload.get(Route::LEN..Route::LEN + 2)?;
+                (matches!(message[0], 1..=3) && message[1] == brine::TAG_TUP2)
+                    .then_some(Dialect::V6Threads)
             }
-            _ => None,
         }
     }
 

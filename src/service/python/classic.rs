@@ -390,11 +390,17 @@ impl ClassicSession {
 
     /// The Python exception for one the client sent back.
     pub fn load_exception(&self, py: Python<'_>, exception: &RemoteException) -> PyErr {
+        // a hosted service's protocol configuration decides which classes
+        // may be made; the classic service's Remote has none
+        let config = self
+            .remote(py)
+            .ok()
+            .and_then(|remote| remote.getattr("_config").ok());
         let loaded = to_python(py, &exception.to_value()).and_then(|dumped| {
             self.space
                 .bind(py)
                 .getattr("load_exception")?
-                .call1((dumped,))
+                .call1((dumped, config))
         });
         match loaded {
             Ok(exc) => PyErr::from_value(exc),

@@ -63,6 +63,15 @@ class CalculatorService(rpyc.Service):
     def exposed_credentials(self):
         return self.conn._config["credentials"]
 
+    def exposed_caught(self, func):
+        """What the service catches when a callback raises: the class it
+        was made as, and whether it is a ValueError."""
+        try:
+            func()
+        except Exception as error:
+            return type(error).__name__, isinstance(error, ValueError)
+        return None
+
     def exposed_credential_items(self):
         # a dict is not sent by value; its items are
         credentials = self.conn._config["credentials"]

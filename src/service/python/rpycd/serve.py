@@ -51,6 +51,9 @@ DEFAULT_CONFIG = dict(
     log_exceptions=True,
     propagate_SystemExit_locally=False,
     propagate_KeyboardInterrupt_locally=True,
+    # exceptions the client sends back (vinegar.load_exception)
+    import_custom_exceptions=False,
+    instantiate_custom_exceptions=False,
     # informational, as rpyc fills them in for the service's code to read
     credentials=None,
     endpoints=None,

@@ -83,20 +83,28 @@ def _with_remote_traceback(cls):
     return derived
 
 
-def load_exception(dumped):
-    """The exception to raise for one the client sent (classic config:
-    custom exception classes are imported and instantiated)."""
+def load_exception(dumped, config=None):
+    """The exception to raise for one the client sent. ``config`` is the
+    protocol configuration of a hosted service (rpyc's defaults: custom
+    exception classes are neither imported nor instantiated, only
+    builtins are); without one, the classic service's (SlaveService sets
+    both)."""
     if dumped == EXC_STOP_ITERATION:
         return StopIteration()
     if type(dumped) is str:
         return GenericException(dumped)
     (modname, clsname), args, attrs, tbtext = dumped
-    if modname not in sys.modules:
+    import_custom = config is None or config.get("import_custom_exceptions", False)
+    instantiate_custom = config is None or config.get("instantiate_custom_exceptions", False)
+    if import_custom and modname not in sys.modules:
         try:
             __import__(modname, None, None, "*")
         except Exception:
             pass
-    module = sys.modules.get(modname)
+    if instantiate_custom:
+        module = sys.modules.get(modname)
+    else:
+        module = sys.modules["builtins"] if modname == "builtins" else None
     cls = getattr(module, clsname, None) if module is not None else None
     if not isinstance(cls, type) or not issubclass(cls, BaseException):
         fullname = f"{modname}.{clsname}"
