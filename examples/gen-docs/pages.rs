@@ -101,7 +101,9 @@ pub fn classic_sections() -> (Vec<Paragraph>, Vec<Section>) {
                 tagged(
                     [bold("/etc/default/rpyc-classic")],
                     [roman(
-                        "Settings for the systemd units, every one commented out.",
+                        "Settings for the systemd units, commented out: the common ones; \
+                         any variable of ENVIRONMENT may be added. The file is kept as it was \
+                         first shipped, so that upgrading an edited copy asks nothing.",
                     )],
                 ),
                 tagged(
@@ -249,7 +251,9 @@ pub fn registry_sections() -> (Vec<Paragraph>, Vec<Section>) {
                 tagged(
                     [bold("/etc/default/rpyc-registry")],
                     [roman(
-                        "Settings for the systemd units, every one commented out.",
+                        "Settings for the systemd units, commented out: the common ones; \
+                         any variable of ENVIRONMENT may be added. The file is kept as it was \
+                         first shipped, so that upgrading an edited copy asks nothing.",
                     )],
                 ),
                 tagged(
