@@ -169,18 +169,9 @@ def test_a_quiet_session_survives_clients_code_holding_every_task(daemons, tmp_p
     wait_until(lambda: daemon.proc.poll() is not None or accepts("127.0.0.1", port),
                f"port {port} to accept")
     assert daemon.proc.poll() is None, daemon.log()
-    bomber = rpyc.classic.connect("127.0.0.1", port)
-    other = rpyc.classic.connect("127.0.0.1", port)
+    bomber, other = two_sessions(port)
     try:
-        assert other.eval("1") == 1
-        # quiet long enough to be parked, and for the threads that served
-        # it to end (SPARE_WAIT)
-        time.sleep(6.5)
-        bomber.execute(TASK_BOMB)
-        held = bomber.eval("len(held)")
-        assert bomber.eval("thread_error") and held < TASKS
-        assert bomber.eval("fork_error"), "a process could still be started"
-        time.sleep(0.5)   # the bomber is quiet too, on its own thread
+        held = set_off_the_bomb(bomber, other)
         thread, answer = ask_in_background(other, "6 * 7")
         thread.join(DEADLINE if mode == "threaded" else 3)
         if mode == "threaded":
@@ -223,6 +214,25 @@ def tasks_of_the_unused_user():
     return [p for p in os.listdir("/proc") if p.isdigit() and _uid_of(p) == UNUSED_UID]
 
 
+def two_sessions(port):
+    """The session that will set off the bomb, and a quiet one."""
+    return rpyc.classic.connect("127.0.0.1", port), rpyc.classic.connect("127.0.0.1", port)
+
+
+def set_off_the_bomb(bomber, other):
+    """`other` speaks once, then is quiet long enough to be parked (and for
+    the threads that served it to end: SPARE_WAIT); `bomber` takes every
+    task it can and keeps its thread. The threads it holds."""
+    assert other.eval("1") == 1
+    time.sleep(6.5)
+    bomber.execute(TASK_BOMB)
+    held = bomber.eval("len(held)")
+    assert bomber.eval("thread_error") and held < TASKS
+    assert bomber.eval("fork_error"), "a process could still be started"
+    time.sleep(0.5)   # the bomber is quiet too, on its own thread
+    return held
+
+
 def assert_unused_uid_is_free():
     # (a forking child of the test before may still be ending)
     wait_until(lambda: not tasks_of_the_unused_user(),
@@ -239,16 +249,9 @@ def test_python_rpyc_under_a_task_bomb(daemons, tmp_path, mode):
     and closes every connection."""
     assert_unused_uid_is_free()
     daemon, port = python_classic(daemons, tmp_path, mode, preexec_fn=as_unused_user_with_few_tasks)
-    bomber = rpyc.classic.connect("127.0.0.1", port)
-    other = rpyc.classic.connect("127.0.0.1", port)
+    bomber, other = two_sessions(port)
     try:
-        assert other.eval("1") == 1
-        time.sleep(6.5)
-        bomber.execute(TASK_BOMB)
-        held = bomber.eval("len(held)")
-        assert bomber.eval("thread_error") and held < TASKS
-        assert bomber.eval("fork_error"), "a process could still be started"
-        time.sleep(0.5)
+        held = set_off_the_bomb(bomber, other)
         thread, answer = ask_in_background(other, "6 * 7")
         thread.join(3)
         assert answer == [42], answer
