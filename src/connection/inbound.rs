@@ -155,53 +155,35 @@ impl Connection {
             let Ok(got) = peek(&mut first, left) else {
                 return;
             };
-            if let Some(dialect) = dialect_of_first_bytes(&first[..got]) {
-                let code = match dialect {
-                    Dialect::V5 => DIALECT_V5,
-                    Dialect::V6 => DIALECT_V6,
-                    Dialect::V6Threads => DIALECT_V6_THREADS,
-                };
-                // unless a reader learnt it meanwhile from the message itself
-                let _ = self.dialect.compare_exchange(
-                    DIALECT_UNKNOWN,
-                    code,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
-                return;
+            match dialect_of_first_bytes(&first[..got]) {
+                Some(Some(dialect)) => {
+                    // unless a reader learnt it meanwhile from the message itself
+                    let _ = self.dialect.compare_exchange(
+                        DIALECT_UNKNOWN,
+                        dialect_code(dialect),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                    return;
+                }
+                Some(None) => return,
+                None if got == 0 || left.is_zero() || self.is_closed() => return,
+                // part of a frame has come: the rest is a moment away
+                None => std::thread::sleep(std::time::Duration::from_millis(2)),
             }
-            let whole = got == first.len()
-                || got >= frame::HEADER_LEN && {
-                    let len = u32::from_be_bytes([first[0], first[1], first[2], first[3]]);
-                    first[4] != 0 || got >= frame::HEADER_LEN + len as usize
-                };
-            if got == 0 || whole || left.is_zero() || self.is_closed() {
-                return;
-            }
-            // part of a frame has come: the rest is a moment away
-            std::thread::sleep(std::time::Duration::from_millis(2));
         }
     }
 
     /// The peer's dialect, learnt from `payload` if this is its first message.
     pub(super) fn dialect_of(&self, payload: &[u8]) -> Result<Dialect, ConnError> {
-        match self.dialect.load(Ordering::Acquire) {
-            DIALECT_V5 => Ok(Dialect::V5),
-            DIALECT_V6 => Ok(Dialect::V6),
-            DIALECT_V6_THREADS => Ok(Dialect::V6Threads),
-            _ => {
-                let dialect = Dialect::detect(payload).ok_or(ConnError::UnknownDialect(
-                    payload.first().copied().unwrap_or(0),
-                ))?;
-                let code = match dialect {
-                    Dialect::V5 => DIALECT_V5,
-                    Dialect::V6 => DIALECT_V6,
-                    Dialect::V6Threads => DIALECT_V6_THREADS,
-                };
-                self.dialect.store(code, Ordering::Release);
-                Ok(dialect)
-            }
+        if let Some(dialect) = dialect_of_code(self.dialect.load(Ordering::Acquire)) {
+            return Ok(dialect);
         }
+        let dialect = Dialect::detect(payload).ok_or(ConnError::UnknownDialect(
+            payload.first().copied().unwrap_or(0),
+        ))?;
+        self.dialect.store(dialect_code(dialect), Ordering::Release);
+        Ok(dialect)
     }
 
     /// With an idle timeout, a frame that has been coming for longer than
@@ -258,30 +240,42 @@ pub(super) const READ_MIN: usize = 1024;
 /// connecting, as `conn.root` does.
 pub(super) const FIRST_WORDS: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// The dialect of a frame's first bytes (its header, then its payload's
-/// start), if they are enough to say.
-pub(super) fn dialect_of_first_bytes(bytes: &[u8]) -> Option<Dialect> {
+/// What a frame's first bytes (its header, then its payload's start) say
+/// of the peer's dialect: `None` while too few have come; `Some(None)`
+/// when no more would tell (a compressed frame, whose payload cannot be
+/// looked at, or a whole frame of no dialect).
+pub(super) fn dialect_of_first_bytes(bytes: &[u8]) -> Option<Option<Dialect>> {
     let header = bytes.get(..frame::HEADER_LEN)?;
     if header[4] != 0 {
-        return None; // compressed: its payload cannot be looked at
+        return Some(None);
     }
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let payload = &bytes[frame::HEADER_LEN..];
     let enough = payload.len() >= Route::LEN + 2 || payload.len() >= len;
-    if enough {
-        Dialect::detect(&payload[..payload.len().min(len)])
-    } else {
-        None
+    enough.then(|| Dialect::detect(&payload[..payload.len().min(len)]))
+}
+
+/// `Connection::dialect`'s value before the peer's dialect is known.
+pub(super) const DIALECT_UNKNOWN: u8 = 0;
+
+/// A dialect as `Connection::dialect` keeps it.
+fn dialect_code(dialect: Dialect) -> u8 {
+    match dialect {
+        Dialect::V5 => 5,
+        Dialect::V6 => 6,
+        Dialect::V6Threads => 7,
     }
 }
 
-pub(super) const DIALECT_UNKNOWN: u8 = 0;
-
-pub(super) const DIALECT_V5: u8 = 5;
-
-pub(super) const DIALECT_V6: u8 = 6;
-/// rpyc 6 with `bind_threads`.
-pub(super) const DIALECT_V6_THREADS: u8 = 7;
+/// The dialect `Connection::dialect` keeps, if it is known.
+pub(super) fn dialect_of_code(code: u8) -> Option<Dialect> {
+    match code {
+        5 => Some(Dialect::V5),
+        6 => Some(Dialect::V6),
+        7 => Some(Dialect::V6Threads),
+        _ => None,
+    }
+}
 
 pub(super) fn is_timeout(error: &io::Error) -> bool {
     matches!(

@@ -452,11 +452,7 @@ impl Connection {
 
     /// The dialect to speak: the peer's, once known.
     pub fn dialect(&self) -> Dialect {
-        match self.dialect.load(Ordering::Acquire) {
-            DIALECT_V5 => Dialect::V5,
-            DIALECT_V6_THREADS => Dialect::V6Threads,
-            _ => Dialect::V6,
-        }
+        dialect_of_code(self.dialect.load(Ordering::Acquire)).unwrap_or(Dialect::V6)
     }
 
     fn is_idle(&self) -> bool {
@@ -507,7 +503,7 @@ mod serving;
 mod threads;
 
 pub use inbound::MIN_FRAME_RATE;
-use inbound::{FramePace, DIALECT_UNKNOWN, DIALECT_V5, DIALECT_V6_THREADS};
+use inbound::{dialect_of_code, FramePace, DIALECT_UNKNOWN};
 use serving::bad_request_exception;
 
 #[cfg(test)]

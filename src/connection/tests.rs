@@ -150,15 +150,59 @@ fn a_peers_envelope_is_told_from_its_first_bytes() {
     for dialect in [Dialect::V6, Dialect::V5, Dialect::V6Threads] {
         let payload = request.encode_routed(dialect, route).expect("encodes");
         let wire = frame::encode(&payload, false).expect("frames");
-        assert_eq!(dialect_of_first_bytes(&wire), Some(dialect), "{dialect:?}");
-        // a header alone, or a route cut short, does not say
+        assert_eq!(
+            dialect_of_first_bytes(&wire),
+            Some(Some(dialect)),
+            "{dialect:?}"
+        );
+        // a header alone, or a route cut short, does not say yet
         assert_eq!(dialect_of_first_bytes(&wire[..5]), None);
         if dialect == Dialect::V6Threads {
             assert_eq!(dialect_of_first_bytes(&wire[..12]), None);
         }
     }
-    // a compressed first frame cannot be looked into
+    // a compressed first frame cannot be looked into, however much comes
     let mut compressed = frame::encode(&[1, 2, 3], false).expect("frames");
     compressed[4] = 1;
-    assert_eq!(dialect_of_first_bytes(&compressed), None);
+    assert_eq!(dialect_of_first_bytes(&compressed), Some(None));
+    // nor a whole frame of no dialect
+    let nothing = frame::encode(&[0x99, 1, 2], false).expect("frames");
+    assert_eq!(dialect_of_first_bytes(&nothing), Some(None));
+}
+
+#[test]
+fn a_first_frame_that_stops_coming_is_waited_for_no_longer_than_first_words() {
+    use super::inbound::FIRST_WORDS;
+    // three bytes of a header, then nothing, however often it is looked at
+    let (conn, _peer) = connection();
+    conn.set_peek(Box::new(|buf: &mut [u8], _wait| {
+        buf[..3].copy_from_slice(&[0, 0, 0]);
+        Ok(3)
+    }));
+    let started = Instant::now();
+    conn.learn_dialect();
+    let took = started.elapsed();
+    assert!(took >= FIRST_WORDS && took < FIRST_WORDS * 2, "{took:?}");
+    // still unknown, so the peer's first message decides; spoken to in 6.x's meanwhile
+    assert_eq!(conn.dialect.load(Ordering::Acquire), DIALECT_UNKNOWN);
+    assert_eq!(conn.dialect(), Dialect::V6);
+
+    // a route, looked at before it is read, is learnt
+    let (conn, _peer) = connection();
+    let request = Message::Request {
+        seq: 1,
+        handler: Handler::GetRoot,
+        args: Boxed::Value(Value::Tuple(vec![])),
+    };
+    let payload = request
+        .encode_routed(Dialect::V6Threads, Route { from: 9, to: 0 })
+        .expect("encodes");
+    let wire = frame::encode(&payload, false).expect("frames");
+    conn.set_peek(Box::new(move |buf: &mut [u8], _wait| {
+        let n = buf.len().min(wire.len());
+        buf[..n].copy_from_slice(&wire[..n]);
+        Ok(n)
+    }));
+    conn.learn_dialect();
+    assert_eq!(conn.dialect(), Dialect::V6Threads);
 }
