@@ -2,8 +2,9 @@
 """Makes fuzz/seeds/x509_parse/: real certificates, in DER, made with the
 `openssl` CLI by the test suite's own recipes (tests/daemon/certs.py), one
 of each shape the parser meets: v1 and v3, CA and leaf, with and without
-SAN, RSA, EC and Ed25519 keys, UTCTime and GeneralizedTime, and the
-year-0000 date that once overflowed.
+SAN, RSA, EC and Ed25519 keys, UTCTime and GeneralizedTime, the
+year-0000 date that once overflowed, and a client certificate with every
+kind of name and subjectAltName.
 
     python3 fuzz/x509_seeds.py      (rewrites the seed directory)
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "daemon"))
 
-from certs import _Maker, make_pki, make_trust, openssl  # noqa: E402
+from certs import _Maker, make_pki, make_trust, openssl, rich_client  # noqa: E402
 
 
 def der(pem_path, out):
@@ -48,6 +49,8 @@ def main():
             "v3-ec-leaf-san": pki.servers["ecdsa"].cert,
             "v3-ed25519-leaf-san": pki.servers["ed25519"].cert,
             "v3-rsa-client-ca-false": pki.alice.cert,
+            # every kind of name getpeercert() shows (x509/peercert.rs)
+            "v3-rsa-client-rich-names": rich_client(pki).cert,
             "v3-rsa-ca-serverauth-only": trust_bundle_entry(trust, "ca+sam-ca"),
             "v3-rsa-ca-expired-2020": trust_bundle_entry(trust, "ca+expired"),
             "v3-rsa-ca-generalizedtime-2090": trust_bundle_entry(trust, "ca+future"),

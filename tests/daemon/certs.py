@@ -173,6 +173,45 @@ class _Maker:
         return self.signed(name, cn, kind, issuer, extensions)
 
 
+# a subject with a multi-valued RDN, text beyond ASCII, an e-mail address,
+# and every kind of subjectAltName a client certificate is likely to carry
+RICH_SUBJECT = ("/C=FR/ST=Île-de-France/L=Paris/O=Société Générale+OU=R&D/"
+                "CN=alice \u00e9\u4e2d/emailAddress=alice@example.com/DC=example/DC=com")
+RICH_EXTENSIONS = """\
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+subjectAltName = @names
+[names]
+DNS.1 = alice.example.com
+DNS.2 = *.example.org
+email.1 = alice@example.com
+URI.1 = https://example.com/alice
+IP.1 = 192.0.2.7
+IP.2 = 2001:db8::1
+RID.1 = 1.2.3.4.5
+dirName.1 = directory
+[directory]
+C = DE
+O = Example
+CN = Alice Directory
+"""
+
+
+def rich_client(pki):
+    """A client certificate from `pki`'s CA with the names above: what
+    getpeercert() turns into its fullest dict."""
+    directory = Path(pki.directory)
+    (directory / "rich.ext").write_text(RICH_EXTENSIONS)
+    openssl("genpkey", *KEY_TYPES["rsa"], "-out", "rich.key", cwd=directory)
+    openssl("req", "-new", "-config", "req.cnf", "-utf8", "-multivalue-rdn", "-key", "rich.key",
+            "-subj", RICH_SUBJECT, "-out", "rich.csr", cwd=directory)
+    openssl("x509", "-req", "-in", "rich.csr", "-CA", pki.ca,
+            "-CAkey", str(directory / "ca.key"), "-set_serial", "0x00C0FFEE0001", "-days", "2",
+            "-sha256", "-extfile", "rich.ext", "-out", "rich.crt", cwd=directory)
+    return Pair(str(directory / "rich.key"), str(directory / "rich.crt"))
+
+
 def make_pki(directory):
     m = _Maker(directory)
     ca = m.ca("ca", "rpycd test CA")

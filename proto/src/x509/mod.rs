@@ -518,8 +518,14 @@ pub fn fuzz_parse(data: &[u8]) {
     let Some(cert) = Certificate::parse(data) else {
         assert!(V1Certificate::parse(data).is_none());
         assert!(subject_cn(data).is_none());
+        assert!(peer_cert(data).is_none());
         return;
     };
+    // what getpeercert() would show: read alike twice, of the same version
+    if let Some(shown) = peer_cert(data) {
+        assert_eq!(shown.version, cert.version + 1);
+        assert_eq!(peer_cert(data), Some(shown));
+    }
     let again = Certificate::parse(data).expect("a certificate that read once reads again");
     assert_eq!(cert.describe(), again.describe());
     assert_eq!(cert.tbs, again.tbs);
