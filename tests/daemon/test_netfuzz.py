@@ -136,12 +136,34 @@ def run_fuzz(target, port, daemon, tmp_path, ours=True):
     return figures
 
 
-def test_netfuzz_classic(daemons, tmp_path, sandbox):
+def sandboxed_classic(daemons, tmp_path, sandbox, program):
+    """`program` (ours or rpyc's classic server) sandboxed, once it
+    accepts; (daemon, port)."""
     port = free_port()
-    daemon = daemons(sandbox("rpyc-classic", "--host", HOST, "-p", str(port)), tmp_path)
+    daemon = daemons(sandbox(program, "--host", HOST, "-p", str(port)), tmp_path)
     wait_until(lambda: daemon.proc.poll() is not None or accepts(HOST, port), f"port {port}")
     assert daemon.proc.poll() is None, daemon.log()
     check_sandboxed(daemon)
+    return daemon, port
+
+
+def sandboxed_registries(daemons, tmp_path, sandbox, program, *args):
+    """`program` (ours or rpyc's registry) sandboxed in UDP and in TCP
+    mode, once each has started: {mode: (daemon, port)}."""
+    started = {}
+    for mode in ("UDP", "TCP"):
+        port = free_port()
+        daemon = daemons(sandbox(program, "-m", mode, "-p", str(port), *args), tmp_path)
+        wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
+                   f"the {mode} {program} to start")
+        assert daemon.proc.poll() is None, daemon.log()
+        check_sandboxed(daemon)
+        started[mode] = (daemon, port)
+    return started
+
+
+def test_netfuzz_classic(daemons, tmp_path, sandbox):
+    daemon, port = sandboxed_classic(daemons, tmp_path, sandbox, "rpyc-classic")
     figures = run_fuzz("classic", port, daemon, tmp_path)
     # a good client is served as before
     conn = rpyc.classic.connect(HOST, port)
@@ -164,16 +186,8 @@ def test_netfuzz_classic(daemons, tmp_path, sandbox):
 
 
 def test_netfuzz_registry_udp_and_tcp(daemons, tmp_path, sandbox):
-    started = {}
-    for mode in ("UDP", "TCP"):
-        port = free_port()
-        daemon = daemons(sandbox("rpyc-registry", "-m", mode, "--host", HOST, "-p", str(port), "-l"),
-                         tmp_path)
-        wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
-                   f"the {mode} registry to start")
-        assert daemon.proc.poll() is None, daemon.log()
-        check_sandboxed(daemon)
-        started[mode] = (daemon, port)
+    started = sandboxed_registries(daemons, tmp_path, sandbox, "rpyc-registry", "--host", HOST,
+                                   "-l")
     # one after the other, each for the full time: the machine has few cores
     figures = {}
     for mode, (daemon, port) in started.items():
@@ -197,21 +211,20 @@ def test_netfuzz_registry_udp_and_tcp(daemons, tmp_path, sandbox):
                                                 if k in ("stats", "mutations", "seconds")})
 
 
-def last_error(daemon):
-    """The exception a Python server ended with, from its traceback."""
+def how_it_died(daemon, figures):
+    """A Python server's death under the fuzzer: when, its exit status and
+    the exception it ended with (its traceback's last line)."""
     errors = [line for line in daemon.log().splitlines()
               if line and not line[0].isspace() and ("Error" in line or "Exception" in line)]
-    return errors[-1] if errors else "no traceback"
+    died = figures["dead"].replace("the daemon", "the server")
+    return (f"{died} (exit status {daemon.proc.returncode}: "
+            f"{errors[-1] if errors else 'no traceback'})")
 
 
 def test_netfuzz_python_rpyc_classic(daemons, tmp_path, sandbox):
     # the same fuzzer against rpyc_classic, sandboxed the same way; what
     # it survives is recorded, not judged
-    port = free_port()
-    daemon = daemons(sandbox("rpyc_classic", "--host", HOST, "-p", str(port)), tmp_path)
-    wait_until(lambda: daemon.proc.poll() is not None or accepts(HOST, port), f"port {port}")
-    assert daemon.proc.poll() is None, daemon.log()
-    check_sandboxed(daemon)
+    daemon, port = sandboxed_classic(daemons, tmp_path, sandbox, "rpyc_classic")
     figures = run_fuzz("classic", port, daemon, tmp_path, ours=False)
     if figures["dead"] is None:
         conn = rpyc.classic.connect(HOST, port)
@@ -222,8 +235,7 @@ def test_netfuzz_python_rpyc_classic(daemons, tmp_path, sandbox):
         outcome = (f"server up; a good client served afterwards; {sessions} of the fuzzer's "
                    "sessions still open")
     else:
-        died = figures["dead"].replace("the daemon", "the server")
-        outcome = f"{died} (exit status {daemon.proc.returncode}: {last_error(daemon)})"
+        outcome = how_it_died(daemon, figures)
     record("network fuzzer: rpyc-classic (threaded, TCP)",
            f"{figures['cases']} connections of mutated real frames "
            f"({figures['stats'].get('frames', 0)} frames, {figures['stats'].get('bytes', 0) // 1024} KiB) "
@@ -236,16 +248,8 @@ def test_netfuzz_python_rpyc_classic(daemons, tmp_path, sandbox):
 
 
 def test_netfuzz_python_rpyc_registry_udp_and_tcp(daemons, tmp_path, sandbox):
-    started = {}
-    for mode in ("UDP", "TCP"):
-        port = free_port()
-        daemon = daemons(sandbox("rpyc_registry", "-m", mode, "-p", str(port), "-l", "true"),
-                         tmp_path)
-        wait_until(lambda: daemon.proc.poll() is not None or "server started" in daemon.log(),
-                   f"the {mode} rpyc_registry to start")
-        assert daemon.proc.poll() is None, daemon.log()
-        check_sandboxed(daemon)
-        started[mode] = (daemon, port)
+    # (rpyc_registry has no --host: it binds every address)
+    started = sandboxed_registries(daemons, tmp_path, sandbox, "rpyc_registry", "-l", "true")
     for mode, (daemon, port) in started.items():
         f = run_fuzz(mode.lower(), port, daemon, tmp_path, ours=False)
         if f["dead"] is None:
@@ -258,8 +262,7 @@ def test_netfuzz_python_rpyc_registry_udp_and_tcp(daemons, tmp_path, sandbox):
                        "not served afterwards")
         else:
             served = False
-            died = f["dead"].replace("the daemon", "the server")
-            outcome = f"{died} (exit status {daemon.proc.returncode}: {last_error(daemon)})"
+            outcome = how_it_died(daemon, f)
         record(f"network fuzzer: rpyc-registry ({mode})",
                f"{f['cases']} mutated real registry requests "
                f"({'datagrams' if mode == 'UDP' else 'one connection each'}) in {f['seconds']:g} s, "
