@@ -11,14 +11,12 @@ use clap::{Args, Command, CommandFactory, FromArgMatches};
 
 use super::classic::ClassicArgs;
 use super::{parse_positive_seconds, CliError};
+use crate::connection::DEFAULT_SYNC_REQUEST_TIMEOUT;
 
 /// A custom service's default port: the one rpyc's documentation serves
 /// its examples on (`ThreadedServer(MyService, port=18861)`), so that it
 /// does not clash with a classic server on 18812.
 pub const DEFAULT_PORT: u16 = 18861;
-
-/// rpyc 6.0.2's `DEFAULT_CONFIG["sync_request_timeout"]`.
-const DEFAULT_SYNC_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What to serve, and its rpyc protocol configuration.
 #[derive(Clone, Debug, Args)]
@@ -123,22 +121,10 @@ impl ServeArgs {
         if let Some(timeout) = self.service.sync_request_timeout {
             return Ok(Some(timeout));
         }
-        let given = self
-            .server
-            .protocol_config
-            .iter()
-            .rev()
-            .find(|(key, _)| key == "sync_request_timeout");
-        match given {
-            None => Ok(Some(DEFAULT_SYNC_REQUEST_TIMEOUT)),
-            Some((_, value)) if value == "None" => Ok(None),
-            Some((_, value)) => parse_positive_seconds(value).map(Some).map_err(|reason| {
-                CliError::BadProtocolConfig {
-                    key: "sync_request_timeout".to_owned(),
-                    reason,
-                }
-            }),
-        }
+        let keys = super::protocol::server_keys(&self.server.protocol_config, true)?;
+        Ok(keys
+            .sync_request_timeout
+            .unwrap_or(Some(DEFAULT_SYNC_REQUEST_TIMEOUT)))
     }
 
     /// The protocol configuration the switches ask for, as
