@@ -206,3 +206,40 @@ fn a_first_frame_that_stops_coming_is_waited_for_no_longer_than_first_words() {
     conn.learn_dialect();
     assert_eq!(conn.dialect(), Dialect::V6Threads);
 }
+
+#[test]
+fn a_waiting_threads_inbox_holds_a_bounded_number_of_requests() {
+    use super::threads::{this_thread, Routed, INBOX_MAX};
+    let (conn, _peer) = connection();
+    // a thread of ours waiting for a reply, with its inbox open
+    let (opened, waiter_id) = std::sync::mpsc::channel();
+    let (done, finish) = std::sync::mpsc::channel::<()>();
+    let waiting = {
+        let conn = Arc::clone(&conn);
+        std::thread::spawn(move || {
+            conn.open_inbox();
+            opened.send(this_thread()).expect("sent");
+            finish.recv().expect("told to finish");
+        })
+    };
+    let waiter = waiter_id.recv().expect("its id");
+    let request = |seq| Routed {
+        seq,
+        handler: Handler::Ping,
+        args: ping_args(),
+        from: 1,
+    };
+    for seq in 0..INBOX_MAX as i64 {
+        assert!(conn.deliver(waiter, request(seq)).is_ok(), "request {seq}");
+    }
+    // one more is given back, to be served as an unrouted one is
+    let refused = conn
+        .deliver(waiter, request(-1))
+        .expect_err("the inbox is full");
+    assert_eq!(refused.seq, -1);
+    // as is one for a thread that does not wait, and one for this thread
+    assert!(conn.deliver(waiter + 1_000_000, request(0)).is_err());
+    assert!(conn.deliver(this_thread(), request(0)).is_err());
+    done.send(()).expect("sent");
+    waiting.join().expect("the waiting thread");
+}

@@ -26,6 +26,13 @@ use super::{lock, Boxed, ConnError, Connection, Handler, Route};
 /// for a client without threads bound.
 pub(super) const MAX_HELPERS: usize = 16;
 
+/// Requests kept for one waiting thread at most. A client's thread sends
+/// the thread it calls back one request at a time (or a few reference
+/// drops); past this, a client that floods a waiting thread gets its
+/// requests served as unrouted ones are, so the reader stops reading
+/// while it serves them instead of queueing without end.
+pub(super) const INBOX_MAX: usize = 64;
+
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 thread_local! {
@@ -104,7 +111,8 @@ impl Connection {
     }
 
     /// Gives a request read for thread `to` of ours to it, if it is
-    /// waiting for a reply (and so looks at its inbox); whether it was.
+    /// waiting for a reply (and so looks at its inbox) and its inbox has
+    /// room; the request back if not.
     pub(super) fn deliver(&self, to: u64, request: Routed) -> Result<(), Routed> {
         if to == 0 || to == this_thread() {
             return Err(request);
@@ -113,6 +121,9 @@ impl Connection {
         let Some(inbox) = waiting.inboxes.get_mut(&to) else {
             return Err(request);
         };
+        if inbox.requests.len() >= INBOX_MAX {
+            return Err(request);
+        }
         inbox.requests.push_back(request);
         self.wake_sleepers(waiting);
         Ok(())
