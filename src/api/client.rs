@@ -50,6 +50,7 @@ pub fn connect_with<S: Service>(addr: impl ToSocketAddrs, service: S) -> Result<
                     credentials: None,
                     certificate: None,
                     endpoints: stream.local_addr().ok().map(|ours| (ours, addr)),
+                    granted: None,
                 };
                 let transport = transport_of(Stream::tcp(stream))?;
                 return Ok(Client::over_with(

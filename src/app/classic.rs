@@ -17,6 +17,7 @@ use crate::protocol::frame::Limits;
 use crate::server::tls::{TlsAuthenticator, TlsError, TlsFiles};
 use crate::server::transport::Authenticator;
 use crate::server::{stdio, Context, Strategy};
+use crate::service::python::authenticator::PythonAuthenticator;
 use crate::service::python::classic::{ClassicService, ServiceError};
 use crate::service::SessionFactory;
 
@@ -129,6 +130,9 @@ pub struct Loaded {
     pub service: Arc<dyn SessionFactory>,
     pub name: String,
     pub aliases: Vec<String>,
+    /// The service's own authenticator (rpyc-serve's `--authenticator`),
+    /// run after the server's TLS.
+    pub authenticator: Option<PythonAuthenticator>,
 }
 
 /// A daemon built on the classic server's switches: the classic service,
@@ -163,6 +167,7 @@ fn load_classic() -> Result<Loaded, RunError> {
         service: Arc::new(ClassicService::new()?),
         name: "SLAVE".into(),
         aliases: vec!["SLAVE".into()],
+        authenticator: None,
     })
 }
 
@@ -223,6 +228,7 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
     let Opened { config, log, auth } = open_configured(args, hosting)?;
     if args.mode == Mode::Stdio {
         let loaded = (hosting.load)()?;
+        let auth = chained(auth, loaded.authenticator, &config);
         let log = log.renamed(format!("{}/stdio", loaded.name));
         let context = Context::single(loaded.service, config, log, auth, args.handshake_timeout);
         return stdio::serve(&context).map_err(RunError::Stdio);
@@ -234,6 +240,7 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
         None => (vec![bind(args)?], None),
     };
     let loaded = (hosting.load)()?;
+    let auth = chained(auth, loaded.authenticator, &config);
     let strategy = match args.mode {
         Mode::Threaded => Strategy::Threaded,
         Mode::Threadpool => Strategy::ThreadPool(args.pool_size as usize),
@@ -275,6 +282,18 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
         }
     }
     Ok(bound.serve()?)
+}
+
+/// The server's authenticator (TLS), then the service's own, if any.
+fn chained(
+    server: Option<Arc<dyn Authenticator>>,
+    service: Option<PythonAuthenticator>,
+    config: &Config,
+) -> Option<Arc<dyn Authenticator>> {
+    match service {
+        Some(service) => Some(Arc::new(service.after(server, config.read_timeout()))),
+        None => server,
+    }
 }
 
 fn bind(args: &ClassicArgs) -> Result<Listener, RunError> {

@@ -9,6 +9,7 @@ use super::classic::{check_hosted, run_hosted, stderr_is_the_client, Hosting, Lo
 use super::Program;
 use crate::cli::serve::ServeArgs;
 use crate::cli::CliError;
+use crate::service::python::authenticator::PythonAuthenticator;
 use crate::service::python::hosted::{PythonService, ServiceSpec};
 
 /// `rpyc-serve`, start to end.
@@ -73,10 +74,18 @@ fn hosting(
     let spec = spec_of(args);
     let load = || {
         let service = PythonService::load(&spec).map_err(RunError::Load)?;
+        let authenticator = args
+            .service
+            .authenticator
+            .as_deref()
+            .map(|name| PythonAuthenticator::load(name, &spec.paths, args.server.handshake_timeout))
+            .transpose()
+            .map_err(RunError::Load)?;
         Ok(Loaded {
             name: service.name().to_owned(),
             aliases: service.aliases().to_vec(),
             service: Arc::new(service),
+            authenticator,
         })
     };
     with(&Hosting {

@@ -35,6 +35,10 @@ pub struct ServiceArgs {
     )]
     pub paths: Vec<PathBuf>,
 
+    /// A Python callable that vets each connection before the protocol starts, as rpyc's servers' authenticator: given the socket, it returns (socket, credentials) or raises AuthenticationError
+    #[arg(long, value_name = "MODULE:CALLABLE", env = "RPYC_SERVE_AUTHENTICATOR")]
+    pub authenticator: Option<String>,
+
     /// Let clients reach attributes not starting with '_' (rpyc's allow_public_attrs)
     #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_SERVE_ALLOW_PUBLIC_ATTRS")]
     pub allow_public_attrs: bool,

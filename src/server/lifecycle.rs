@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::protocol::message::RemoteException;
+use transport::Authenticated;
 
 /// The transport of an accepted stream: reads time out at the idle
 /// timeout or the sync-request timeout, whichever is shorter (the idle
@@ -65,14 +66,10 @@ pub fn connect(
     endpoints: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
     context: &Context,
 ) -> Option<(Arc<Connection>, PeerInfo)> {
-    let (transport, credentials, certificate) = match &context.auth {
-        None => (transport, None, None),
+    let authenticated = match &context.auth {
+        None => Authenticated::nothing_yet(transport),
         Some(auth) => match auth.authenticate(transport) {
-            Ok(authenticated) => (
-                authenticated.transport,
-                authenticated.credentials,
-                authenticated.certificate,
-            ),
+            Ok(authenticated) => authenticated,
             Err(refusal) => {
                 context
                     .log
@@ -82,11 +79,18 @@ pub fn connect(
             }
         },
     };
+    let Authenticated {
+        transport,
+        credentials,
+        certificate,
+        granted,
+        ..
+    } = authenticated;
     // a plain socket's first bytes can be looked at: the envelope of a
     // client to whom the service speaks first (see learn_dialect)
-    let first_bytes = match context.auth {
-        None => transport.reader.as_fd().try_clone_to_owned().ok(),
-        Some(_) => None,
+    let first_bytes = match transport.plain_socket {
+        true => transport.reader.as_fd().try_clone_to_owned().ok(),
+        false => None,
     };
     let conn = Connection::new(
         transport::into_reader(transport.reader),
@@ -102,6 +106,7 @@ pub fn connect(
         credentials,
         certificate,
         endpoints,
+        granted,
     };
     Some((conn, info))
 }

@@ -40,6 +40,16 @@ fn inet(addr: &nix::sys::socket::SockaddrStorage) -> Option<std::net::SocketAddr
     }
 }
 
+/// Whether input and output are one socket (inetd's, `Accept=yes`'s), not
+/// pipes or two different things.
+fn one_socket(input: &File, output: &File) -> bool {
+    let same_file = match (fstat(input.as_fd()), fstat(output.as_fd())) {
+        (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
+        _ => false,
+    };
+    same_file && is_socket(input.as_fd())
+}
+
 /// How log lines name the client: its address when stdin is a TCP socket.
 pub fn peer_name(input: &File) -> String {
     use nix::sys::socket::{getpeername, SockaddrStorage};
@@ -148,6 +158,7 @@ pub fn serve(context: &super::Context) -> io::Result<()> {
     let peer = peer_name(&stdio.reader);
     let endpoints = endpoints(&stdio.reader);
     let closer = stdio.closer;
+    let plain_socket = one_socket(&stdio.reader, &stdio.writer);
     let transport = super::transport::Transport {
         // a pipe has no SO_RCVTIMEO: poll() gives the idle clock its tick
         reader: Box::new(TimedReader::new(
@@ -156,6 +167,7 @@ pub fn serve(context: &super::Context) -> io::Result<()> {
         )),
         writer: Box::new(stdio.writer),
         shutdown: Box::new(move |how| shutdown(&closer, how)),
+        plain_socket,
     };
     super::serve_transport(transport, peer, endpoints, context);
     Ok(())

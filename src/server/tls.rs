@@ -189,6 +189,7 @@ impl Authenticator for TlsAuthenticator {
             mut reader,
             mut writer,
             shutdown,
+            ..
         } = transport;
         let mut session = ServerConnection::new(self.config.clone())
             .map_err(|e| Refusal(format!("cannot start TLS: {e}")))?;
@@ -202,6 +203,7 @@ impl Authenticator for TlsAuthenticator {
         let certificate = leaf
             .and_then(|cert| x509::peer_cert(cert.as_ref()))
             .map(Box::new);
+        let certificate_der = leaf.map(|cert| cert.as_ref().to_vec());
         let shared = Arc::new(Shared {
             session: Mutex::new(Session {
                 tls: session,
@@ -226,9 +228,12 @@ impl Authenticator for TlsAuthenticator {
                     }
                     shutdown(how);
                 }),
+                plain_socket: false,
             },
             credentials,
             certificate,
+            certificate_der,
+            granted: None,
         })
     }
 }

@@ -19,6 +19,10 @@ pub struct Transport {
     pub reader: Box<dyn ReadFd>,
     pub writer: Box<dyn Write + Send>,
     pub shutdown: Shutdown,
+    /// Whether the bytes read and written are the socket's own, the one
+    /// the reader's fd is (not TLS records, not a pipe): what can be
+    /// peeked at, or handed to code that wants a socket.
+    pub plain_socket: bool,
 }
 
 impl Transport {
@@ -35,6 +39,7 @@ impl Transport {
                 // the peer may be gone already: nothing to shut then
                 let _ = closer.shutdown(how);
             }),
+            plain_socket: true,
         })
     }
 }
@@ -45,6 +50,25 @@ pub struct Authenticated {
     pub credentials: Option<String>,
     /// The peer's certificate as Python's `getpeercert()` shows it.
     pub certificate: Option<Box<crate::protocol::x509::PeerCert>>,
+    /// The peer's certificate as it came (DER).
+    pub certificate_der: Option<Vec<u8>>,
+    /// What an authenticator of the service's own kind granted, for the
+    /// service to read (see [`crate::service::PeerInfo::granted`]).
+    pub granted: Option<crate::service::Granted>,
+}
+
+impl Authenticated {
+    /// A transport nothing has authenticated yet: where a chain of
+    /// authenticators starts.
+    pub fn nothing_yet(transport: Transport) -> Authenticated {
+        Authenticated {
+            transport,
+            credentials: None,
+            certificate: None,
+            certificate_der: None,
+            granted: None,
+        }
+    }
 }
 
 /// Why a connection was turned away, for the log.

@@ -28,7 +28,13 @@ pub struct PeerInfo {
     pub certificate: Option<Box<crate::protocol::x509::PeerCert>>,
     /// `(ours, theirs)` for a TCP connection.
     pub endpoints: Option<(SocketAddr, SocketAddr)>,
+    /// What the service's own authenticator granted the peer (rpyc-serve's
+    /// `--authenticator` gives a Python object): the service knows its type.
+    pub granted: Option<Granted>,
 }
+
+/// What an authenticator grants a peer, for a service that knows what it is.
+pub type Granted = Arc<dyn std::any::Any + Send + Sync>;
 
 /// What a server serves: a session for each connection, and a way to fork
 /// the process that keeps the service sound in the child.

@@ -17,6 +17,7 @@ const PACKAGE: &str = "rpycd";
 /// Every module of the package, by name, with its source.
 const MODULES: &[(&str, &str)] = &[
     ("rpycd", include_str!("rpycd/__init__.py")),
+    ("rpycd.authenticate", include_str!("rpycd/authenticate.py")),
     ("rpycd.classic", include_str!("rpycd/classic.py")),
     ("rpycd.consts", include_str!("rpycd/consts.py")),
     ("rpycd.handlers", include_str!("rpycd/handlers.py")),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
 
+use super::authenticator::PythonCredentials;
 use super::classic::{ClassicService, ServiceError};
 use crate::connection::{Connection, Session};
 use crate::service::{PeerInfo, SessionFactory};
@@ -183,11 +184,20 @@ impl SessionFactory for PythonService {
                 )
             });
             let connected = session.remote(py).and_then(|remote| {
-                let credentials = peer
-                    .certificate
+                // what --authenticator granted, else what rpyc's
+                // SSLAuthenticator would: the client certificate
+                let granted = peer
+                    .granted
                     .as_ref()
-                    .map(|cert| peer_cert_dict(py, cert))
-                    .transpose()?;
+                    .and_then(|granted| granted.downcast_ref::<PythonCredentials>());
+                let credentials = match granted {
+                    Some(granted) => Some(granted.0.bind(py).clone()),
+                    None => peer
+                        .certificate
+                        .as_ref()
+                        .map(|cert| peer_cert_dict(py, cert).map(|dict| dict.into_any()))
+                        .transpose()?,
+                };
                 remote.call_method1("_connected", (endpoints, credentials))
             });
             if let Err(error) = connected {
@@ -213,7 +223,7 @@ impl SessionFactory for PythonService {
 
 /// A client certificate as `ssl.SSLSocket.getpeercert()` gives it, which
 /// rpyc's `SSLAuthenticator` hands a service as its credentials.
-fn peer_cert_dict<'py>(
+pub(super) fn peer_cert_dict<'py>(
     py: Python<'py>,
     cert: &crate::protocol::x509::PeerCert,
 ) -> PyResult<Bound<'py, PyDict>> {

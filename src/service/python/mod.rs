@@ -8,6 +8,7 @@
 //! calls back into its connection; `thread_state` keeps a thread's
 //! Python state between requests.
 
+pub mod authenticator;
 pub mod classic;
 mod convert;
 mod embedded;

@@ -64,9 +64,9 @@ DEFAULT_CONFIG = dict(
 SETTABLE = frozenset(DEFAULT_CONFIG) - {"credentials", "endpoints", "connid"}
 
 
-def load_service(spec, paths=()):
-    """The class ``package.module:ClassName`` names, imported with ``paths``
-    in front of ``sys.path``."""
+def import_named(spec, paths=(), shape="package.module:name"):
+    """What ``package.module:name`` names (``name`` may be dotted),
+    imported with ``paths`` in front of ``sys.path``."""
     for path in paths:
         if not os.path.isdir(path):
             raise FileNotFoundError(f"--path {path}: no such directory")
@@ -75,11 +75,17 @@ def load_service(spec, paths=()):
             sys.path.insert(0, path)
     module_name, sep, qualname = spec.partition(":")
     if not sep or not module_name or not qualname:
-        raise ValueError(f"{spec!r} is not package.module:ClassName")
-    module = importlib.import_module(module_name)
-    obj = module
+        raise ValueError(f"{spec!r} is not {shape}")
+    obj = importlib.import_module(module_name)
     for part in qualname.split("."):
         obj = getattr(obj, part)
+    return obj
+
+
+def load_service(spec, paths=()):
+    """The class ``package.module:ClassName`` names, imported with ``paths``
+    in front of ``sys.path``."""
+    obj = import_named(spec, paths, "package.module:ClassName")
     # a class: an instance per connection; an instance: shared by every
     # connection (rpyc's servers do the same with either)
     if not inspect.isclass(obj) and not callable(getattr(obj, "on_connect", None)):
