@@ -83,9 +83,11 @@ class Served:
             self.proc.wait(timeout=5)
 
 
-def start(kind, spec, tmp_path, config=None, args=(), env=None, ssl=None):
+def start(kind, spec, tmp_path, config=None, args=(), env=None, ssl=None, auth=None):
     """Serves ``spec`` (``module:Class`` in tests/serve/services) with the
-    protocol ``config`` (a dict), by rpyc's server or ours."""
+    protocol ``config`` (a dict), by rpyc's server or ours, with ``ssl``
+    (key, cert, CA files) and the authenticator ``auth``
+    (``module:callable``) if given."""
     config = config or {}
     items = [f"{key}={value!r}" for key, value in config.items()]
     log_path = tmp_path / f"{kind}-{spec.replace(':', '-')}-{time.monotonic_ns()}.log"
@@ -93,6 +95,8 @@ def start(kind, spec, tmp_path, config=None, args=(), env=None, ssl=None):
         command = [sys.executable, str(HERE / "py_serve.py"), spec, str(SERVICES), *items]
         if ssl:
             command.append("ssl:" + ",".join(ssl))
+        if auth:
+            command.append("auth:" + auth)
         pattern = re.compile(r"^PORT (\d+)$", re.M)
     else:
         command = [binary("rpyc-serve"), "--host", "127.0.0.1", "-p", "0",
@@ -102,6 +106,8 @@ def start(kind, spec, tmp_path, config=None, args=(), env=None, ssl=None):
             command += ["--ssl-keyfile", key, "--ssl-certfile", cert, "--ssl-cafile", ca]
         for item in items:
             command += ["--protocol-config", item]
+        if auth:
+            command += ["--authenticator", auth]
         command.append(spec)
         pattern = re.compile(r"server started on \[127\.0\.0\.1\]:(\d+)")
     with open(log_path, "wb") as log:
@@ -127,8 +133,8 @@ def serve(kind, tmp_path):
     this test's kind; every server is stopped at the end."""
     started = []
 
-    def _serve(spec, config=None, args=(), env=None, ssl=None):
-        served = start(kind, spec, tmp_path, config, args, env, ssl)
+    def _serve(spec, config=None, args=(), env=None, ssl=None, auth=None):
+        served = start(kind, spec, tmp_path, config, args, env, ssl, auth)
         started.append(served)
         return served
 

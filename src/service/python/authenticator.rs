@@ -12,6 +12,7 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -232,12 +233,19 @@ impl Authenticator for PythonAuthenticator {
         // the thread state the session keeps next (see thread_state)
         super::thread_state::keep();
         let outcome = Python::attach(|py| self.call(py, before));
+        let late = guard.passed();
         drop(guard);
         if outcome.is_err() {
             // no session follows: nothing of the callable stays in the thread
             super::thread_state::finish();
         }
-        outcome
+        outcome.map_err(|Refusal(why)| match late {
+            true => Refusal(format!(
+                "not authenticated within {:?} (--handshake-timeout): {why}",
+                self.deadline
+            )),
+            false => Refusal(why),
+        })
     }
 }
 
@@ -253,18 +261,25 @@ enum Given {
 /// time, which ends a read it waits in (sshd's LoginGraceTime).
 struct Deadline {
     _done: Option<Sender<()>>,
+    passed: Arc<AtomicBool>,
 }
 
 impl Deadline {
     fn start(transport: &Transport, deadline: Duration) -> Deadline {
+        let passed = Arc::new(AtomicBool::new(false));
         let Ok(fd) = transport.reader.as_fd().try_clone_to_owned() else {
-            return Deadline { _done: None };
+            return Deadline {
+                _done: None,
+                passed,
+            };
         };
         let (done, wait) = channel::<()>();
+        let shut = passed.clone();
         let spawned = std::thread::Builder::new()
             .name("authenticator deadline".into())
             .spawn(move || {
                 if let Err(RecvTimeoutError::Timeout) = wait.recv_timeout(deadline) {
+                    shut.store(true, Ordering::Release);
                     // a pipe cannot be shut: StreamSocket's reads keep the
                     // deadline themselves
                     let _ = nix::sys::socket::shutdown(
@@ -275,7 +290,13 @@ impl Deadline {
             });
         Deadline {
             _done: spawned.is_ok().then_some(done),
+            passed,
         }
+    }
+
+    /// Whether the time was up before the callable decided.
+    fn passed(&self) -> bool {
+        self.passed.load(Ordering::Acquire)
     }
 }
 
