@@ -148,6 +148,14 @@ pub(crate) fn examples(program: &str) -> Section {
                  print(c.modules.sys.platform)'",
                 "A stock rpyc client of that server, with alice's certificate.",
             ),
+            example(
+                "cp -r /usr/share/doc/rpycd/examples/systemd/allow/. /etc/systemd/system/; \
+                 systemctl daemon-reload; systemctl restart rpyc-classic.socket",
+                "Accept clients from the addresses the drop-in lists only (edit its \
+                 IPAddressAllow= lines first): systemd drops the packets of every other \
+                 address before they reach the socket, and such a client's connection times \
+                 out. Who a client is, TLS client certificates decide.",
+            ),
         ],
         "registry" => vec![
             example(
@@ -169,6 +177,16 @@ pub(crate) fn examples(program: &str) -> Section {
                 "The same over TLS, to clients with a certificate from ca.crt only; they \
                  connect with rpyc.ssl_connect(host, port, keyfile=..., certfile=..., \
                  ca_certs=...).",
+            ),
+            example(
+                "rpyc-serve --path /opt/calculator --authenticator auth:check_secret \
+                 calculator:CalculatorService",
+                "Call check_secret(sock) of /opt/calculator/auth.py for each connection \
+                 before rpyc's protocol starts, as rpyc's servers call their authenticator: \
+                 it returns (sock, credentials), which the service reads as \
+                 conn._config[\"credentials\"], or raises rpyc's AuthenticationError to turn \
+                 the client away (logged with its address). With the --ssl switches it runs \
+                 after TLS, on the decrypted bytes, and its socket has getpeercert().",
             ),
         ],
     };

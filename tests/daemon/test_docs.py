@@ -5,6 +5,7 @@ drift apart."""
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 from conftest import REPO, accepts, binary, server_env, wait_until
 
 TLS_PORT = 18821
+SERVE_PORT = 18861
 
 
 def blocks(section, language):
@@ -46,3 +48,30 @@ def test_the_tls_example_runs_as_written(daemons, tmp_path):
     refused = subprocess.run([sys.executable, "-c", stranger], cwd=tmp_path,
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode != 0, refused.stdout
+
+
+def test_the_authenticator_example_runs_as_written(daemons, tmp_path):
+    section = "Authenticating the clients of your own service"
+    auth, client = blocks(section, "python")
+    [commands] = blocks(section, "sh")
+    make_secret, serve = [line for line in commands.splitlines() if line.strip()]
+    (tmp_path / "auth.py").write_text(auth)
+    shutil.copy(REPO / "tests" / "serve" / "services" / "calculator.py", tmp_path)
+    env = server_env(PATH=f"{Path(binary()).parent}:{os.environ['PATH']}")
+    subprocess.run(["bash", "-euo", "pipefail", "-c", make_secret], cwd=tmp_path, env=env,
+                   check=True, timeout=30)
+    daemon = daemons(shlex.split(serve), tmp_path, env=env, cwd=tmp_path)
+    wait_until(lambda: daemon.proc.poll() is not None or accepts("127.0.0.1", SERVE_PORT),
+               f"port {SERVE_PORT}")
+    assert daemon.proc.poll() is None, daemon.log()
+    ran = subprocess.run([sys.executable, "-c", client], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.strip() == "42"
+    # a client without the secret is turned away, and the log says so
+    guess = client.replace('open("calc.secret", "rb").read().strip()', 'b"guess"')
+    assert "calc.secret" not in guess, guess
+    refused = subprocess.run([sys.executable, "-c", guess], cwd=tmp_path,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode != 0 and "EOFError" in refused.stderr, refused.stderr
+    daemon.wait_log("failed to authenticate: wrong secret")

@@ -552,6 +552,53 @@ def test_tls_dropin_with_credentials(ct, ports, tmp_path):
         ct.run("rm", "-rf", "/etc/rpycd")
 
 
+def connect_from(source, port, timeout):
+    """A TCP connection to the port from the loopback address `source`."""
+    return socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                    source_address=(source, 0))
+
+
+def test_allow_dropin_admits_listed_addresses_only(ct, ports):
+    """The allow example: systemd drops the packets of addresses it does
+    not list, so such a client's connection times out and the daemon never
+    sees it, while a listed one runs its session."""
+    port = ports["classic"]
+    since = ct.run("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+    stop_all(ct)
+    try:
+        with dropins(ct, "allow"):
+            # as shipped it lists loopback
+            ct.run("systemctl", "start", "rpyc-classic.socket")
+            classic(port).close()
+            stop_all(ct)
+        # narrowed to one loopback address, so that this host can also be
+        # a client that is not listed
+        narrowed = {"/etc/systemd/system/rpyc-classic.socket.d/zz-test-allow.conf":
+                    "[Socket]\nIPAddressAllow=\nIPAddressAllow=127.0.0.2\n"}
+        with dropins(ct, "allow", extra=narrowed):
+            ct.run("systemctl", "start", "rpyc-classic.socket")
+            with pytest.raises(TimeoutError):
+                connect_from("127.0.0.1", port, timeout=3).close()
+            sock = connect_from("127.0.0.2", port, timeout=WAIT)
+            sock.settimeout(None)
+            conn = rpyc.classic.connect_stream(rpyc.SocketStream(sock))
+            assert conn.eval("6 * 7") == 42
+            # an accepted connection is filtered too: the session goes on
+            assert conn.modules.os.getpid() == conn.modules.os.getpid()
+            with pytest.raises(TimeoutError):
+                connect_from("127.0.0.1", port, timeout=3).close()
+            assert conn.eval("1 + 1") == 2
+            conn.close()
+            journal = wait_until("the allowed session in the journal", lambda: (
+                lambda text: text if "goodbye [127.0.0.2]" in text else None)(
+                    ct.journal("-u", "rpyc-classic", "--since", since)))
+            # the daemon heard of no other client
+            assert "accepted 127.0.0.1:" not in journal.split("server started", 2)[-1], journal
+            stop_all(ct)
+    finally:
+        stop_all(ct)
+
+
 def test_user_dropin_runs_as_the_named_user_in_the_project(ct, ports):
     ct.run("sh", "-c", "id rpyc >/dev/null 2>&1 || adduser --quiet --system --group "
            "--home /srv/rpyc-project rpyc")
