@@ -290,3 +290,30 @@ mod tests {
         }
     }
 }
+
+/// What a server makes of a connection's first bytes under the PROXY
+/// protocol is decided by the header alone: a header's length is within
+/// the input and the bound, the header by itself reads the same, every
+/// strict start of it is "incomplete" (the server reads on exactly while
+/// the parser says so), and an input that is not a header stays not one
+/// whatever follows. An undecided input is shorter than the bound.
+pub fn proxy_header(data: &[u8]) {
+    use crate::proxy::{parse, Parsed, MAX_HEADER};
+    let parsed = parse(data);
+    match &parsed {
+        Parsed::Incomplete => assert!(data.len() < MAX_HEADER, "undecided at {}", data.len()),
+        Parsed::NotProxy => {
+            let mut more = data.to_vec();
+            more.extend_from_slice(b"PROXY \r\n");
+            assert_eq!(parse(&more), Parsed::NotProxy, "more bytes changed the decision");
+        }
+        Parsed::Invalid(_) => {}
+        Parsed::Proxied { length, .. } | Parsed::Local { length } => {
+            assert!(*length <= data.len() && *length <= MAX_HEADER, "length {length}");
+            assert_eq!(parse(&data[..*length]), parsed, "the header alone reads otherwise");
+            for n in prefix_lengths(*length) {
+                assert_eq!(parse(&data[..n]), Parsed::Incomplete, "{n} of {length} bytes");
+            }
+        }
+    }
+}

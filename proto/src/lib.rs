@@ -18,6 +18,7 @@ pub mod compress;
 pub mod frame;
 pub mod host;
 pub mod message;
+pub mod proxy;
 pub mod registry;
 pub mod x509;
 
