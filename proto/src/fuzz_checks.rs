@@ -305,14 +305,29 @@ pub fn proxy_header(data: &[u8]) {
         Parsed::NotProxy => {
             let mut more = data.to_vec();
             more.extend_from_slice(b"PROXY \r\n");
-            assert_eq!(parse(&more), Parsed::NotProxy, "more bytes changed the decision");
+            assert_eq!(
+                parse(&more),
+                Parsed::NotProxy,
+                "more bytes changed the decision"
+            );
         }
         Parsed::Invalid(_) => {}
         Parsed::Proxied { length, .. } | Parsed::Local { length } => {
-            assert!(*length <= data.len() && *length <= MAX_HEADER, "length {length}");
-            assert_eq!(parse(&data[..*length]), parsed, "the header alone reads otherwise");
+            assert!(
+                *length <= data.len() && *length <= MAX_HEADER,
+                "length {length}"
+            );
+            assert_eq!(
+                parse(&data[..*length]),
+                parsed,
+                "the header alone reads otherwise"
+            );
             for n in prefix_lengths(*length) {
-                assert_eq!(parse(&data[..n]), Parsed::Incomplete, "{n} of {length} bytes");
+                assert_eq!(
+                    parse(&data[..n]),
+                    Parsed::Incomplete,
+                    "{n} of {length} bytes"
+                );
             }
         }
     }

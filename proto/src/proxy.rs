@@ -74,6 +74,17 @@ pub fn parse(bytes: &[u8]) -> Parsed {
     Parsed::NotProxy
 }
 
+/// Whether a connection's first bytes begin a PROXY header: `None` while
+/// too few have come to tell (they are a start of a signature).
+pub fn announces_header(bytes: &[u8]) -> Option<bool> {
+    for signature in [V2_SIGNATURE, V1_PREFIX] {
+        if begins(bytes, signature) {
+            return (bytes.len() >= signature.len()).then_some(true);
+        }
+    }
+    Some(false)
+}
+
 fn version_2(bytes: &[u8]) -> Parsed {
     use ppp::v2::{Addresses, Command, Header, ParseError, Protocol};
     let declared = 16 + usize::from(u16::from_be_bytes([bytes[14], bytes[15]]));
@@ -176,12 +187,7 @@ mod tests {
             }
         );
         let line = b"PROXY TCP6 2001:db8::7 2001:db8::1 40000 18812\r\n";
-        assert_eq!(
-            parse(line).length(),
-            Some(line.len()),
-            "{:?}",
-            parse(line)
-        );
+        assert_eq!(parse(line).length(), Some(line.len()), "{:?}", parse(line));
         assert_eq!(parse(b"PROXY UNKNOWN\r\n"), Parsed::Local { length: 15 });
     }
 
@@ -207,7 +213,10 @@ mod tests {
             parse(&v2(0, 0x11, &addresses)),
             Parsed::Local { length: 28 }
         );
-        assert!(matches!(parse(&v2(1, 0x12, &addresses)), Parsed::Invalid(_)));
+        assert!(matches!(
+            parse(&v2(1, 0x12, &addresses)),
+            Parsed::Invalid(_)
+        ));
         // a TLV after the addresses is part of the header
         let mut tlv = addresses.clone();
         tlv.extend([0x04, 0x00, 0x02, b'o', b'k']);
@@ -241,6 +250,17 @@ mod tests {
         ] {
             assert_eq!(parse(first), Parsed::NotProxy, "{first:?}");
         }
+    }
+
+    #[test]
+    fn a_signature_announces_a_header() {
+        assert_eq!(announces_header(b""), None);
+        assert_eq!(announces_header(b"PROX"), None);
+        assert_eq!(announces_header(b"PROXY "), Some(true));
+        assert_eq!(announces_header(&V2_SIGNATURE[..11]), None);
+        assert_eq!(announces_header(V2_SIGNATURE), Some(true));
+        assert_eq!(announces_header(b"PROXX"), Some(false));
+        assert_eq!(announces_header(b"\x00\x00"), Some(false));
     }
 
     #[test]

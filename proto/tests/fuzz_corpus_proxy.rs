@@ -21,7 +21,10 @@ fn the_seeds_are_headers_of_every_kind() {
             other => panic!("{data:?}: {other:?}"),
         }
     }
-    assert!(proxied >= 5 && local >= 4 && invalid >= 1, "{proxied} {local} {invalid}");
+    assert!(
+        proxied >= 5 && local >= 4 && invalid >= 1,
+        "{proxied} {local} {invalid}"
+    );
 }
 
 #[test]
@@ -32,5 +35,8 @@ fn proxy_header_parser_holds_its_properties_on_seeds_and_mutants() {
         headers += usize::from(parse(input).length().is_some());
     });
     println!("proxy_header: {tried} inputs, {headers} of them headers");
-    assert!(tried > 3000 && headers > 300, "{tried} inputs, {headers} headers");
+    assert!(
+        tried > 3000 && headers > 300,
+        "{tried} inputs, {headers} headers"
+    );
 }

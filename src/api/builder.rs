@@ -16,6 +16,7 @@ use crate::daemon::notify::Notifier;
 use crate::daemon::signals::{Event, Signals, Trigger};
 use crate::registry::registrar::Registrar;
 use crate::registry::Transport;
+use crate::server::proxy::{Cidr, ProxyPolicy};
 use crate::server::transport::Authenticator;
 use crate::server::{serve_accepted, Context, Options, Runner, Strategy};
 use crate::service::rust::root::{Service, ServiceFactory};
@@ -102,6 +103,7 @@ pub struct Server {
     shutdown_timeout: Duration,
     greeting_timeout: Duration,
     backlog: u32,
+    proxy_from: Vec<Cidr>,
 }
 
 impl Server {
@@ -136,6 +138,7 @@ impl Server {
             strategy: Strategy::Threaded,
             sources: Vec::new(),
             auth: None,
+            proxy_from: Vec::new(),
             config: Config::default(),
             logger: None,
             signals: false,
@@ -249,6 +252,24 @@ impl Server {
     pub fn authenticator(mut self, auth: Arc<dyn Authenticator>) -> Server {
         self.auth = Some(auth);
         self
+    }
+
+    /// Connections from the addresses `trusted` lists come through a load
+    /// balancer and begin with a PROXY header (version 1 or 2), which
+    /// names the client; from any other address a PROXY header is
+    /// refused. The header has the greeting timeout to arrive.
+    pub fn proxy_protocol_from(mut self, trusted: Vec<Cidr>) -> Server {
+        self.proxy_from = trusted;
+        self
+    }
+
+    fn proxy_policy(&self) -> Option<Arc<ProxyPolicy>> {
+        (!self.proxy_from.is_empty()).then(|| {
+            Arc::new(ProxyPolicy::new(
+                self.proxy_from.clone(),
+                self.greeting_timeout,
+            ))
+        })
     }
 
     /// Where log lines go (default: warnings and errors to stderr).
@@ -419,6 +440,7 @@ impl Bound {
             signals,
             trigger: _,
         } = self;
+        let proxy = server.proxy_policy();
         if let Some(stream) = single {
             let context = Context::single(
                 server.factory,
@@ -426,7 +448,8 @@ impl Bound {
                 log,
                 server.auth,
                 server.greeting_timeout,
-            );
+            )
+            .with_proxy(proxy);
             return serve_accepted(stream, &context).map_err(ServeError::Run);
         }
         for listener in &listeners {
@@ -476,6 +499,7 @@ impl Bound {
                 shutdown_timeout: server.shutdown_timeout,
                 auth: server.auth,
                 greeting_timeout: server.greeting_timeout,
+                proxy,
             },
         );
         if let Some(registrar) = registrar {

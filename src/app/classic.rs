@@ -252,6 +252,7 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
         .config(config)
         .logger(log)
         .greeting_timeout(args.handshake_timeout)
+        .proxy_protocol_from(args.proxy_protocol_from.clone())
         .shutdown_timeout(args.shutdown_timeout)
         .warn_when_exposed(hosting.exposure)
         .stop_on_signals();

@@ -12,6 +12,7 @@ use super::{
     LogLevel,
 };
 use crate::registry::Transport;
+use crate::server::proxy::Cidr;
 
 /// The classic server's default port (rpyc's `DEFAULT_SERVER_PORT`).
 pub const DEFAULT_PORT: u16 = 18812;
@@ -106,6 +107,16 @@ pub struct ClassicArgs {
     #[arg(long, value_name = "PATH", help_heading = "Socket Options",
           conflicts_with_all = ["port", "host", "ipv6"], env = "RPYC_CLASSIC_UNIX_SOCKET")]
     pub unix_socket: Option<PathBuf>,
+
+    /// A TCP load balancer's address, or an ADDRESS/BITS block, whose connections begin with a PROXY protocol header (version 1 or 2, as HAProxy's send-proxy-v2 or nginx's proxy_protocol send it) naming the client, which the log and the service then see; from other addresses a PROXY header is refused (repeatable, or comma-separated)
+    #[arg(
+        long,
+        value_name = "CIDR",
+        help_heading = "Socket Options",
+        value_delimiter = ',',
+        env = "RPYC_CLASSIC_PROXY_PROTOCOL_FROM"
+    )]
+    pub proxy_protocol_from: Vec<Cidr>,
 
     /// The listen() backlog of sockets this server binds
     #[arg(long, value_name = "N", help_heading = "Socket Options", default_value_t = DEFAULT_BACKLOG,
@@ -284,6 +295,9 @@ impl ClassicArgs {
         }
         if self.register && self.effective_registry_host().is_none() {
             return Err(CliError::TcpRegistryWithoutHost);
+        }
+        if self.mode == Mode::Stdio && !self.proxy_protocol_from.is_empty() {
+            return Err(CliError::ProxyWithoutTcp);
         }
         log_level(self.quiet, self.log_level)?;
         Ok(())

@@ -89,6 +89,10 @@ pub enum CliError {
     /// Client-certificate authentication is meaningless without TLS itself.
     #[error("--ssl-cafile requires --ssl-keyfile and --ssl-certfile")]
     SslCaWithoutKey,
+    /// PROXY headers come over TCP connections a balancer makes; stdio
+    /// has none of its own to vet.
+    #[error("--proxy-protocol-from needs TCP listeners: --mode stdio has none")]
+    ProxyWithoutTcp,
     /// A protocol configuration value rpyc-serve must read itself.
     #[error("--protocol-config {key}: {reason}")]
     BadProtocolConfig { key: String, reason: String },

@@ -269,12 +269,17 @@ impl Stream {
     pub fn peer_name(&self) -> String {
         match self {
             Stream::Tcp(stream, _) => match stream.peer_addr() {
-                Ok(addr) => format!("[{}]:{}", addr.ip(), addr.port()),
+                Ok(addr) => name_of(addr),
                 Err(_) => "[?]".into(),
             },
             Stream::Unix(_) => "unix".into(),
         }
     }
+}
+
+/// How log lines name a TCP peer: `[127.0.0.1]:34044`, `[::1]:34044`.
+pub fn name_of(addr: SocketAddr) -> String {
+    format!("[{}]:{}", addr.ip(), addr.port())
 }
 
 impl AsFd for Stream {

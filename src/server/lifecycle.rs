@@ -1,6 +1,7 @@
 //! One connection from accept to goodbye: its transport, the greeting
 //! guard, its session's start and end, and their log lines.
 
+use super::proxy::{Peer, RefuseHeader, Refused};
 use super::*;
 use crate::protocol::message::RemoteException;
 use transport::Authenticated;
@@ -15,11 +16,89 @@ pub fn stream_transport(stream: Stream, config: &Config) -> std::io::Result<Tran
 /// Serves the one connection systemd accepted for us (`Accept=yes`) in
 /// this thread, from welcome to goodbye.
 pub fn serve_accepted(stream: Stream, context: &Context) -> std::io::Result<()> {
+    let Some(who) = identify(&stream, context) else {
+        return Ok(());
+    };
+    let transport = who.guard(stream_transport(stream, &context.config)?);
+    serve_transport(transport, who.peer, who.endpoints, context);
+    Ok(())
+}
+
+/// Who a connection is from, as its log lines and its service see it.
+struct Identified {
+    peer: String,
+    endpoints: Option<(std::net::SocketAddr, std::net::SocketAddr)>,
+    /// From an address that may not send a PROXY header: its first bytes
+    /// are watched for one.
+    watch_for_header: bool,
+}
+
+impl Identified {
+    fn guard(&self, mut transport: Transport) -> Transport {
+        if self.watch_for_header {
+            transport.reader = Box::new(RefuseHeader::new(transport.reader));
+        }
+        transport
+    }
+}
+
+/// The peer's name and addresses: its own, or, when its address is one
+/// `--proxy-protocol-from` lists, the client's its PROXY header names
+/// (read here, in the connection's thread). `None`: refused, and logged.
+fn identify(stream: &Stream, context: &Context) -> Option<Identified> {
     let peer = stream.peer_name();
     let endpoints = stream.endpoints();
-    let transport = stream_transport(stream, &context.config)?;
-    serve_transport(transport, peer, endpoints, context);
-    Ok(())
+    let (Some(policy), Some((_, theirs))) = (&context.proxy, endpoints) else {
+        return Some(Identified {
+            peer,
+            endpoints,
+            watch_for_header: false,
+        });
+    };
+    if !policy.trusts(theirs.ip()) {
+        return Some(Identified {
+            peer,
+            endpoints,
+            watch_for_header: true,
+        });
+    }
+    match policy.receive(stream) {
+        Ok(Peer::Proxied {
+            source,
+            destination,
+        }) => {
+            let client = crate::daemon::listener::name_of(source);
+            context
+                .log
+                .limited(Flood::Accepted)
+                .info(format_args!("accepted {client} through the proxy {peer}"));
+            Some(Identified {
+                peer: client,
+                endpoints: Some((destination, source)),
+                watch_for_header: false,
+            })
+        }
+        Ok(Peer::Balancer) => Some(Identified {
+            peer,
+            endpoints,
+            watch_for_header: false,
+        }),
+        Err(Refused::Silent) => {
+            context
+                .log
+                .limited(Flood::Disconnected)
+                .info(format_args!("{peer} closed without sending anything"));
+            None
+        }
+        Err(why) => {
+            context
+                .log
+                .limited(Flood::Authentication)
+                .warning(format_args!("refusing {peer}: it {why}"));
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            None
+        }
+    }
 }
 
 /// Serves a connection made outside the server's loop (`Accept=yes`,
@@ -177,15 +256,14 @@ pub(super) fn open_wrapped(
     tick: Option<Duration>,
     wrap: impl FnOnce(Transport) -> Transport,
 ) -> Option<(Arc<Connection>, PeerInfo)> {
-    let peer = stream.peer_name();
-    let endpoints = stream.endpoints();
+    let who = identify(&stream, context)?;
     match Transport::of_stream(stream, tick) {
-        Ok(transport) => connect(wrap(transport), peer, endpoints, context),
+        Ok(transport) => connect(wrap(who.guard(transport)), who.peer, who.endpoints, context),
         Err(error) => {
-            context
-                .log
-                .limited(Flood::Disconnected)
-                .error(format_args!("cannot use the connection of {peer}: {error}"));
+            context.log.limited(Flood::Disconnected).error(format_args!(
+                "cannot use the connection of {}: {error}",
+                who.peer
+            ));
             None
         }
     }

@@ -8,6 +8,7 @@ mod connections;
 mod forking;
 mod lifecycle;
 mod parking;
+pub mod proxy;
 mod signatures;
 pub mod stdio;
 mod strategy;
@@ -53,6 +54,8 @@ pub struct Context {
     pub connections: Arc<Connections>,
     /// How long a new connection has to send its first whole message.
     pub greeting_timeout: Duration,
+    /// Whose connections begin with a PROXY header (`--proxy-protocol-from`).
+    pub proxy: Option<Arc<proxy::ProxyPolicy>>,
 }
 
 impl Context {
@@ -72,6 +75,16 @@ impl Context {
             auth,
             connections: Arc::default(),
             greeting_timeout,
+            proxy: None,
+        }
+    }
+
+    /// With connections from `policy`'s trusted addresses read past their
+    /// PROXY header first.
+    pub fn with_proxy(self, policy: Option<Arc<proxy::ProxyPolicy>>) -> Context {
+        Context {
+            proxy: policy,
+            ..self
         }
     }
 }
@@ -103,6 +116,7 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     pub auth: Option<Arc<dyn Authenticator>>,
     pub greeting_timeout: Duration,
+    pub proxy: Option<Arc<proxy::ProxyPolicy>>,
 }
 
 impl Runner {
@@ -126,6 +140,7 @@ impl Runner {
                 auth: options.auth,
                 connections,
                 greeting_timeout: options.greeting_timeout,
+                proxy: options.proxy,
             },
             log,
             notifier,
