@@ -261,36 +261,6 @@ fn prefix_lengths(length: usize) -> Box<dyn Iterator<Item = usize>> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn holds_for_every_kind_of_request_and_for_garbage() {
-        for request in [
-            Request::Register {
-                aliases: vec!["SLAVE".into(), "CLASSIC".into()],
-                port: 18812,
-            },
-            Request::Register {
-                aliases: vec![],
-                port: 65535,
-            },
-            Request::Unregister { port: 1 },
-            Request::Query { name: "é".into() },
-            Request::List { filter_host: None },
-            Request::List {
-                filter_host: Some("::1".into()),
-            },
-        ] {
-            registry_request(&request.encode().expect("encodes"));
-        }
-        for garbage in [&b""[..], b"\x00", b"\xff\xff\xff\xff", &[0x12; 1600]] {
-            registry_request(garbage);
-        }
-    }
-}
-
 /// What a server makes of a connection's first bytes under the PROXY
 /// protocol is decided by the header alone: a header's length is within
 /// the input and the bound, the header by itself reads the same, every
@@ -329,6 +299,36 @@ pub fn proxy_header(data: &[u8]) {
                     "{n} of {length} bytes"
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_for_every_kind_of_request_and_for_garbage() {
+        for request in [
+            Request::Register {
+                aliases: vec!["SLAVE".into(), "CLASSIC".into()],
+                port: 18812,
+            },
+            Request::Register {
+                aliases: vec![],
+                port: 65535,
+            },
+            Request::Unregister { port: 1 },
+            Request::Query { name: "é".into() },
+            Request::List { filter_host: None },
+            Request::List {
+                filter_host: Some("::1".into()),
+            },
+        ] {
+            registry_request(&request.encode().expect("encodes"));
+        }
+        for garbage in [&b""[..], b"\x00", b"\xff\xff\xff\xff", &[0x12; 1600]] {
+            registry_request(garbage);
         }
     }
 }
