@@ -149,6 +149,13 @@ pub(crate) fn examples(program: &str) -> Section {
                 "A stock rpyc client of that server, with alice's certificate.",
             ),
             example(
+                &format!("rpyc-classic --host :: --proxy-protocol-from 192.0.2.10 {tls}"),
+                "Serve behind the load balancer 192.0.2.10 (HAProxy with send-proxy-v2, nginx \
+                 with proxy_protocol on), whose connections begin with a PROXY header naming \
+                 the client: the log shows the client's address, not the balancer's. Under \
+                 systemd: /usr/share/doc/rpycd/examples/systemd/proxy/.",
+            ),
+            example(
                 "cp -r /usr/share/doc/rpycd/examples/systemd/allow/. /etc/systemd/system/; \
                  systemctl daemon-reload; systemctl restart rpyc-classic.socket",
                 "Accept clients from the addresses the drop-in lists only (edit its \

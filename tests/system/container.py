@@ -43,9 +43,10 @@ if SUITE not in RELEASES:
 RELEASE = RELEASES[SUITE]
 # systemd and dbus to boot; python3 and its libpython so that installing
 # the .deb needs no network; openbsd-inetd and logrotate for their checks;
-# adduser for the examples' users (Debian 13's minbase has none).
+# adduser for the examples' users (Debian 13's minbase has none); haproxy
+# to stand in front of the classic server as a load balancer.
 INCLUDE = ["systemd", "systemd-sysv", "dbus", "python3", f"libpython{RELEASE.python}",
-           "openbsd-inetd", "logrotate", "ca-certificates", "adduser"]
+           "openbsd-inetd", "logrotate", "ca-certificates", "adduser", "haproxy"]
 # Conflicts with openbsd-inetd, so it is only downloaded, into this
 # directory of the root, and installed by the test that needs it.
 DOWNLOAD = ["xinetd"]

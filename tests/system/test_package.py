@@ -602,6 +602,81 @@ def test_allow_dropin_admits_listed_addresses_only(ct, ports):
         stop_all(ct)
 
 
+HAPROXY_CFG = """\
+global
+    log /dev/log local0
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+frontend version_2
+    bind 127.0.0.1:{front_v2}
+    default_backend rpycd_v2
+frontend version_1
+    bind 127.0.0.1:{front_v1}
+    default_backend rpycd_v1
+backend rpycd_v2
+    server rpycd 127.0.0.1:{port} send-proxy-v2
+backend rpycd_v1
+    server rpycd 127.0.0.1:{port} send-proxy
+"""
+
+
+def test_proxy_dropin_behind_haproxy(ct, ports):
+    """The proxy example behind Debian's HAProxy, with send-proxy-v2 and
+    send-proxy (version 1): the stock client's session works through it and
+    the journal names the client; the balancer's address without a header,
+    and another address with one, are refused."""
+    port = ports["classic"]
+    front_v2 = pick_port(28830, tcp_free)
+    front_v1 = pick_port(front_v2 + 1, tcp_free)
+    since = ct.run("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+    # the example lists documentation addresses; here the balancer is on
+    # 127.0.0.1 and clients come from 127.0.0.3
+    balancer = {"/etc/systemd/system/rpyc-classic.service.d/zz-test-proxy.conf":
+                "[Service]\nEnvironment=RPYC_CLASSIC_PROXY_PROTOCOL_FROM=127.0.0.1\n"}
+    stop_all(ct)
+    try:
+        with dropins(ct, "proxy", extra=balancer):
+            assert_checks_ok_as_the_unit(ct, "rpyc-classic.service")
+            ct.write("/etc/haproxy/haproxy.cfg",
+                     HAPROXY_CFG.format(front_v2=front_v2, front_v1=front_v1, port=port))
+            ct.run("systemctl", "restart", "haproxy")
+            ct.run("systemctl", "start", "rpyc-classic.socket")
+            for front in (front_v2, front_v1):
+                wait_until(f"haproxy on {front}", lambda: not tcp_free(front))
+                sock = connect_from("127.0.0.3", front, timeout=WAIT)
+                client = sock.getsockname()[1]
+                sock.settimeout(None)
+                conn = rpyc.classic.connect_stream(rpyc.SocketStream(sock))
+                assert conn.eval("6 * 7") == 42
+                conn.close()
+                wait_until(f"the session through {front} in the journal", lambda: (
+                    f"goodbye [127.0.0.3]:{client}" in ct.journal(
+                        "-u", "rpyc-classic", "--since", since)))
+                journal = ct.journal("-u", "rpyc-classic", "--since", since)
+                assert re.search(rf"accepted \[127\.0\.0\.3\]:{client} through the proxy "
+                                 rf"\[127\.0\.0\.1\]:\d+", journal), journal
+            # the balancer's address without a header
+            with pytest.raises((EOFError, OSError)):
+                classic(port)
+            # another address with one
+            sock = connect_from("127.0.0.2", port, timeout=WAIT)
+            sock.sendall(b"PROXY TCP4 203.0.113.7 127.0.0.1 40000 18812\r\n")
+            sock.settimeout(None)
+            with pytest.raises((EOFError, OSError)):
+                rpyc.classic.connect_stream(rpyc.SocketStream(sock)).eval("1")
+            journal = wait_until("both refusals in the journal", lambda: (
+                lambda text: text if "does not list" in text and "sent no PROXY header" in text
+                else None)(ct.journal("-u", "rpyc-classic", "--since", since)))
+            assert "203.0.113.7" not in journal
+            stop_all(ct)
+    finally:
+        ct.run("systemctl", "stop", "haproxy", check=False)
+        stop_all(ct)
+
+
 def test_user_dropin_runs_as_the_named_user_in_the_project(ct, ports):
     ct.run("sh", "-c", "id rpyc >/dev/null 2>&1 || adduser --quiet --system --group "
            "--home /srv/rpyc-project rpyc")
