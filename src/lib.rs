@@ -13,6 +13,7 @@ pub mod registry;
 pub mod server;
 pub mod service;
 mod sync;
+pub mod transport;
 
 /// The wire protocol, from the `rpycd-proto` crate.
 pub use rpycd_proto as protocol;

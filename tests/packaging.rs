@@ -366,8 +366,16 @@ fn examples_are_drop_ins_for_shipped_units() {
                 .to_string_lossy()
                 .into_owned();
             // the serve example also carries its settings file (rpycd/, for
-            // /etc/rpycd/), the service's code and a README
+            // /etc/rpycd/), the service's code and a README; another may
+            // carry a file the examples' README names (proxy/haproxy.cfg)
             if folder == "serve" && (dir_name == "rpycd" || !dropin_dir.is_dir()) {
+                continue;
+            }
+            if !dropin_dir.is_dir() {
+                assert!(
+                    readme.contains(&format!("`{dir_name}`")),
+                    "{folder}/{dir_name}: neither a drop-in directory nor named in the README"
+                );
                 continue;
             }
             let unit = dir_name

@@ -14,7 +14,8 @@ pub mod stdio;
 mod strategy;
 mod threaded;
 pub mod tls;
-pub mod transport;
+// where it was first: the servers' paths to it stay
+pub use crate::transport;
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd};

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::daemon::listener::Stream;
 use crate::protocol::proxy::{announces_header, parse, Parsed, V1_PREFIX, V2_SIGNATURE};
-use crate::server::transport::ReadFd;
+use crate::transport::ReadFd;
 
 /// An address block: `192.0.2.0/24`, `2001:db8::/32`, or one address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

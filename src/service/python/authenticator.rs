@@ -23,8 +23,8 @@ use pyo3::types::{PyBytes, PyModule};
 
 use super::classic::ClassicService;
 use super::hosted::{peer_cert_dict, LoadError};
-use crate::server::transport::{Authenticated, Authenticator, Refusal, Transport};
 use crate::sync::lock;
+use crate::transport::{Authenticated, Authenticator, Refusal, Transport};
 
 const MODULE: &str = "rpycd.authenticate";
 
