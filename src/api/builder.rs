@@ -3,7 +3,7 @@
 //! runs the daemons' own server loop (sd-notify, draining on stop, the
 //! greeting timeout), so a Rust service behaves as `rpyc-classic` does.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -95,7 +95,10 @@ pub struct Server {
     config: Config,
     logger: Option<Logger>,
     signals: bool,
-    registry: Option<(Transport, RegistryAddr)>,
+    registries: Vec<(Transport, RegistryAddr)>,
+    /// What registrations announce in place of a listener's own address
+    /// and port (`--register-address`).
+    announce: (Option<IpAddr>, Option<u16>),
     /// Why listening on a non-loopback address without TLS is dangerous
     /// for this service, if it is.
     exposure: Option<String>,
@@ -142,7 +145,8 @@ impl Server {
             config: Config::default(),
             logger: None,
             signals: false,
-            registry: None,
+            registries: Vec::new(),
+            announce: (None, None),
             exposure: None,
             max_connections: None,
             shutdown_timeout: crate::server::DEFAULT_SHUTDOWN_TIMEOUT,
@@ -287,16 +291,27 @@ impl Server {
     }
 
     /// Registers the service's aliases with an rpyc registry while serving
-    /// (as `rpyc-classic --register` does).
+    /// (as `rpyc-classic --register` does), every TCP listener's address
+    /// and port; called again, with each registry named.
     pub fn register(mut self, transport: Transport, registry: SocketAddr) -> Server {
-        self.registry = Some((transport, RegistryAddr::Resolved(registry)));
+        self.registries
+            .push((transport, RegistryAddr::Resolved(registry)));
         self
     }
 
     /// Registers as [`register`](Server::register) does, with a registry
-    /// named by host: its address of the server's own family.
+    /// named by host: its address of each listener's family.
     pub fn register_with(mut self, transport: Transport, host: &str, port: u16) -> Server {
-        self.registry = Some((transport, RegistryAddr::Named(host.to_owned(), port)));
+        self.registries
+            .push((transport, RegistryAddr::Named(host.to_owned(), port)));
+        self
+    }
+
+    /// Registers as `host` (an address of this machine: registrations
+    /// leave from it, and a registry records where they come from) and
+    /// `port` in place of each listener's own, where given.
+    pub fn announce_as(mut self, host: Option<IpAddr>, port: Option<u16>) -> Server {
+        self.announce = (host, port);
         self
     }
 
@@ -468,25 +483,13 @@ impl Bound {
                 ));
             }
         }
-        let registrar = match server.registry {
-            Some((transport, registry)) => {
-                let local = listeners
-                    .iter()
-                    .find_map(Listener::local_addr)
-                    .ok_or_else(|| {
-                        ServeError::Register("registering needs a TCP listener to announce".into())
-                    })?;
-                Some(Registrar::new(
-                    transport,
-                    registry.of_family(local)?,
-                    local.ip(),
-                    server.aliases.clone(),
-                    local.port(),
-                    log.clone(),
-                ))
-            }
-            None => None,
-        };
+        let registrars = registrars(
+            &server.registries,
+            server.announce,
+            &listeners,
+            &server.aliases,
+            &log,
+        )?;
         let mut runner = Runner::new(
             listeners,
             server.strategy,
@@ -502,8 +505,8 @@ impl Bound {
                 proxy,
             },
         );
-        if let Some(registrar) = registrar {
-            runner.set_registrar(registrar);
+        for registrar in registrars {
+            runner.add_registrar(registrar);
         }
         runner.run(&signals).map_err(ServeError::Run).map(drop)
     }
@@ -530,24 +533,93 @@ impl Bound {
 }
 
 impl RegistryAddr {
-    /// The registry's address of `local`'s family.
-    fn of_family(self, local: SocketAddr) -> Result<SocketAddr, ServeError> {
-        let (host, port) = match self {
-            RegistryAddr::Resolved(addr) => return Ok(addr),
-            RegistryAddr::Named(host, port) => (host, port),
-        };
-        (host.as_str(), port)
-            .to_socket_addrs()
-            .map_err(|error| {
-                ServeError::Register(format!("cannot resolve registry {host}: {error}"))
-            })?
-            .find(|addr| addr.is_ipv6() == local.is_ipv6())
-            .ok_or_else(|| {
-                ServeError::Register(format!(
-                    "registry {host} has no address of the server's family"
-                ))
-            })
+    /// The registry's addresses (one, or what its name resolves to).
+    fn resolve(&self) -> Result<Vec<SocketAddr>, ServeError> {
+        match self {
+            RegistryAddr::Resolved(addr) => Ok(vec![*addr]),
+            RegistryAddr::Named(host, port) => (host.as_str(), *port)
+                .to_socket_addrs()
+                .map(Iterator::collect)
+                .map_err(|error| {
+                    ServeError::Register(format!("cannot resolve registry {host}: {error}"))
+                }),
+        }
     }
+
+    fn name(&self) -> String {
+        match self {
+            RegistryAddr::Resolved(addr) => addr.to_string(),
+            RegistryAddr::Named(host, _) => host.clone(),
+        }
+    }
+}
+
+/// A registrar for each registry and each TCP listener (the registry's
+/// address of the listener's family; with `announce`, from its address
+/// and with its port). A registry with no address of any listener's
+/// family, and an announced address this machine does not have, are
+/// errors.
+fn registrars(
+    registries: &[(Transport, RegistryAddr)],
+    announce: (Option<IpAddr>, Option<u16>),
+    listeners: &[Listener],
+    aliases: &[String],
+    log: &Logger,
+) -> Result<Vec<Registrar>, ServeError> {
+    if registries.is_empty() {
+        return Ok(Vec::new());
+    }
+    let locals: Vec<SocketAddr> = listeners.iter().filter_map(Listener::local_addr).collect();
+    if locals.is_empty() {
+        return Err(ServeError::Register(
+            "registering needs a TCP listener to announce".into(),
+        ));
+    }
+    let (host, port) = announce;
+    if let Some(host) = host {
+        if !crate::daemon::listener::is_local_address(host) {
+            return Err(ServeError::Register(format!(
+                "{host} is not an address of this machine: a registry records the address \
+                 a registration comes from, so only this machine's own can be announced"
+            )));
+        }
+        if !locals.iter().any(|local| local.is_ipv6() == host.is_ipv6()) {
+            return Err(ServeError::Register(format!(
+                "no listener of {host}'s family to announce as {host}"
+            )));
+        }
+    }
+    let mut made: Vec<(Transport, SocketAddr, IpAddr, u16)> = Vec::new();
+    for (transport, registry) in registries {
+        let addresses = registry.resolve()?;
+        let mut any = false;
+        for local in &locals {
+            let Some(to) = addresses.iter().find(|a| a.is_ipv6() == local.is_ipv6()) else {
+                continue;
+            };
+            any = true;
+            let from = host
+                .filter(|host| host.is_ipv6() == local.is_ipv6())
+                .unwrap_or(local.ip());
+            let entry = (*transport, *to, from, port.unwrap_or(local.port()));
+            // a wildcard listener and the announced address say the same twice
+            if !made.contains(&entry) {
+                made.push(entry);
+            }
+        }
+        if !any {
+            return Err(ServeError::Register(format!(
+                "registry {} has no address of the server's family",
+                registry.name()
+            )));
+        }
+    }
+    Ok(made
+        .into_iter()
+        .map(|(transport, to, from, port)| {
+            Registrar::new(transport, to, from, aliases.to_vec(), port, log.clone())
+        })
+        .collect())
 }
 
 /// Stops a server from any thread.

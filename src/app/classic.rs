@@ -272,8 +272,12 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
     }
     if args.register {
         // validation guarantees a host (TCP requires one, UDP broadcasts)
-        let host = args.effective_registry_host().unwrap_or("255.255.255.255");
-        server = server.register_with(args.registry_type, host, args.registry_port);
+        for host in args.effective_registry_hosts() {
+            server = server.register_with(args.registry_type, host, args.registry_port);
+        }
+        if let Some(announce) = args.register_address {
+            server = server.announce_as(announce.host, announce.port);
+        }
     }
     let bound = server.bind()?;
     if args.mode == Mode::Oneshot {

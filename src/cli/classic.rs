@@ -175,14 +175,20 @@ pub struct ClassicArgs {
           default_value_t = DEFAULT_REGISTRY_PORT, env = "RPYC_CLASSIC_REGISTRY_PORT")]
     pub registry_port: u16,
 
-    /// The registry's host [default: 255.255.255.255 for UDP; required for TCP]
+    /// The registry's host; repeatable (or comma-separated) to register with each of several registries, and to unregister from each on stop [default: 255.255.255.255 for UDP; required for TCP]
     #[arg(
         long,
         value_name = "REGHOST",
         help_heading = "Registry",
+        value_delimiter = ',',
         env = "RPYC_CLASSIC_REGISTRY_HOST"
     )]
-    pub registry_host: Option<String>,
+    pub registry_host: Vec<String>,
+
+    /// Register as HOST, HOST:PORT or :PORT instead of the listening socket's own address and port: a registry records the address a registration comes from, so HOST must be an address of this machine (the one clients reach it by, rather than 127.0.0.1 when the registry runs here too); :PORT announces the port a NAT forwards to this one
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Registry",
+          value_parser = parse_register_address, env = "RPYC_CLASSIC_REGISTER_ADDRESS")]
+    pub register_address: Option<RegisterAddress>,
 
     /// The server's private key (PEM); enables TLS together with --ssl-certfile
     #[arg(
@@ -293,7 +299,7 @@ impl ClassicArgs {
             (None, None) if self.ssl_cafile.is_some() => return Err(CliError::SslCaWithoutKey),
             _ => {}
         }
-        if self.register && self.effective_registry_host().is_none() {
+        if self.register && self.effective_registry_hosts().is_empty() {
             return Err(CliError::TcpRegistryWithoutHost);
         }
         if self.mode == Mode::Stdio && !self.proxy_protocol_from.is_empty() {
@@ -328,19 +334,64 @@ impl ClassicArgs {
         }
     }
 
-    /// The registry host: `--registry-host`, else broadcast for UDP. `None`
+    /// The registry hosts: `--registry-host`, else broadcast for UDP. None
     /// only for TCP without a host, which validation refuses with `--register`.
-    pub fn effective_registry_host(&self) -> Option<&str> {
-        let given = self
+    pub fn effective_registry_hosts(&self) -> Vec<&str> {
+        let given: Vec<&str> = self
             .registry_host
-            .as_deref()
-            .filter(|host| !host.is_empty());
-        match (given, self.registry_type) {
-            (Some(host), _) => Some(host),
-            (None, Transport::Udp) => Some(DEFAULT_UDP_REGISTRY_HOST),
-            (None, Transport::Tcp) => None,
+            .iter()
+            .map(|host| host.trim())
+            .filter(|host| !host.is_empty())
+            .collect();
+        match (given.is_empty(), self.registry_type) {
+            (false, _) => given,
+            (true, Transport::Udp) => vec![DEFAULT_UDP_REGISTRY_HOST],
+            (true, Transport::Tcp) => Vec::new(),
         }
     }
+}
+
+/// What `--register-address` announces in place of the listener's own
+/// address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RegisterAddress {
+    pub host: Option<std::net::IpAddr>,
+    pub port: Option<u16>,
+}
+
+/// `HOST`, `HOST:PORT`, `[V6]:PORT`, a bare IPv6 address, or `:PORT`.
+fn parse_register_address(text: &str) -> Result<RegisterAddress, String> {
+    use std::net::{IpAddr, SocketAddr};
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .ok()
+            .filter(|&p| p != 0)
+            .ok_or_else(|| format!("{p:?} is not a port (1 to 65535)"))
+    };
+    if let Some(only) = text.strip_prefix(':') {
+        if !only.contains(':') {
+            return Ok(RegisterAddress {
+                host: None,
+                port: Some(port(only)?),
+            });
+        }
+    }
+    if let Ok(host) = text.parse::<IpAddr>() {
+        return Ok(RegisterAddress {
+            host: Some(host),
+            port: None,
+        });
+    }
+    if let Ok(both) = text.parse::<SocketAddr>() {
+        return Ok(RegisterAddress {
+            host: Some(both.ip()),
+            port: Some(port(&both.port().to_string())?),
+        });
+    }
+    Err(format!(
+        "{text:?} is not HOST, HOST:PORT or :PORT with HOST an IP address \
+         ([ADDRESS]:PORT for IPv6)"
+    ))
 }
 
 #[cfg(test)]
@@ -386,7 +437,7 @@ mod tests {
         assert_eq!(a.logfile, None);
         assert_eq!(a.registry_type, Transport::Udp);
         assert_eq!(a.registry_port, 18811);
-        assert_eq!(a.effective_registry_host(), Some("255.255.255.255"));
+        assert_eq!(a.effective_registry_hosts(), ["255.255.255.255"]);
         assert_eq!(a.max_connections, None);
         assert_eq!(a.idle_timeout, None);
         assert_eq!(a.shutdown_timeout, Duration::from_secs(10));
@@ -470,7 +521,7 @@ mod tests {
         .expect("tcp");
         assert!(a.register);
         assert_eq!(a.registry_type, Transport::Tcp);
-        assert_eq!(a.effective_registry_host(), Some("reg"));
+        assert_eq!(a.effective_registry_hosts(), ["reg"]);
         let a = parse(&[
             "--register",
             "--registry-host",
@@ -479,12 +530,66 @@ mod tests {
             "1",
         ])
         .expect("udp");
-        assert_eq!(a.effective_registry_host(), Some("10.0.0.255"));
+        assert_eq!(a.effective_registry_hosts(), ["10.0.0.255"]);
         assert_eq!(a.registry_port, 1);
+        let a = parse(&["--registry-host", "a,b", "--registry-host", "c"]).expect("several");
+        assert_eq!(a.effective_registry_hosts(), ["a", "b", "c"]);
         // Without --register the registry switches are inert, so a TCP type
         // without a host is no error (an EnvironmentFile may preset it).
         let a = parse(&["--registry-type", "TCP"]).expect("inert");
-        assert_eq!(a.effective_registry_host(), None);
+        assert!(a.effective_registry_hosts().is_empty());
+    }
+
+    #[test]
+    fn register_addresses() {
+        let of = |text: &str| parse_register_address(text);
+        let host = |ip: &str| Some(ip.parse().expect("ip"));
+        assert_eq!(
+            of("192.0.2.5"),
+            Ok(RegisterAddress {
+                host: host("192.0.2.5"),
+                port: None
+            })
+        );
+        assert_eq!(
+            of("192.0.2.5:28812"),
+            Ok(RegisterAddress {
+                host: host("192.0.2.5"),
+                port: Some(28812)
+            })
+        );
+        assert_eq!(
+            of("[2001:db8::5]:28812"),
+            Ok(RegisterAddress {
+                host: host("2001:db8::5"),
+                port: Some(28812)
+            })
+        );
+        assert_eq!(
+            of("2001:db8::5"),
+            Ok(RegisterAddress {
+                host: host("2001:db8::5"),
+                port: None
+            })
+        );
+        assert_eq!(
+            of(":28812"),
+            Ok(RegisterAddress {
+                host: None,
+                port: Some(28812)
+            })
+        );
+        for bad in [
+            "",
+            ":",
+            ":0",
+            "192.0.2.5:0",
+            "host.example",
+            "192.0.2.5:99999",
+            "::1:x",
+        ] {
+            assert!(of(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

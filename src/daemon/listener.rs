@@ -277,6 +277,27 @@ impl Stream {
     }
 }
 
+/// Whether `address` is one of this machine's (an interface has it, or
+/// it is loopback).
+pub fn is_local_address(address: std::net::IpAddr) -> bool {
+    if address.is_loopback() {
+        return true;
+    }
+    let Ok(interfaces) = nix::ifaddrs::getifaddrs() else {
+        return false;
+    };
+    interfaces
+        .filter_map(|interface| interface.address)
+        .any(|found| {
+            let found = match (found.as_sockaddr_in(), found.as_sockaddr_in6()) {
+                (Some(v4), _) => std::net::IpAddr::V4(v4.ip()),
+                (_, Some(v6)) => std::net::IpAddr::V6(v6.ip()),
+                _ => return false,
+            };
+            found == address
+        })
+}
+
 /// How log lines name a TCP peer: `[127.0.0.1]:34044`, `[::1]:34044`.
 pub fn name_of(addr: SocketAddr) -> String {
     format!("[{}]:{}", addr.ip(), addr.port())

@@ -109,7 +109,7 @@ pub struct Runner {
     notifier: Notifier,
     max_connections: Option<usize>,
     shutdown_timeout: Duration,
-    registrar: Option<Registrar>,
+    registrars: Vec<Registrar>,
 }
 
 pub struct Options {
@@ -147,13 +147,14 @@ impl Runner {
             notifier,
             max_connections: options.max_connections,
             shutdown_timeout: options.shutdown_timeout,
-            registrar: None,
+            registrars: Vec::new(),
         }
     }
 
-    /// Announces the server to a registry while it runs (`--register`).
-    pub fn set_registrar(&mut self, registrar: Registrar) {
-        self.registrar = Some(registrar);
+    /// Announces the server to a registry while it runs (`--register`);
+    /// one registrar per registry and listener.
+    pub fn add_registrar(&mut self, registrar: Registrar) {
+        self.registrars.push(registrar);
     }
 
     /// Accepts and serves until a signal (or, for oneshot, the one
@@ -172,7 +173,7 @@ impl Runner {
         let stop = loop {
             let now = Instant::now();
             let mut wake = watchdog.map(|interval| last_ping + interval);
-            if let Some(registrar) = &self.registrar {
+            for registrar in &self.registrars {
                 let due = registrar.deadline();
                 wake = Some(wake.map_or(due, |wake| wake.min(due)));
             }
@@ -195,14 +196,21 @@ impl Runner {
                 .map(|listener| PollFd::new(listener.as_fd(), PollFlags::POLLIN))
                 .collect();
             fds.push(PollFd::new(signals.fd(), PollFlags::POLLIN));
-            let registrar_interest = self.registrar.as_ref().and_then(Registrar::interest);
-            if let Some(interest) = &registrar_interest {
-                let flags = if interest.writable {
-                    PollFlags::POLLOUT
-                } else {
-                    PollFlags::POLLIN
-                };
-                fds.push(PollFd::new(interest.fd, flags));
+            // each registrar's socket, if it has one in flight, in order
+            let mut registrar_slots = Vec::with_capacity(self.registrars.len());
+            for registrar in &self.registrars {
+                match registrar.interest() {
+                    Some(interest) => {
+                        let flags = if interest.writable {
+                            PollFlags::POLLOUT
+                        } else {
+                            PollFlags::POLLIN
+                        };
+                        registrar_slots.push(Some(fds.len()));
+                        fds.push(PollFd::new(interest.fd, flags));
+                    }
+                    None => registrar_slots.push(None),
+                }
             }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
@@ -220,9 +228,8 @@ impl Runner {
                     last_ping = Instant::now();
                 }
             }
-            if let Some(registrar) = &mut self.registrar {
-                let socket_ready =
-                    ready.len() > self.listeners.len() + 1 && ready[self.listeners.len() + 1];
+            for (registrar, slot) in self.registrars.iter_mut().zip(registrar_slots) {
+                let socket_ready = slot.is_some_and(|slot| ready[slot]);
                 if socket_ready || Instant::now() >= registrar.deadline() {
                     registrar.advance();
                 }
@@ -250,7 +257,7 @@ impl Runner {
             }
         };
         self.notifier.stopping();
-        if let Some(registrar) = &mut self.registrar {
+        for registrar in &mut self.registrars {
             registrar.unregister();
         }
         match stop {
