@@ -63,6 +63,7 @@
 
 mod builder;
 mod client;
+mod registration;
 
 pub use crate::service::rust::class::{Call, Class, Object, EXPOSED_PREFIX};
 pub use crate::service::rust::error::{Error, Exception};
