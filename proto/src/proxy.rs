@@ -133,20 +133,49 @@ const V1_MAX: usize = 107;
 
 fn version_1(bytes: &[u8]) -> Parsed {
     use ppp::v1::{Addresses, Header};
-    // the line is whole only with its end: before that, ppp may take a
-    // port cut short for a bad one
+    // The line is printable ASCII up to its CRLF, and whole only with it:
+    // before that ppp may take a port cut short for a bad one, and it ends
+    // a line at any carriage return, which would let a header's length
+    // depend on what follows it.
     let searched = &bytes[..bytes.len().min(V1_MAX)];
-    let Some(end) = searched.windows(2).position(|pair| pair == b"\r\n") else {
+    let mut end = None;
+    for (at, &byte) in searched.iter().enumerate() {
+        match byte {
+            b'\r' => {
+                end = Some(at);
+                break;
+            }
+            b' '..=b'~' => {}
+            _ => {
+                return Parsed::Invalid(format!(
+                    "byte {byte:#04x} in a version 1 header, which is printable text"
+                ))
+            }
+        }
+    }
+    let Some(end) = end else {
         return match bytes.len() < V1_MAX {
             true => Parsed::Incomplete,
             false => Parsed::Invalid(format!("a version 1 header longer than {V1_MAX} bytes")),
         };
     };
+    match bytes.get(end + 1) {
+        None => return Parsed::Incomplete,
+        Some(b'\n') => {}
+        Some(_) => {
+            return Parsed::Invalid(
+                "a carriage return without a line feed in a version 1 header".into(),
+            )
+        }
+    }
     let header = match Header::try_from(&bytes[..end + 2]) {
         Ok(header) => header,
         Err(error) => return Parsed::Invalid(format!("version 1 header: {error}")),
     };
     let length = header.header.len();
+    if length != end + 2 {
+        return Parsed::Invalid("a version 1 header that does not end at its line end".into());
+    }
     match header.addresses {
         Addresses::Unknown => Parsed::Local { length },
         Addresses::Tcp4(a) => Parsed::Proxied {
@@ -272,6 +301,17 @@ mod tests {
         ] {
             assert!(matches!(parse(bad), Parsed::Invalid(_)), "{bad:?}");
         }
+        // what a fuzzer found: a lone CR, then a whole line after it
+        let lone = b"PROXY UNKNOWN \x00f6 \n\rPROXY UNKNOWN \x00f6 \n\r\nf";
+        assert!(
+            matches!(parse(lone), Parsed::Invalid(_)),
+            "{:?}",
+            parse(lone)
+        );
+        assert!(matches!(
+            parse(b"PROXY UNKNOWN x\ry\r\n"),
+            Parsed::Invalid(_)
+        ));
         let mut long = V1_PREFIX.to_vec();
         long.extend([b'1'; 200]);
         assert!(matches!(parse(&long), Parsed::Invalid(_)));
