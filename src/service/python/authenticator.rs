@@ -22,7 +22,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyModule};
 
 use super::classic::ClassicService;
-use super::hosted::{peer_cert_dict, LoadError};
+use super::hosted::{peer_cert_dict, python_error, LoadError};
 use crate::sync::lock;
 use crate::transport::{Authenticated, Authenticator, Refusal, Transport};
 
@@ -57,14 +57,7 @@ impl PythonAuthenticator {
         // the interpreter and the embedded package's finder
         ClassicService::new()?;
         Python::attach(|py| {
-            let failed = |context: &str, error: PyErr| {
-                let kind = error
-                    .get_type(py)
-                    .name()
-                    .map(|name| name.to_string())
-                    .unwrap_or_else(|_| "Exception".into());
-                LoadError::Service(format!("{context}: {kind}: {}", error.value(py)))
-            };
+            let failed = |context: &str, error: PyErr| python_error(py, context, &error);
             let module = py.import(MODULE).map_err(|e| failed("rpyc-serve", e))?;
             let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             let callable = module

@@ -51,7 +51,7 @@ pub enum LoadError {
     Service(String),
 }
 
-fn python_error(py: Python<'_>, context: &str, error: &PyErr) -> LoadError {
+pub(super) fn python_error(py: Python<'_>, context: &str, error: &PyErr) -> LoadError {
     // the exception's own line ("ModuleNotFoundError: No module named 'x'")
     // says more than its str() alone
     let kind = error
