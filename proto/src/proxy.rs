@@ -85,9 +85,18 @@ pub fn announces_header(bytes: &[u8]) -> Option<bool> {
     Some(false)
 }
 
+/// How long the version 2 header begun with `bytes` says it is, once its
+/// 16 fixed bytes have come.
+pub fn v2_length(bytes: &[u8]) -> Option<usize> {
+    let length = bytes.get(14..16)?;
+    Some(16 + usize::from(u16::from_be_bytes([length[0], length[1]])))
+}
+
 fn version_2(bytes: &[u8]) -> Parsed {
     use ppp::v2::{Addresses, Command, Header, ParseError, Protocol};
-    let declared = 16 + usize::from(u16::from_be_bytes([bytes[14], bytes[15]]));
+    let Some(declared) = v2_length(bytes) else {
+        return Parsed::Incomplete;
+    };
     if declared > MAX_HEADER {
         return Parsed::Invalid(format!(
             "a version 2 header of {declared} bytes (at most {MAX_HEADER} are taken)"

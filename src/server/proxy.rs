@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::daemon::listener::Stream;
-use crate::protocol::proxy::{announces_header, parse, Parsed, V1_PREFIX, V2_SIGNATURE};
+use crate::protocol::proxy::{announces_header, parse, v2_length, Parsed, V1_PREFIX, V2_SIGNATURE};
 use crate::transport::ReadFd;
 
 /// An address block: `192.0.2.0/24`, `2001:db8::/32`, or one address.
@@ -207,11 +207,10 @@ fn still_wanted(header: &[u8]) -> usize {
         return SHORTEST - header.len();
     }
     if header.starts_with(V2_SIGNATURE) {
-        if header.len() < 16 {
-            return 16 - header.len();
-        }
-        let declared = 16 + usize::from(u16::from_be_bytes([header[14], header[15]]));
-        return declared.saturating_sub(header.len()).max(1);
+        return match v2_length(header) {
+            None => 16 - header.len(),
+            Some(declared) => declared.saturating_sub(header.len()).max(1),
+        };
     }
     debug_assert!(header.starts_with(V1_PREFIX));
     1

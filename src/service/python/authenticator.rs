@@ -90,11 +90,6 @@ impl PythonAuthenticator {
         }
     }
 
-    /// What the callable is named by (`module:callable`).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     fn call(&self, py: Python<'_>, before: Authenticated) -> Result<Authenticated, Refusal> {
         let Authenticated {
             transport,
