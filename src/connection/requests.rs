@@ -68,12 +68,12 @@ impl Connection {
             match self.inbound.try_lock() {
                 Ok(mut inbound) => {
                     drop(waiting);
-                    let message = self.read_message(&mut inbound, deadline, None);
+                    let message = self.read_settled(&mut inbound, deadline, None);
                     drop(inbound);
                     self.notify();
                     match message {
-                        Ok(Incoming::Message(message)) => self.dispatch(Ok(message), true)?,
-                        Ok(Incoming::Quiet) => {}
+                        Ok(Incoming::Message(Some(message))) => self.dispatch(Ok(message), true)?,
+                        Ok(Incoming::Message(None) | Incoming::Quiet) => {}
                         // looked at on the next turn, with the reply that
                         // may have been parked meanwhile
                         Err(ConnError::Timeout(_)) => {}

@@ -45,18 +45,62 @@ impl Connection {
     ) -> Result<Incoming<()>, ConnError> {
         let message = {
             let mut inbound = lock(&self.inbound);
-            let message = self.read_message(&mut inbound, None, quiet);
+            let message = self.read_settled(&mut inbound, None, quiet);
             drop(inbound);
             self.notify();
             message
         };
         match message {
             Ok(Incoming::Quiet) => Ok(Incoming::Quiet),
-            Ok(Incoming::Message(message)) => {
+            Ok(Incoming::Message(None)) => Ok(Incoming::Message(())),
+            Ok(Incoming::Message(Some(message))) => {
                 self.dispatch(Ok(message), false).map(Incoming::Message)
             }
             Err(error) => self.dispatch(Err(error), false).map(Incoming::Message),
         }
+    }
+
+    /// Reads the next message and, before the caller lets go of the
+    /// inbound side, hands over what is for another thread that waits: a
+    /// reply is parked, a request routed to a waiting thread goes to its
+    /// inbox. Done later, the thread it is for could take the inbound side
+    /// first and block reading for a message already read. What is left
+    /// to serve comes back.
+    pub(super) fn read_settled(
+        &self,
+        inbound: &mut Inbound,
+        deadline: Option<Instant>,
+        quiet: Option<std::time::Duration>,
+    ) -> Result<Incoming<Option<(Message, Route)>>, ConnError> {
+        Ok(match self.read_message(inbound, deadline, quiet)? {
+            Incoming::Message(message) => Incoming::Message(self.settle(message)),
+            Incoming::Quiet => Incoming::Quiet,
+        })
+    }
+
+    fn settle(&self, (message, route): (Message, Route)) -> Option<(Message, Route)> {
+        match message {
+            Message::Reply { seq, value } => self.park(seq, Ok(value)),
+            Message::Exception { seq, exception } => self.park(seq, Err(exception)),
+            Message::Request { seq, handler, args }
+                if handler != Handler::Close && self.binds_threads() =>
+            {
+                let request = threads::Routed {
+                    seq,
+                    handler,
+                    args,
+                    from: route.from,
+                };
+                if let Err(request) = self.deliver(route.to, request) {
+                    let threads::Routed {
+                        seq, handler, args, ..
+                    } = request;
+                    return Some((Message::Request { seq, handler, args }, route));
+                }
+            }
+            request => return Some((request, route)),
+        }
+        None
     }
 
     /// Handles one message read from the peer; `busy`: the reader waits

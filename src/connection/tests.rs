@@ -243,3 +243,94 @@ fn a_waiting_threads_inbox_holds_a_bounded_number_of_requests() {
     done.send(()).expect("sent");
     waiting.join().expect("the waiting thread");
 }
+
+/// The peer's side for [`a_reply_read_for_another_waiter_reaches_it`]:
+/// reads `count` requests, then replies to them all at once, last first.
+fn answer_in_batches(peer: &mut UnixStream, count: usize, rounds: usize) {
+    let mut decoder = Decoder::default();
+    for _ in 0..rounds {
+        let mut seqs = Vec::new();
+        while seqs.len() < count {
+            if let Some(payload) = decoder.next_frame().expect("frame") {
+                let Message::Request { seq, .. } = Message::decode(&payload).expect("message")
+                else {
+                    panic!("not a request");
+                };
+                seqs.push(seq);
+                continue;
+            }
+            let mut buffer = [0u8; 4096];
+            let Ok(got) = peer.read(&mut buffer) else {
+                return;
+            };
+            if got == 0 {
+                return;
+            }
+            decoder.feed(&buffer[..got]);
+        }
+        let mut replies = Vec::new();
+        for seq in seqs.into_iter().rev() {
+            let reply = Message::Reply {
+                seq,
+                value: ping_args(),
+            };
+            let payload = reply.encode().expect("encodes");
+            replies.extend(frame::encode(&payload, false).expect("frames"));
+        }
+        if peer.write_all(&replies).is_err() {
+            return;
+        }
+    }
+}
+
+#[test]
+fn a_reply_read_for_another_waiter_reaches_it() {
+    // Several threads of ours wait at once; whichever reads parks the
+    // others' replies. The last reply of a batch, read for a thread that
+    // is about to take the inbound side, must be found by it, not waited
+    // for in a read: the peer sends nothing more until every request of
+    // the batch is answered.
+    const THREADS: usize = 4;
+    const ROUNDS: usize = 300;
+    let config = Config {
+        sync_request_timeout: Some(Duration::from_secs(5)),
+        ..Config::default()
+    };
+    let (ours, mut theirs) = UnixStream::pair().expect("socket pair");
+    let reader = ours.try_clone().expect("clone");
+    reader
+        .set_read_timeout(config.read_timeout())
+        .expect("read timeout");
+    let closer = ours.try_clone().expect("clone");
+    let conn = Connection::new(
+        Box::new(reader),
+        Box::new(ours),
+        Box::new(move |how| {
+            let _ = closer.shutdown(how);
+        }),
+        config,
+    );
+    let peer = std::thread::spawn(move || answer_in_batches(&mut theirs, THREADS, ROUNDS));
+    let started = Instant::now();
+    let waiters: Vec<_> = (0..THREADS)
+        .map(|_| {
+            let conn = Arc::clone(&conn);
+            std::thread::spawn(move || {
+                for round in 0..ROUNDS {
+                    let asked = Instant::now();
+                    let reply = conn.sync_request(Handler::Ping, ping_args());
+                    assert!(matches!(reply, Ok(Ok(_))), "round {round}: {reply:?}");
+                    // a reply left unseen would wait for the read timeout
+                    let took = asked.elapsed();
+                    assert!(took < Duration::from_secs(2), "round {round} took {took:?}");
+                }
+            })
+        })
+        .collect();
+    for waiter in waiters {
+        waiter.join().expect("every reply reached its waiter");
+    }
+    conn.close();
+    peer.join().expect("peer");
+    assert!(started.elapsed() < Duration::from_secs(60));
+}

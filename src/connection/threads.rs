@@ -216,20 +216,16 @@ impl Connection {
         }
     }
 
-    /// A request read from the peer, served where its route says: by the
-    /// thread of ours it is for if that one waits, on a thread of its own
-    /// if the reader is `busy` waiting for a reply of its own and the
-    /// request is not for it, else by the reader.
+    /// A request read from the peer that no waiting thread of ours took
+    /// (see `read_settled`), served on a thread of its own if the reader
+    /// is `busy` waiting for a reply of its own and the request is not for
+    /// it, else by the reader.
     pub(super) fn dispatch_routed(
         self: &Arc<Self>,
         request: Routed,
         to: u64,
         busy: bool,
     ) -> Result<(), ConnError> {
-        let request = match self.deliver(to, request) {
-            Ok(()) => return Ok(()),
-            Err(request) => request,
-        };
         let request = if busy && to != this_thread() {
             match self.hand_off(request) {
                 Ok(()) => return Ok(()),
