@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use super::registration::{registrars, RegistryAddr};
+use super::registration::{publisher, registrars, RegistryAddr};
 use crate::connection::Config;
 use crate::daemon::listener::{Inherited, Listener, Stream};
 use crate::daemon::log::{Level, Logger};
@@ -40,6 +40,8 @@ pub enum ServeError {
     Signals(std::io::Error),
     #[error("server failed: {0}")]
     Run(std::io::Error),
+    #[error("DNS-SD publishing forks its publisher from the process's only thread: call serve(), not spawn()")]
+    DnssdInThread,
     #[error("forking mode needs the process's only thread: call serve(), not spawn()")]
     ForkingInThread,
     #[error("cannot register with the registry: {0}")]
@@ -100,6 +102,9 @@ pub struct Server {
     greeting_timeout: Duration,
     backlog: u32,
     proxy_from: Vec<Cidr>,
+    /// Publish the TCP listeners through DNS-SD, saying whether they
+    /// speak TLS.
+    dnssd: Option<bool>,
 }
 
 impl Server {
@@ -135,6 +140,7 @@ impl Server {
             sources: Vec::new(),
             auth: None,
             proxy_from: Vec::new(),
+            dnssd: None,
             config: Config::default(),
             logger: None,
             signals: false,
@@ -305,6 +311,14 @@ impl Server {
     /// `port` in place of each listener's own, where given.
     pub fn announce_as(mut self, host: Option<IpAddr>, port: Option<u16>) -> Server {
         self.announce = (host, port);
+        self
+    }
+
+    /// Publishes every TCP listener through DNS-SD while serving (Avahi's
+    /// daemon, over the system D-Bus; see `rpyc-classic --dnssd`), with
+    /// `tls` in its TXT strings: whether clients must speak TLS to it.
+    pub fn publish_dnssd(mut self, tls: bool) -> Server {
+        self.dnssd = Some(tls);
         self
     }
 
@@ -483,6 +497,10 @@ impl Bound {
             &server.aliases,
             &log,
         )?;
+        // forked before the runner starts a thread (see `Publisher::start`)
+        let publisher = server
+            .dnssd
+            .and_then(|tls| publisher(&listeners, &server.aliases, tls, &log));
         let mut runner = Runner::new(
             listeners,
             server.strategy,
@@ -501,7 +519,11 @@ impl Bound {
         for registrar in registrars {
             runner.add_registrar(registrar);
         }
-        runner.run(&signals).map_err(ServeError::Run).map(drop)
+        let served = runner.run(&signals).map_err(ServeError::Run).map(drop);
+        if let Some(publisher) = publisher {
+            publisher.stop();
+        }
+        served
     }
 
     /// Serves in a new thread (not in forking mode, which needs the
@@ -510,6 +532,9 @@ impl Bound {
     pub fn spawn(self) -> Result<Running, ServeError> {
         if self.server.strategy == Strategy::Forking {
             return Err(ServeError::ForkingInThread);
+        }
+        if self.server.dnssd.is_some() {
+            return Err(ServeError::DnssdInThread);
         }
         let stopper = self.stopper();
         let addrs = self.local_addrs();

@@ -1,11 +1,14 @@
-//! Where a server registers and as what: each registry (an address, or a
-//! name resolved once the listeners' families are known) gets a
-//! registrar for each TCP listener, announcing the listener's address and
-//! port or what `--register-address` names.
+//! How a server makes itself known. Where it registers and as what: each
+//! registry (an address, or a name resolved once the listeners' families
+//! are known) gets a registrar for each TCP listener, announcing the
+//! listener's address and port or what `--register-address` names. And
+//! what it publishes through DNS-SD (`--dnssd`).
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use super::builder::ServeError;
+use crate::daemon::dnssd::publisher::Publisher;
+use crate::daemon::dnssd::Offer;
 use crate::daemon::listener::Listener;
 use crate::daemon::log::Logger;
 use crate::registry::registrar::Registrar;
@@ -106,4 +109,30 @@ pub(super) fn registrars(
             Registrar::new(transport, to, from, aliases.to_vec(), port, log.clone())
         })
         .collect())
+}
+
+/// The DNS-SD publisher of the TCP listeners not on a loopback address
+/// (a loopback port is no use to another machine: said in the log).
+pub(super) fn publisher(
+    listeners: &[Listener],
+    aliases: &[String],
+    tls: bool,
+    log: &Logger,
+) -> Option<Publisher> {
+    let tcp: Vec<SocketAddr> = listeners.iter().filter_map(Listener::local_addr).collect();
+    let (loopback, reachable): (Vec<SocketAddr>, Vec<SocketAddr>) =
+        tcp.into_iter().partition(|addr| addr.ip().is_loopback());
+    for addr in &loopback {
+        log.warning(format_args!(
+            "DNS-SD: not publishing {addr}: other machines cannot reach a loopback address"
+        ));
+    }
+    if reachable.is_empty() {
+        if loopback.is_empty() {
+            log.warning(format_args!("DNS-SD: no TCP listener to publish"));
+        }
+        return None;
+    }
+    let ports: Vec<u16> = reachable.iter().map(SocketAddr::port).collect();
+    Publisher::start(Offer::per_port(aliases, &ports, tls), log)
 }

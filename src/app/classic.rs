@@ -166,7 +166,9 @@ fn load_classic() -> Result<Loaded, RunError> {
     Ok(Loaded {
         service: Arc::new(ClassicService::new()?),
         name: "SLAVE".into(),
-        aliases: vec!["SLAVE".into()],
+        // rpyc's ClassicService is "CLASSIC", its SlaveService (what
+        // rpyc_classic serves and registers) "SLAVE": both are this service
+        aliases: vec!["CLASSIC".into(), "SLAVE".into()],
         authenticator: None,
     })
 }
@@ -278,6 +280,9 @@ pub fn run_hosted(args: &ClassicArgs, hosting: &Hosting<'_>) -> Result<(), RunEr
         if let Some(announce) = args.register_address {
             server = server.announce_as(announce.host, announce.port);
         }
+    }
+    if args.dnssd {
+        server = server.publish_dnssd(args.tls());
     }
     let bound = server.bind()?;
     if args.mode == Mode::Oneshot {

@@ -51,7 +51,9 @@ impl Failure for crate::api::ServeError {
         match self {
             Bind { .. } | Systemd(_) | NoSystemdSockets => UNAVAILABLE,
             Register(_) => CONFIG,
-            NoListener | Signals(_) | Run(_) | ForkingInThread | Panicked => SOFTWARE,
+            NoListener | Signals(_) | Run(_) | ForkingInThread | DnssdInThread | Panicked => {
+                SOFTWARE
+            }
         }
     }
 }

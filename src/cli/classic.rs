@@ -190,6 +190,11 @@ pub struct ClassicArgs {
           value_parser = parse_register_address, env = "RPYC_CLASSIC_REGISTER_ADDRESS")]
     pub register_address: Option<RegisterAddress>,
 
+    /// Publish each TCP port through DNS-SD (Avahi's daemon, over the system D-Bus) as a `_rpyc._tcp` service named "ALIAS on HOST", with the TXT strings txtvers=1, aliases=ALIAS,... and tls=0|1; withdrawn on stop. Without Avahi the server logs one warning, serves on, and publishes once Avahi starts
+    #[arg(long, help_heading = "Registry", value_parser = BoolishValueParser::new(),
+          env = "RPYC_CLASSIC_DNSSD")]
+    pub dnssd: bool,
+
     /// The server's private key (PEM); enables TLS together with --ssl-certfile
     #[arg(
         long,
@@ -304,6 +309,9 @@ impl ClassicArgs {
         }
         if self.mode == Mode::Stdio && !self.proxy_protocol_from.is_empty() {
             return Err(CliError::ProxyWithoutTcp);
+        }
+        if self.mode == Mode::Stdio && self.dnssd {
+            return Err(CliError::DnssdWithoutTcp);
         }
         log_level(self.quiet, self.log_level)?;
         Ok(())

@@ -93,6 +93,9 @@ pub enum CliError {
     /// has none of its own to vet.
     #[error("--proxy-protocol-from needs TCP listeners: --mode stdio has none")]
     ProxyWithoutTcp,
+    /// DNS-SD publishes listening ports; an inetd-style server has none.
+    #[error("--dnssd publishes TCP listeners: --mode stdio has none")]
+    DnssdWithoutTcp,
     /// A protocol configuration value rpyc-serve must read itself.
     #[error("--protocol-config {key}: {reason}")]
     BadProtocolConfig { key: String, reason: String },
