@@ -2,6 +2,7 @@
 
 use std::ffi::OsString;
 use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
@@ -9,13 +10,16 @@ use thiserror::Error;
 use super::Program;
 use crate::cli::registry::RegistryArgs;
 use crate::cli::CliError;
+use crate::daemon::dnssd::browser;
 use crate::daemon::log::{Destination, LogError, Logger};
 use crate::daemon::notify::Notifier;
 use crate::daemon::signals::Signals;
 use crate::registry::answer::Registry;
+use crate::registry::discovered::Discovered;
 use crate::registry::event_loop::{bracketed, prune_interval, serve};
 use crate::registry::sockets::{SocketError, Sockets};
 use crate::registry::table::Limits;
+use crate::sync::lock;
 
 #[derive(Debug, Error)]
 pub enum RunError {
@@ -102,13 +106,16 @@ pub fn run(args: &RegistryArgs) -> Result<(), RunError> {
     let signals = Signals::install().map_err(RunError::Signals)?;
     let timeout = Duration::from_secs(args.timeout);
     let notifier = Notifier::from_env();
-    let registry = Registry::new(
+    let mut registry = Registry::new(
         timeout,
         Limits::default(),
         args.listing,
         log.clone(),
         notifier.clone(),
     );
+    if args.dnssd {
+        registry = registry.with_discovered(browse(args, &log));
+    }
     serve(
         sockets,
         &registry,
@@ -117,4 +124,28 @@ pub fn run(args: &RegistryArgs) -> Result<(), RunError> {
         prune_interval(timeout),
     )
     .map_err(RunError::Server)
+}
+
+/// Starts the DNS-SD browser (`--dnssd`): what it finds, for the registry's
+/// answers, with a log line for each service that comes or goes.
+fn browse(args: &RegistryArgs, log: &Logger) -> Arc<Mutex<Discovered>> {
+    let discovered = Arc::new(Mutex::new(Discovered::default()));
+    let domains = if args.dnssd_domain.is_empty() {
+        vec![String::new()]
+    } else {
+        args.dnssd_domain.clone()
+    };
+    let table = Arc::clone(&discovered);
+    let sink_log = log.clone();
+    let started = browser::start(domains, log.clone(), move |change| {
+        if let Some(line) = lock(&table).apply(change) {
+            sink_log.info(format_args!("{line}"));
+        }
+    });
+    if let Err(error) = started {
+        log.warning(format_args!(
+            "DNS-SD: cannot start browsing ({error}); answering from registrations only"
+        ));
+    }
+    discovered
 }

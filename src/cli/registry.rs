@@ -77,6 +77,20 @@ pub struct RegistryArgs {
           value_parser = BoolishValueParser::new(), env = "RPYC_REGISTRY_LISTING")]
     pub listing: bool,
 
+    /// Answer QUERY (and LIST, with --listing) from the `_rpyc._tcp` services Avahi finds through DNS-SD as well as from registrations: a server that only publishes (rpyc-classic --dnssd) is found by an unchanged rpyc.discover(). Entries go when Avahi reports the service gone
+    #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_REGISTRY_DNSSD")]
+    pub dnssd: bool,
+
+    /// With --dnssd, browse this DNS-SD domain (repeatable or comma-separated) instead of Avahi's default (local, the machine's links); a wide-area domain is browsed by unicast DNS, as avahi-daemon.conf allows
+    #[arg(
+        long,
+        value_name = "DOMAIN",
+        value_delimiter = ',',
+        requires = "dnssd",
+        env = "RPYC_REGISTRY_DNSSD_DOMAIN"
+    )]
+    pub dnssd_domain: Vec<String>,
+
     /// Log to syslog (facility daemon) instead of stderr; with --logfile, to both
     #[arg(long, value_parser = BoolishValueParser::new(), env = "RPYC_REGISTRY_SYSLOG")]
     pub syslog: bool,

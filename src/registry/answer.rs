@@ -4,9 +4,10 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::discovered::{merged, Discovered};
 use super::table::{Endpoint, Limits, Removed, Table};
 use super::throttle::Throttle;
 use crate::daemon::log::{Flood, Logger};
@@ -30,6 +31,8 @@ pub struct Registry {
     notifier: Notifier,
     /// The counts last sent as STATUS, to send only changes.
     reported: Mutex<Option<(usize, usize)>>,
+    /// What DNS-SD found (`--dnssd`), answered after the table.
+    discovered: Option<Arc<Mutex<Discovered>>>,
 }
 
 impl Registry {
@@ -47,7 +50,21 @@ impl Registry {
             log,
             notifier,
             reported: Mutex::new(None),
+            discovered: None,
         }
+    }
+
+    /// Answers QUERY and LIST from `discovered` too, after the table.
+    pub fn with_discovered(mut self, discovered: Arc<Mutex<Discovered>>) -> Registry {
+        self.discovered = Some(discovered);
+        self
+    }
+
+    fn discovered<T>(&self, what: impl FnOnce(&Discovered) -> Vec<T>) -> Vec<T> {
+        self.discovered
+            .as_ref()
+            .map(|discovered| what(&lock(discovered)))
+            .unwrap_or_default()
     }
 
     pub fn log(&self) -> &Logger {
@@ -113,6 +130,7 @@ impl Registry {
             Request::Query { name } => {
                 let (endpoints, pruned) = table.query(&name, now);
                 self.log_removed(&pruned, "pruning stale");
+                let endpoints = merged(endpoints, self.discovered(|d| d.endpoints(&name)));
                 let reply = endpoints_reply(&endpoints, MAX_MESSAGE.min(budget));
                 whole_or_some(reply, !endpoints.is_empty())
             }
@@ -121,7 +139,10 @@ impl Registry {
                     // rpyc lists names whose servers are long gone; we do not
                     let pruned = table.prune_if_due(now);
                     self.log_removed(&pruned, "pruning stale");
-                    let names = table.names(filter_host.as_deref());
+                    let names = merged(
+                        table.names(filter_host.as_deref()),
+                        self.discovered(|d| d.names(filter_host.as_deref())),
+                    );
                     let reply = names_reply(Some(&names), list_limit.min(budget));
                     whole_or_some(reply, !names.is_empty())
                 } else {

@@ -23,6 +23,7 @@ impl Transport {
 
 pub mod answer;
 pub mod budget;
+pub mod discovered;
 pub mod event_loop;
 pub mod registrar;
 pub mod sockets;

@@ -65,6 +65,8 @@ class Link:
         wait_until(lambda: self._entered(), "the namespace")
         self.run("ip link set lo up && ip link add mdns0 type veth peer name mdns1"
                  f" && ip link set mdns1 up && ip link set mdns0 up && ip addr add {ADDRESS}/24 dev mdns0"
+                 # a default route: rpyc.discover() broadcasts to 255.255.255.255
+                 " && ip route add default dev mdns0"
                  " && mount -t tmpfs tmpfs /run && mkdir /run/dbus /run/avahi-daemon")
         (tmp_path / "bus.conf").write_text(BUS_CONFIG)
         (tmp_path / "avahi.conf").write_text(AVAHI_CONFIG)

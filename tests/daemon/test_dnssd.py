@@ -131,6 +131,54 @@ def test_a_hosted_service_is_published_under_its_aliases(link, started, tmp_path
     assert '"aliases=ECHO,PARROT"' in entry["txt"]
 
 
+def client(link, script):
+    """Runs a stock client's script inside the link; what it printed."""
+    done = subprocess.run(link.enter(sys.executable, "-c", "import rpyc\n" + script),
+                          capture_output=True, text=True, timeout=DEADLINE, env=server_env())
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+NOT_FOUND = ("try:\n    print(rpyc.discover('CLASSIC'))\n"
+             "except rpyc.utils.factory.DiscoveryError:\n    print('not found')\n")
+
+
+def test_the_registry_answers_what_avahi_finds(link, started, daemons, tmp_path):
+    link.start_avahi()
+    daemon, port = started()
+    published(link, port)
+    registry = daemons(link.enter(binary("rpyc-registry"), "--dnssd", "--listing"), tmp_path)
+    registry.wait_log(f'DNS-SD: found "CLASSIC on {host_name()}" at {ADDRESS}:{port} as CLASSIC, SLAVE')
+    # an unchanged rpyc.discover(): a UDP broadcast to the registry's default port
+    out = client(link, "print(rpyc.discover('CLASSIC'))\n"
+                       "print(sorted(rpyc.list_services()))\n"
+                       "c = rpyc.classic.connect(*rpyc.discover('slave')[0])\n"
+                       "print(c.eval('6 * 7'))\n")
+    found, listed, answer = out.splitlines()
+    assert found == repr(((ADDRESS, port),))
+    assert listed == repr(["CLASSIC", "SLAVE"])
+    assert answer == "42"
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait() == 0
+    registry.wait_log(f'DNS-SD: "CLASSIC on {host_name()}" at {ADDRESS}:{port} is gone', deadline=10)
+    assert client(link, NOT_FOUND) == "not found\n"
+
+
+def test_the_registry_follows_avahi_away_and_back(link, started, daemons, tmp_path):
+    registry = daemons(link.enter(binary("rpyc-registry"), "--dnssd"), tmp_path)
+    registry.wait_log("DNS-SD: Avahi is not running")
+    daemon, port = started()
+    link.start_avahi()
+    registry.wait_log(f'DNS-SD: found "CLASSIC on {host_name()}"')
+    link.stop_avahi()
+    registry.wait_log("DNS-SD: forgetting 1 service(s) found")
+    assert client(link, NOT_FOUND) == "not found\n", "nothing found while Avahi is away"
+    link.start_avahi()
+    wait_until(lambda: registry.log().count(f'DNS-SD: found "CLASSIC on {host_name()}"') == 2,
+               f"found again:\n{registry.log()}")
+    assert registry.log().count("DNS-SD: Avahi is not running") == 1
+
+
 def test_a_loopback_listener_is_not_published(daemons, tmp_path):
     port = 18899
     daemon = daemons([binary(), "--host", "127.0.0.1", "-p", str(port), "--dnssd"], tmp_path)

@@ -1,6 +1,7 @@
 //! The calls of Avahi's D-Bus API (avahi-daemon 0.8,
-//! `org.freedesktop.Avahi.Server` and `.EntryGroup`) a publisher makes,
-//! over zbus's blocking connection to the system bus.
+//! `org.freedesktop.Avahi.Server`, `.EntryGroup` and `.ServiceBrowser`)
+//! that publishing and browsing make, over zbus's blocking connection to
+//! the system bus.
 
 use zbus::blocking::Connection;
 use zbus::zvariant::OwnedObjectPath;
@@ -10,6 +11,7 @@ pub const BUS_NAME: &str = "org.freedesktop.Avahi";
 const SERVER_PATH: &str = "/";
 const SERVER: &str = "org.freedesktop.Avahi.Server";
 const ENTRY_GROUP: &str = "org.freedesktop.Avahi.EntryGroup";
+pub const SERVICE_BROWSER: &str = "org.freedesktop.Avahi.ServiceBrowser";
 
 /// `AVAHI_IF_UNSPEC` and `AVAHI_PROTO_UNSPEC`: every interface, both
 /// IPv4 and IPv6.
@@ -103,4 +105,78 @@ impl Avahi<'_> {
     pub fn free(&self, group: &str) -> zbus::Result<()> {
         self.call(group, ENTRY_GROUP, "Free", &())
     }
+
+    /// A browser of `service_type` services in `domain` ("" for Avahi's
+    /// default) on every interface and protocol; its signals
+    /// (`ItemNew`, `ItemRemove`, `Failure`) come from the returned path.
+    pub fn service_browser_new(
+        &self,
+        service_type: &str,
+        domain: &str,
+    ) -> zbus::Result<OwnedObjectPath> {
+        let body = (ANY_INTERFACE, ANY_PROTOCOL, service_type, domain, 0u32);
+        self.call(SERVER_PATH, SERVER, "ServiceBrowserNew", &body)
+    }
+
+    pub fn free_browser(&self, browser: &str) -> zbus::Result<()> {
+        self.call(browser, SERVICE_BROWSER, "Free", &())
+    }
+
+    /// Resolves a service a browser found: its address (of the protocol
+    /// it was found on), port and TXT strings.
+    pub fn resolve_service(&self, found: &Found) -> zbus::Result<Resolved> {
+        let body = (
+            found.interface,
+            found.protocol,
+            found.name.as_str(),
+            found.service_type.as_str(),
+            found.domain.as_str(),
+            found.protocol,
+            0u32,
+        );
+        let (_, _, _, _, _, host, _, address, port, txt, _): ResolvedReply =
+            self.call(SERVER_PATH, SERVER, "ResolveService", &body)?;
+        Ok(Resolved {
+            host,
+            address,
+            port,
+            txt,
+        })
+    }
+}
+
+/// `ResolveService`'s answer: interface, protocol, name, type, domain,
+/// host, address protocol, address, port, TXT, flags.
+type ResolvedReply = (
+    i32,
+    i32,
+    String,
+    String,
+    String,
+    String,
+    i32,
+    String,
+    u16,
+    Vec<Vec<u8>>,
+    u32,
+);
+
+/// A service as a browser's `ItemNew` and `ItemRemove` name it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Found {
+    pub interface: i32,
+    pub protocol: i32,
+    pub name: String,
+    pub service_type: String,
+    pub domain: String,
+}
+
+/// Where a found service is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// Its host's name (`box.local`).
+    pub host: String,
+    pub address: String,
+    pub port: u16,
+    pub txt: Vec<Vec<u8>>,
 }

@@ -5,6 +5,7 @@
 //! that hand them to Avahi (`avahi`), and the publisher (`publisher`).
 
 pub mod avahi;
+pub mod browser;
 pub mod publisher;
 
 /// The DNS-SD service type of an rpyc server, whatever its service.
