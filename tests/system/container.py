@@ -44,9 +44,13 @@ RELEASE = RELEASES[SUITE]
 # systemd and dbus to boot; python3 and its libpython so that installing
 # the .deb needs no network; openbsd-inetd and logrotate for their checks;
 # adduser for the examples' users (Debian 13's minbase has none); haproxy
-# to stand in front of the classic server as a load balancer.
+# to stand in front of the classic server as a load balancer; avahi and
+# iproute2 for the DNS-SD test's containers on a private link (masked in the
+# root: a container on the host's network must not announce itself there).
 INCLUDE = ["systemd", "systemd-sysv", "dbus", "python3", f"libpython{RELEASE.python}",
-           "openbsd-inetd", "logrotate", "ca-certificates", "adduser", "haproxy"]
+           "openbsd-inetd", "logrotate", "ca-certificates", "adduser", "haproxy",
+           "avahi-daemon", "avahi-utils", "iproute2"]
+MASKED = ["avahi-daemon.service", "avahi-daemon.socket"]
 # Conflicts with openbsd-inetd, so it is only downloaded, into this
 # directory of the root, and installed by the test that needs it.
 DOWNLOAD = ["xinetd"]
@@ -104,7 +108,8 @@ def ensure_root(cache_dir):
     mirror = host_mirror()
     recipe = (f"debootstrap --variant=minbase {SUITE} {mirror}\n"
               f"apt-get install {' '.join(INCLUDE)}\n"
-              f"apt-get download {' '.join(DOWNLOAD)} into {DOWNLOAD_DIR}\n")
+              f"apt-get download {' '.join(DOWNLOAD)} into {DOWNLOAD_DIR}\n"
+              f"systemctl mask {' '.join(MASKED)}\n")
     if root.is_dir() and stamp.is_file() and stamp.read_text() == recipe:
         return root
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -133,6 +138,7 @@ def ensure_root(cache_dir):
              f"apt-get install -y -q --no-install-recommends {' '.join(INCLUDE)} && "
              f"mkdir -p {DOWNLOAD_DIR} && cd {DOWNLOAD_DIR} && "
              f"apt-get download -q {' '.join(DOWNLOAD)} && "
+             f"systemctl mask {' '.join(MASKED)} && "
              # the .debs apt downloaded are not needed again: keep the cache
              # (and every ephemeral copy of it) small
              f"apt-get clean", timeout=DEBOOTSTRAP_TIMEOUT)
@@ -152,9 +158,16 @@ def _children(pid):
 
 
 class Container:
-    def __init__(self, root, log_path):
+    """`network_zone`: a network of its own, on the host's bridge of that
+    zone (`systemd-nspawn --network-zone`), which has no other link: the
+    containers of a zone reach each other and nothing else. By default the
+    container shares the host's network."""
+
+    def __init__(self, root, log_path, network_zone=None, hostname=None):
         self.root = Path(root)
         self.log_path = Path(log_path)
+        self.network_zone = network_zone
+        self.hostname = hostname
         self.process = None
         self.leader = None
         self._before = set()
@@ -168,9 +181,14 @@ class Container:
             # bpf() allowed, as on a machine: systemd filters IP addresses
             # (IPAddressAllow=) with BPF programs, and nspawn's default
             # system call filter denies it, which leaves them unfiltered
+            own = []
+            if self.network_zone:
+                own.append(f"--network-zone={self.network_zone}")
+            if self.hostname:
+                own.append(f"--hostname={self.hostname}")
             self.process = subprocess.Popen(
                 ["systemd-nspawn", "--register=no", "--keep-unit", "-x", "-D", str(self.root),
-                 "--system-call-filter=bpf", "-b"],
+                 "--system-call-filter=bpf", *own, "-b"],
                 stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
                 start_new_session=True)
             self._wait_for_boot()
@@ -237,7 +255,8 @@ class Container:
 
     def run(self, *argv, check=True, timeout=COMMAND_TIMEOUT, input=None):
         """Runs argv inside the container; returns the CompletedProcess."""
-        cmd = ["nsenter", "-t", str(self.leader), "-m", "-u", "-i", "-p", "--", *argv]
+        spaces = ["-m", "-u", "-i", "-p"] + (["-n"] if self.network_zone else [])
+        cmd = ["nsenter", "-t", str(self.leader), *spaces, "--", *argv]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
                              env=CONTAINER_ENV, input=input,
                              stdin=None if input is not None else subprocess.DEVNULL)
