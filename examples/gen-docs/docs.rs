@@ -163,6 +163,13 @@ pub(crate) fn examples(program: &str) -> Section {
                  address before they reach the socket, and such a client's connection times \
                  out. Who a client is, TLS client certificates decide.",
             ),
+            example(
+                &format!("rpyc-classic --host :: --dnssd {tls}"),
+                "Serve on every address and publish the port through DNS-SD: `avahi-browse \
+                 -rt _rpyc._tcp` on another machine of the link shows \"CLASSIC on HOST\", and \
+                 an rpyc-registry with --dnssd answers rpyc.discover(\"CLASSIC\") with it. \
+                 Under systemd: /usr/share/doc/rpycd/examples/systemd/dnssd/ with tls/.",
+            ),
         ],
         "registry" => vec![
             example(
@@ -172,6 +179,12 @@ pub(crate) fn examples(program: &str) -> Section {
             example(
                 "rpyc-registry -m TCP --listing",
                 "Answer over TCP instead, and let clients list every registered name.",
+            ),
+            example(
+                "rpyc-registry --dnssd --listing",
+                "Answer rpyc.discover() and rpyc.list_services() from the servers that \
+                 publish through DNS-SD on this machine's links (rpyc-classic --dnssd) as \
+                 well as from registrations.",
             ),
         ],
         _ => vec![

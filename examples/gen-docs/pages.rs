@@ -84,8 +84,27 @@ pub fn classic_sections() -> (Vec<Paragraph>, Vec<Section>) {
                  daemon runs as. By default it listens on loopback addresses only, and it \
                  logs a warning when it listens elsewhere without TLS. On a network, use \
                  --ssl-keyfile, --ssl-certfile and --ssl-cafile so that only clients with \
-                 a certificate from your CA can connect. The packaged units run it as a \
-                 dynamic user with a read-only view of the system.",
+                 a certificate from your CA can connect. The packaged units run it in the \
+                 sandbox of a dynamic user (as the system user rpyc-classic, which the \
+                 package makes so that the system D-Bus knows it) with a read-only view of \
+                 the system.",
+            )])],
+        },
+        Section {
+            title: "DNS-SD",
+            paragraphs: vec![text([roman(
+                "With --dnssd the server asks the Avahi daemon (over the system D-Bus) to \
+                 publish each TCP port it listens on as a _rpyc._tcp service named \"ALIAS \
+                 on HOST\" (the first of the service's aliases, and Avahi's host name), \
+                 with the TXT strings txtvers=1, aliases= (every alias, comma-separated: \
+                 CLASSIC,SLAVE for the classic service) and tls=1 or tls=0. Ports on a \
+                 loopback address are not published (other machines cannot reach them; \
+                 the log says so), nor Unix sockets. A name another machine or program \
+                 holds is changed as Avahi proposes (\"CLASSIC on HOST #2\"), and logged. \
+                 The services are withdrawn when the server stops, published again when \
+                 avahi-daemon restarts, and published once it starts if it was not \
+                 running (one warning). Publishing runs in a process of its own, beside \
+                 the server's.",
             )])],
         },
         Section {
@@ -127,9 +146,9 @@ pub fn classic_sections() -> (Vec<Paragraph>, Vec<Section>) {
                     [bold("/usr/share/doc/rpycd/examples/")],
                     [roman(
                         "Drop-ins (another port, TLS on the network, a named user, \
-                            registration, a logfile, higher task and memory bounds, \
-                            listening sockets for clients' code) and inetd.conf and \
-                            xinetd entries.",
+                            registration, DNS-SD publishing, a logfile, higher task and \
+                            memory bounds, listening sockets for clients' code) and \
+                            inetd.conf and xinetd entries.",
                     )],
                 ),
             ],
@@ -239,6 +258,31 @@ pub fn registry_sections() -> (Vec<Paragraph>, Vec<Section>) {
             paragraphs: registry_limits(),
         },
         Section {
+            title: "DNS-SD",
+            paragraphs: vec![
+                text([roman(
+                    "With --dnssd the registry also answers from DNS-SD: it asks the Avahi \
+                     daemon (over the system D-Bus) to browse for _rpyc._tcp services, on \
+                     every interface and protocol of this machine in Avahi's default domain \
+                     (local, by multicast DNS on the links), or in each --dnssd-domain \
+                     (a wide-area domain, by unicast DNS, as avahi-daemon.conf allows). \
+                     Each service found is resolved to its address, port and TXT strings; \
+                     its aliases= string names the services it answers for.",
+                )]),
+                text([roman(
+                    "A QUERY (rpyc.discover) is answered with the registered servers first, \
+                     then the found ones not among them; a LIST (rpyc.list_services, with \
+                     --listing) with the registered names, then the found ones. A found \
+                     service is answered for as long as Avahi reports it there (no pruning \
+                     timeout): it goes when its server withdraws it or Avahi sees it expire, \
+                     and all go while Avahi is not running. IPv6 link-local addresses are \
+                     not answered (a client could not use them without their interface). \
+                     Each service found and gone is logged. Without Avahi the registry \
+                     logs one warning and answers from registrations until Avahi starts.",
+                )]),
+            ],
+        },
+        Section {
             title: "ENVIRONMENT",
             paragraphs: environment,
         },
@@ -270,6 +314,13 @@ pub fn registry_sections() -> (Vec<Paragraph>, Vec<Section>) {
                     [bold("/usr/share/doc/rpycd/examples/systemd/registry-tcp/")],
                     [roman("Drop-ins for a TCP registry.")],
                 ),
+                tagged(
+                    [bold("/usr/share/doc/rpycd/examples/systemd/dnssd/")],
+                    [roman(
+                        "Drop-ins that turn on the DNS-SD gateway (and the classic \
+                         server's publishing).",
+                    )],
+                ),
             ],
         },
         Section {
@@ -279,6 +330,10 @@ pub fn registry_sections() -> (Vec<Paragraph>, Vec<Section>) {
                 roman("(8), "),
                 bold("systemd.socket"),
                 roman("(5), "),
+                bold("avahi-daemon"),
+                roman("(8), "),
+                bold("avahi-browse"),
+                roman("(1), "),
                 italic("https://rpyc.readthedocs.io/"),
             ])],
         },
