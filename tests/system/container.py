@@ -163,11 +163,10 @@ class Container:
     containers of a zone reach each other and nothing else. By default the
     container shares the host's network."""
 
-    def __init__(self, root, log_path, network_zone=None, hostname=None):
+    def __init__(self, root, log_path, network_zone=None):
         self.root = Path(root)
         self.log_path = Path(log_path)
         self.network_zone = network_zone
-        self.hostname = hostname
         self.process = None
         self.leader = None
         self._before = set()
@@ -184,8 +183,6 @@ class Container:
             own = []
             if self.network_zone:
                 own.append(f"--network-zone={self.network_zone}")
-            if self.hostname:
-                own.append(f"--hostname={self.hostname}")
             self.process = subprocess.Popen(
                 ["systemd-nspawn", "--register=no", "--keep-unit", "-x", "-D", str(self.root),
                  "--system-call-filter=bpf", *own, "-b"],

@@ -13,6 +13,7 @@ restarts (published again).
 """
 
 import re
+import subprocess
 import time
 from pathlib import Path
 
@@ -50,9 +51,15 @@ def wait_until(what, condition, timeout=WAIT):
 
 def boot(stack, root, name):
     log = REPO / "target" / f"nspawn-{RELEASE.suite}-dnssd-{name}.log"
-    ct = stack.enter_context(Container(root, log, network_zone=ZONE, hostname=f"rpycd-{name}"))
+    ct = stack.enter_context(Container(root, log, network_zone=ZONE))
+    # nspawn makes the zone's bridge and leaves it down (systemd-networkd,
+    # which this machine does not run, would bring it up); it has no address
+    subprocess.run(["ip", "link", "set", f"vz-{ZONE}", "up"], check=True, timeout=WAIT)
     ct.sh(f"ip link set host0 up && ip addr add {LINK[name]}/24 dev host0"
           f" && ip route add default via {NO_GATEWAY} dev host0 onlink")
+    # the root's /etc/hostname names the machine it was made on: one name
+    # each, as Avahi publishes under it
+    ct.run("hostnamectl", "set-hostname", f"rpycd-{name}")
     ct.run("systemctl", "unmask", "avahi-daemon.service", "avahi-daemon.socket")
     ct.run("systemctl", "start", "avahi-daemon.service")
     return ct
@@ -101,7 +108,7 @@ def test_a_published_server_is_found_and_served_across_the_link(link):
     # the socket's Wants= started the server, as the example's user
     wait_until("rpyc-classic.service active", lambda: a.is_active("rpyc-classic.service") == "active")
     main_pid = a.run("systemctl", "show", "-P", "MainPID", "rpyc-classic.service").stdout.strip()
-    assert a.run("ps", "-o", "user=", "-p", main_pid).stdout.strip() == "rpyc-classic"
+    assert a.run("stat", "-c", "%U", f"/proc/{main_pid}").stdout.strip() == "rpyc-classic"
     assert a.run("getent", "passwd", "rpyc-classic").stdout.startswith("rpyc-classic:")
 
     [entry] = wait_until("A's service in B's avahi-browse",

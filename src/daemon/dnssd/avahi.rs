@@ -3,8 +3,9 @@
 //! that publishing and browsing make, over zbus's blocking connection to
 //! the system bus.
 
-use zbus::blocking::Connection;
+use zbus::blocking::{Connection, MessageIterator};
 use zbus::zvariant::OwnedObjectPath;
+use zbus::MatchRule;
 
 /// Avahi's name on the system bus.
 pub const BUS_NAME: &str = "org.freedesktop.Avahi";
@@ -30,6 +31,87 @@ pub mod group_state {
     pub const ESTABLISHED: i32 = 2;
     pub const COLLISION: i32 = 3;
     pub const FAILURE: i32 = 4;
+}
+
+/// Whether Avahi is on the system bus now.
+pub fn is_running(bus: &Connection) -> zbus::Result<bool> {
+    bus.call_method(
+        Some("org.freedesktop.DBus"),
+        "/org/freedesktop/DBus",
+        Some("org.freedesktop.DBus"),
+        "NameHasOwner",
+        &(BUS_NAME,),
+    )?
+    .body()
+    .deserialize()
+}
+
+/// Avahi's signals of `interface` (all of its signals if `None`, but
+/// only those named `member` if given).
+pub fn signals(interface: Option<&str>, member: Option<&str>) -> zbus::Result<MatchRule<'static>> {
+    let mut rule = MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender(BUS_NAME)?;
+    if let Some(interface) = interface {
+        rule = rule.interface(interface.to_owned())?;
+    }
+    if let Some(member) = member {
+        rule = rule.member(member.to_owned())?;
+    }
+    Ok(rule.build())
+}
+
+/// Avahi coming onto the system bus (`true`) or leaving it.
+fn owner_changes() -> zbus::Result<MatchRule<'static>> {
+    Ok(MatchRule::builder()
+        .msg_type(zbus::message::Type::Signal)
+        .sender("org.freedesktop.DBus")?
+        .interface("org.freedesktop.DBus")?
+        .member("NameOwnerChanged")?
+        .add_arg(BUS_NAME)?
+        .build())
+}
+
+/// Subscribes to `rule` now, and hands each message to `each` in a thread
+/// named `name` until it returns false: subscribed before anything is
+/// asked of Avahi, so no signal an answer causes goes unheard.
+pub fn follow(
+    bus: &Connection,
+    rule: MatchRule<'static>,
+    queue: usize,
+    name: &str,
+    mut each: impl FnMut(&zbus::Message) -> bool + Send + 'static,
+) -> zbus::Result<()> {
+    let messages = MessageIterator::for_match_rule(rule, bus, Some(queue))?;
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            for message in messages.flatten() {
+                if !each(&message) {
+                    return;
+                }
+            }
+        })
+        .map(drop)
+        .map_err(|error| zbus::Error::Failure(error.to_string()))
+}
+
+/// Follows Avahi coming and going: `each(true)` when it gets onto the bus,
+/// `each(false)` when it leaves, until `each` returns false.
+pub fn follow_owner(
+    bus: &Connection,
+    mut each: impl FnMut(bool) -> bool + Send + 'static,
+) -> zbus::Result<()> {
+    follow(
+        bus,
+        owner_changes()?,
+        64,
+        "dnssd-owner",
+        move |message| match message.body().deserialize::<(String, String, String)>() {
+            Ok((_, _, new_owner)) => each(!new_owner.is_empty()),
+            Err(_) => true,
+        },
+    )
 }
 
 /// Avahi's server object, through one connection to the system bus.

@@ -7,8 +7,7 @@
 use std::net::IpAddr;
 use std::sync::mpsc;
 
-use zbus::blocking::{Connection, MessageIterator};
-use zbus::MatchRule;
+use zbus::blocking::Connection;
 
 use super::avahi::{self, Avahi, Found};
 use super::{Txt, SERVICE_TYPE};
@@ -84,7 +83,7 @@ fn browse(domains: &[String], log: &Logger, changes: &dyn Fn(Change)) {
             }
         }
     };
-    match name_has_owner(&bus) {
+    match avahi::is_running(&bus) {
         Ok(true) => start_browsing(),
         _ => log.warning(format_args!(
             "DNS-SD: Avahi is not running (no {} on the system bus); browsing once it starts",
@@ -147,99 +146,43 @@ fn resolve(avahi: &Avahi<'_>, found: &Found) -> zbus::Result<Option<Service>> {
     }))
 }
 
-fn name_has_owner(bus: &Connection) -> zbus::Result<bool> {
-    bus.call_method(
-        Some("org.freedesktop.DBus"),
-        "/org/freedesktop/DBus",
-        Some("org.freedesktop.DBus"),
-        "NameHasOwner",
-        &(avahi::BUS_NAME,),
-    )?
-    .body()
-    .deserialize()
-}
-
-/// Subscribes to Avahi's owner changes and to every service browser's
-/// signals before any browser exists: Avahi may send the first `ItemNew`
-/// before `ServiceBrowserNew` has returned its path.
+/// Follows Avahi coming and going, and every service browser's signals,
+/// into the returned channel: subscribed before any browser exists, since
+/// Avahi may send the first `ItemNew` before `ServiceBrowserNew` returns.
 fn listen(bus: &Connection) -> zbus::Result<mpsc::Receiver<Event>> {
-    let owner = MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .sender("org.freedesktop.DBus")?
-        .interface("org.freedesktop.DBus")?
-        .member("NameOwnerChanged")?
-        .add_arg(avahi::BUS_NAME)?
-        .build();
-    let browsers = MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .sender(avahi::BUS_NAME)?
-        .interface(avahi::SERVICE_BROWSER)?
-        .build();
-    let owner = MessageIterator::for_match_rule(owner, bus, Some(64))?;
-    let browsers = MessageIterator::for_match_rule(browsers, bus, Some(4096))?;
     let (sender, events) = mpsc::channel();
     let to_owner = sender.clone();
-    let spawn = |name: &str, run: Box<dyn FnOnce() + Send>| {
-        std::thread::Builder::new()
-            .name(name.into())
-            .spawn(run)
-            .map(drop)
-            .map_err(|error| zbus::Error::Failure(error.to_string()))
-    };
-    spawn(
-        "dnssd-owner",
-        Box::new(move || {
-            for message in owner.flatten() {
-                let Ok((_, _, new_owner)) =
-                    message.body().deserialize::<(String, String, String)>()
-                else {
-                    continue;
-                };
-                if to_owner
-                    .send(Event::AvahiOwner(!new_owner.is_empty()))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        }),
-    )?;
-    spawn(
-        "dnssd-items",
-        Box::new(move || {
-            for message in browsers.flatten() {
-                let header = message.header();
-                let member = header.member().map(|m| m.to_string()).unwrap_or_default();
-                let body = message.body();
-                let item = || {
-                    body.deserialize::<(i32, i32, String, String, String, u32)>()
-                        .ok()
-                        .map(
-                            |(interface, protocol, name, service_type, domain, _)| Found {
-                                interface,
-                                protocol,
-                                name,
-                                service_type,
-                                domain,
-                            },
-                        )
-                };
-                let event = match member.as_str() {
-                    "ItemNew" => item().map(Event::ItemNew),
-                    "ItemRemove" => item().map(Event::ItemRemove),
-                    "Failure" => body
-                        .deserialize::<(String,)>()
-                        .ok()
-                        .map(|(e,)| Event::Failure(e)),
-                    _ => None,
-                };
-                if let Some(event) = event {
-                    if sender.send(event).is_err() {
-                        return;
-                    }
-                }
-            }
-        }),
-    )?;
+    avahi::follow_owner(bus, move |running| {
+        to_owner.send(Event::AvahiOwner(running)).is_ok()
+    })?;
+    let items = avahi::signals(Some(avahi::SERVICE_BROWSER), None)?;
+    avahi::follow(bus, items, 4096, "dnssd-items", move |message| {
+        let header = message.header();
+        let member = header.member().map(|m| m.to_string()).unwrap_or_default();
+        let body = message.body();
+        let item = || {
+            body.deserialize::<(i32, i32, String, String, String, u32)>()
+                .ok()
+                .map(
+                    |(interface, protocol, name, service_type, domain, _)| Found {
+                        interface,
+                        protocol,
+                        name,
+                        service_type,
+                        domain,
+                    },
+                )
+        };
+        let event = match member.as_str() {
+            "ItemNew" => item().map(Event::ItemNew),
+            "ItemRemove" => item().map(Event::ItemRemove),
+            "Failure" => body
+                .deserialize::<(String,)>()
+                .ok()
+                .map(|(error,)| Event::Failure(error)),
+            _ => None,
+        };
+        event.is_none_or(|event| sender.send(event).is_ok())
+    })?;
     Ok(events)
 }

@@ -16,9 +16,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, getppid, ForkResult, Pid};
-use zbus::blocking::{Connection, MessageIterator};
+use zbus::blocking::Connection;
 use zbus::zvariant::OwnedObjectPath;
-use zbus::MatchRule;
 
 use super::avahi::{self, group_state, server_state, Avahi};
 use super::{Offer, SERVICE_TYPE};
@@ -178,7 +177,7 @@ fn keep_published(offers: &[Offer], log: &Logger, published: &Published) {
         group: None,
         established: false,
     };
-    match name_has_owner(&bus, avahi::BUS_NAME) {
+    match avahi::is_running(&bus) {
         Ok(true) => state.publish(published),
         Ok(false) => log.warning(format_args!(
             "DNS-SD: Avahi is not running (no {} on the system bus); publishing once it starts",
@@ -381,86 +380,38 @@ impl State<'_> {
     }
 }
 
-fn name_has_owner(bus: &Connection, name: &str) -> zbus::Result<bool> {
-    bus.call_method(
-        Some("org.freedesktop.DBus"),
-        "/org/freedesktop/DBus",
-        Some("org.freedesktop.DBus"),
-        "NameHasOwner",
-        &(name,),
-    )?
-    .body()
-    .deserialize()
-}
-
-/// Subscribes to Avahi's owner changes and to Avahi's signals (before
-/// anything is asked of it, so no answer's signal comes unheard); each
-/// subscription forwards to the returned channel from a thread.
+/// Follows Avahi coming and going, and its entry groups' and server's
+/// state changes, into the returned channel.
 fn listen(bus: &Connection) -> zbus::Result<mpsc::Receiver<Event>> {
-    let owner = MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .sender("org.freedesktop.DBus")?
-        .interface("org.freedesktop.DBus")?
-        .member("NameOwnerChanged")?
-        .add_arg(avahi::BUS_NAME)?
-        .build();
-    let from_avahi = MatchRule::builder()
-        .msg_type(zbus::message::Type::Signal)
-        .sender(avahi::BUS_NAME)?
-        .member("StateChanged")?
-        .build();
-    let owner = MessageIterator::for_match_rule(owner, bus, Some(64))?;
-    let from_avahi = MessageIterator::for_match_rule(from_avahi, bus, Some(256))?;
     let (sender, events) = mpsc::channel();
     let to_owner = sender.clone();
-    std::thread::Builder::new()
-        .name("dnssd-owner".into())
-        .spawn(move || {
-            for message in owner.flatten() {
-                let Ok((_, _, new_owner)) =
-                    message.body().deserialize::<(String, String, String)>()
-                else {
-                    continue;
-                };
-                if to_owner
-                    .send(Event::AvahiOwner(!new_owner.is_empty()))
-                    .is_err()
-                {
-                    return;
-                }
-            }
-        })
-        .map_err(|error| zbus::Error::Failure(error.to_string()))?;
-    std::thread::Builder::new()
-        .name("dnssd-avahi".into())
-        .spawn(move || {
-            for message in from_avahi.flatten() {
-                let header = message.header();
-                let path = header
-                    .path()
-                    .map(|path| path.to_string())
-                    .unwrap_or_default();
-                let interface = header
-                    .interface()
-                    .map(|i| i.to_string())
-                    .unwrap_or_default();
-                let Ok((state, error)) = message.body().deserialize::<(i32, String)>() else {
-                    continue;
-                };
-                let event = match interface.as_str() {
-                    "org.freedesktop.Avahi.Server" => Event::ServerState(state),
-                    "org.freedesktop.Avahi.EntryGroup" => Event::GroupState {
-                        group: path,
-                        state,
-                        error,
-                    },
-                    _ => continue,
-                };
-                if sender.send(event).is_err() {
-                    return;
-                }
-            }
-        })
-        .map_err(|error| zbus::Error::Failure(error.to_string()))?;
+    avahi::follow_owner(bus, move |running| {
+        to_owner.send(Event::AvahiOwner(running)).is_ok()
+    })?;
+    let states = avahi::signals(None, Some("StateChanged"))?;
+    avahi::follow(bus, states, 256, "dnssd-avahi", move |message| {
+        let header = message.header();
+        let path = header
+            .path()
+            .map(|path| path.to_string())
+            .unwrap_or_default();
+        let interface = header
+            .interface()
+            .map(|i| i.to_string())
+            .unwrap_or_default();
+        let Ok((state, error)) = message.body().deserialize::<(i32, String)>() else {
+            return true;
+        };
+        let event = match interface.as_str() {
+            "org.freedesktop.Avahi.Server" => Event::ServerState(state),
+            "org.freedesktop.Avahi.EntryGroup" => Event::GroupState {
+                group: path,
+                state,
+                error,
+            },
+            _ => return true,
+        };
+        sender.send(event).is_ok()
+    })?;
     Ok(events)
 }
