@@ -108,6 +108,17 @@ def test_a_taken_name_is_renamed_as_avahi_says(link, started):
         squatter.wait(DEADLINE)
 
 
+def test_a_new_host_name_renames_the_service(link, started):
+    link.start_avahi()
+    daemon, port = started()
+    published(link, port)
+    link.run("avahi-set-host-name rpycd-renamed")
+    wait_until(lambda: [e for e in link.browse()
+                        if e["port"] == port and unescape(e["name"]) == "CLASSIC on rpycd-renamed"],
+               "the service under the new host name")
+    daemon.wait_log('DNS-SD: published "CLASSIC on rpycd-renamed"')
+
+
 def test_a_tls_port_says_so(link, started, tmp_path):
     from certs import make_pki
     pki = make_pki(tmp_path / "pki")

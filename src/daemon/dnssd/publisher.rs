@@ -175,6 +175,7 @@ fn keep_published(offers: &[Offer], log: &Logger, published: &Published) {
         avahi: Avahi { bus: &bus },
         names: Vec::new(),
         group: None,
+        committed: false,
         established: false,
     };
     match avahi::is_running(&bus) {
@@ -200,12 +201,12 @@ fn keep_published(offers: &[Offer], log: &Logger, published: &Published) {
                 ));
                 state.forget(published);
             }
-            Event::ServerState(server_state::RUNNING) if state.group.is_none() => {
+            Event::ServerState(server_state::RUNNING) if !state.committed => {
                 state.publish(published);
             }
             Event::ServerState(server_state::COLLISION | server_state::REGISTERING) => {
                 // the host name is changing: what was published names it
-                state.withdraw(published);
+                state.withdraw();
             }
             Event::ServerState(_) => {}
             Event::GroupState {
@@ -230,6 +231,9 @@ struct State<'a> {
     /// Each offer's instance name, once chosen (renamed on collisions).
     names: Vec<String>,
     group: Option<OwnedObjectPath>,
+    /// The offers are in the group and committed (published or on the way).
+    committed: bool,
+    /// Avahi said they are published (logged once).
     established: bool,
 }
 
@@ -280,7 +284,10 @@ impl State<'_> {
         self.established = false;
         for _ in 0..MAX_RENAMES {
             let refused = match self.add_all(group.as_str()) {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.committed = true;
+                    return;
+                }
                 Err(refused) => *refused,
             };
             match refused {
@@ -293,7 +300,7 @@ impl State<'_> {
                     self.log.warning(format_args!(
                         "DNS-SD: Avahi refused the offers ({error}); not publishing"
                     ));
-                    self.withdraw(published);
+                    self.withdraw();
                     return;
                 }
             }
@@ -301,7 +308,7 @@ impl State<'_> {
         self.log.warning(format_args!(
             "DNS-SD: every name tried is taken; not publishing"
         ));
-        self.withdraw(published);
+        self.withdraw();
     }
 
     /// Adds every offer to `group` and commits it; on failure, which
@@ -362,18 +369,20 @@ impl State<'_> {
     }
 
     /// Takes the offers back, keeping the group for the next publishing.
-    fn withdraw(&mut self, _published: &Published) {
+    fn withdraw(&mut self) {
         if let Some(group) = &self.group {
             let _ = self.avahi.reset(group.as_str());
         }
+        self.committed = false;
         self.established = false;
-        // the host name may change: names follow it, unless renamed
+        // the host name may change: the names are made again from it
         self.names.clear();
     }
 
     /// Avahi went away: its groups went with it.
     fn forget(&mut self, published: &Published) {
         self.group = None;
+        self.committed = false;
         self.established = false;
         self.names.clear();
         *lock(published) = None;
