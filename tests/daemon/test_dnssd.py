@@ -190,6 +190,23 @@ def test_the_registry_follows_avahi_away_and_back(link, started, daemons, tmp_pa
     assert registry.log().count("DNS-SD: Avahi is not running") == 1
 
 
+def test_the_registry_browses_the_domains_it_is_given(link, started, daemons, tmp_path):
+    link.start_avahi()
+    daemon, port = started()
+    published(link, port)
+    registry = daemons(link.enter(binary("rpyc-registry"), "--dnssd", "--dnssd-domain",
+                                  "local,example.invalid"), tmp_path)
+    registry.wait_log(f'DNS-SD: found "CLASSIC on {host_name()}" at {ADDRESS}:{port}')
+    assert client(link, "print(rpyc.discover('CLASSIC'))") == repr(((ADDRESS, port),)) + "\n"
+
+
+def test_a_browse_domain_needs_dnssd():
+    done = subprocess.run([binary("rpyc-registry"), "--dnssd-domain", "local"], capture_output=True,
+                          text=True, env=server_env(), timeout=DEADLINE)
+    assert done.returncode == 64, done.stderr
+    assert "--dnssd" in done.stderr
+
+
 def test_a_loopback_listener_is_not_published(daemons, tmp_path):
     port = 18899
     daemon = daemons([binary(), "--host", "127.0.0.1", "-p", str(port), "--dnssd"], tmp_path)
