@@ -12,12 +12,12 @@ use serde_json::{json, Value as Json};
 use super::ceiling::PingServer;
 use super::report::{self, Row, Series};
 use super::servers::{Kind, Programs, Server, Side};
-use super::{bulk, workloads};
+use super::{bulk, cost, workloads};
 use super::{BenchError, Result};
 
 /// The workload groups, in the order they run.
-pub const GROUPS: [&str; 7] = [
-    "startup", "memory", "client", "capacity", "connect", "bulk", "registry",
+pub const GROUPS: [&str; 8] = [
+    "startup", "memory", "client", "capacity", "connect", "bulk", "cpu", "registry",
 ];
 
 #[derive(Debug, Clone)]
@@ -55,6 +55,12 @@ pub struct Plan {
     pub registry_udp_clients: usize,
     pub registry_tcp_clients: usize,
     pub connect_clients: usize,
+    /// Rounds of the server CPU workloads, and their operations per run:
+    /// enough that a reading's resolution is a small part of it.
+    pub cpu_rounds: usize,
+    pub cpu_ops: u64,
+    pub cpu_connects: u64,
+    pub cpu_bulk_transfers: u64,
 }
 
 impl Plan {
@@ -75,6 +81,10 @@ impl Plan {
             registry_udp_clients: 4,
             registry_tcp_clients: 16,
             connect_clients: 4,
+            cpu_rounds: if quick { 1 } else { 3 },
+            cpu_ops: if quick { 5_000 } else { 20_000 },
+            cpu_connects: if quick { 300 } else { 1_000 },
+            cpu_bulk_transfers: if quick { 2 } else { 8 },
         }
     }
 
@@ -95,6 +105,10 @@ impl Plan {
             "registry_udp_clients": self.registry_udp_clients,
             "registry_tcp_clients": self.registry_tcp_clients,
             "connect_clients": self.connect_clients,
+            "cpu_rounds": self.cpu_rounds,
+            "cpu_ops": self.cpu_ops,
+            "cpu_connects": self.cpu_connects,
+            "cpu_bulk_transfers": self.cpu_bulk_transfers,
         })
     }
 }
@@ -279,7 +293,7 @@ pub fn run(options: &Options) -> Result<String> {
     if wanted("memory") {
         workloads::memory(&plan, &options.programs, &mut results)?;
     }
-    if ["client", "capacity", "connect", "bulk"]
+    if ["client", "capacity", "connect", "bulk", "cpu"]
         .iter()
         .any(|g| wanted(g))
     {
@@ -297,6 +311,9 @@ pub fn run(options: &Options) -> Result<String> {
             }
             if wanted("bulk") {
                 bulk::bulk(&plan, &options.programs, &lab, &mut results)?;
+            }
+            if wanted("cpu") {
+                cost::server_cpu(&plan, &options.programs, &lab, &mut results)?;
             }
             Ok(())
         })();
@@ -400,7 +417,15 @@ fn bar_charts(rows: &[Row]) -> Vec<(&'static str, String, bool, Vec<Row>)> {
         "bulk transfers{} (MB/s, higher is better; ceiling: raw loopback TCP)",
         bulk_size.map_or(String::new(), |megabytes| format!(" of {megabytes} MB"))
     );
+    let cpu = pick(&|row| (row.group == cost::GROUP).then(|| row.workload.clone()));
     vec![
+        (
+            "cpu.png",
+            "server CPU per operation (µs; per MB for downloads; lower is better; log scale)"
+                .into(),
+            true,
+            cpu,
+        ),
         (
             "startup.png",
             "start-up: exec to the first PING answered (ms, lower is better)".into(),

@@ -19,6 +19,8 @@ pub mod bulk;
 pub mod ceiling;
 pub mod client;
 pub mod compare;
+pub mod cost;
+pub mod cpu;
 pub mod load;
 pub mod png;
 pub mod registry;

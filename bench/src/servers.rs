@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::cpu::CpuMeter;
 use super::{BenchError, Result};
 use rpycd::protocol::brine::Value;
 use rpycd::protocol::frame;
@@ -143,6 +144,8 @@ pub struct Server {
     pub started_in: Duration,
     /// From spawn to `READY=1` (ours, when asked for).
     pub ready_in: Option<Duration>,
+    /// The CPU time of its processes (see [`CpuMeter`]).
+    cpu: CpuMeter,
 }
 
 /// A port free at the moment of asking (the server binds it a moment
@@ -212,6 +215,7 @@ impl Server {
         };
         let spawned = Instant::now();
         let child = command.spawn()?;
+        let cpu = CpuMeter::attach(child.id(), &format!("{}-{}", side.name(), kind.name()));
         // READY=1 is awaited on a thread of its own, so that polling for it
         // never delays noticing the first answer, nor the other way round
         let answered = Arc::new(AtomicBool::new(false));
@@ -245,6 +249,7 @@ impl Server {
             child,
             started_in: Duration::ZERO,
             ready_in: None,
+            cpu,
         };
         let deadline = spawned + START_DEADLINE;
         loop {
@@ -285,6 +290,16 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The CPU time its processes have used since it started.
+    pub fn cpu_time(&self) -> Option<Duration> {
+        self.cpu.read()
+    }
+
+    /// How [`Server::cpu_time`] is read.
+    pub fn cpu_method(&self) -> &'static str {
+        self.cpu.method()
     }
 
     pub fn label(&self) -> String {
@@ -364,7 +379,7 @@ fn kib_field(text: &str, name: &str) -> Option<u64> {
 }
 
 /// `pid` and its descendants, from /proc's parent links.
-fn process_tree(pid: u32) -> Vec<u32> {
+pub(crate) fn process_tree(pid: u32) -> Vec<u32> {
     let mut parents = Vec::new();
     if let Ok(entries) = fs::read_dir("/proc") {
         for entry in entries.flatten() {
