@@ -9,10 +9,13 @@ const TIMEOUT: Duration = Duration::from_millis(300);
 /// A connection over one end of a socket pair, set up as the server
 /// sets up its own (reads time out at `Config::read_timeout`).
 fn connection() -> (Arc<Connection>, UnixStream) {
-    let config = Config {
+    connection_with(Config {
         sync_request_timeout: Some(TIMEOUT),
         ..Config::default()
-    };
+    })
+}
+
+fn connection_with(config: Config) -> (Arc<Connection>, UnixStream) {
     let (ours, theirs) = UnixStream::pair().expect("socket pair");
     let reader = ours.try_clone().expect("clone");
     reader
@@ -292,24 +295,10 @@ fn a_reply_read_for_another_waiter_reaches_it() {
     // the batch is answered.
     const THREADS: usize = 4;
     const ROUNDS: usize = 300;
-    let config = Config {
+    let (conn, mut theirs) = connection_with(Config {
         sync_request_timeout: Some(Duration::from_secs(5)),
         ..Config::default()
-    };
-    let (ours, mut theirs) = UnixStream::pair().expect("socket pair");
-    let reader = ours.try_clone().expect("clone");
-    reader
-        .set_read_timeout(config.read_timeout())
-        .expect("read timeout");
-    let closer = ours.try_clone().expect("clone");
-    let conn = Connection::new(
-        Box::new(reader),
-        Box::new(ours),
-        Box::new(move |how| {
-            let _ = closer.shutdown(how);
-        }),
-        config,
-    );
+    });
     let peer = std::thread::spawn(move || answer_in_batches(&mut theirs, THREADS, ROUNDS));
     let started = Instant::now();
     let waiters: Vec<_> = (0..THREADS)

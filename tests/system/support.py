@@ -1,8 +1,22 @@
 """What the fixtures and the tests share: the repository, the previous
-release, and the figures printed at the end of the run (the exposure
-figures, build and upgrade times)."""
+release, the figures printed at the end of the run (the exposure
+figures, build and upgrade times), and waiting for a condition."""
 
+import time
 from pathlib import Path
+
+WAIT = 20  # seconds any condition may take
+
+
+def wait_until(what, condition, timeout=WAIT):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s: {what}")
+        time.sleep(0.1)
 
 REPO = Path(__file__).resolve().parents[2]
 REPORT = []

@@ -22,7 +22,7 @@ import pytest
 import rpyc
 
 from container import RELEASE, Container
-from support import REPO, report
+from support import REPO, WAIT, report, wait_until
 
 EXAMPLE = REPO / "systemd" / "examples" / "dnssd"
 ZONE = "rpycd"
@@ -30,23 +30,11 @@ LINK = {"a": "10.254.0.1", "b": "10.254.0.2"}
 # no machine has it: the default route only gives rpyc.discover()'s
 # broadcast to 255.255.255.255 a way out (onto the zone's bridge)
 NO_GATEWAY = "10.254.0.253"
-WAIT = 20
 WITHDRAWN_WITHIN = 10
 LISTEN_EVERYWHERE = """[Socket]
 ListenStream=
 ListenStream=18812
 """
-
-
-def wait_until(what, condition, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.2)
 
 
 def boot(stack, root, name):

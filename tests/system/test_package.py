@@ -20,10 +20,9 @@ import rpyc
 from rpyc.utils.registry import TCPRegistryClient, UDPRegistryClient
 
 from container import RELEASE
-from support import REPO, report
+from support import REPO, WAIT, report, wait_until
 
 EXAMPLES = REPO / "systemd" / "examples"
-WAIT = 20  # seconds any condition may take
 # ceilings for `systemd-analyze security` exposure: the figures of the
 # units as they are on Debian 12, so that a unit that loosens fails (on
 # Debian 13's systemd too: a newer systemd must not score them worse)
@@ -34,17 +33,6 @@ SERVICES = ["rpyc-classic.service", "rpyc-registry.service"]
 UNITS = ["rpyc-classic.socket", "rpyc-classic.service", "rpyc-classic-stdio.socket",
          "rpyc-classic-stdio@.service", "rpyc-registry.socket", "rpyc-registry.service",
          "rpyc-serve@.socket", "rpyc-serve@.service"]
-
-
-def wait_until(what, condition, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout}s: {what}")
-        time.sleep(0.1)
 
 
 def tcp_free(port):

@@ -33,6 +33,34 @@ pub mod group_state {
     pub const FAILURE: i32 = 4;
 }
 
+/// A connection to the system bus and the events `listen` follows on it;
+/// `None`, logged with what follows for the daemon (`otherwise`), if
+/// either cannot be had.
+pub fn connect<E>(
+    listen: fn(&Connection) -> zbus::Result<std::sync::mpsc::Receiver<E>>,
+    log: &crate::daemon::log::Logger,
+    otherwise: &str,
+) -> Option<(Connection, std::sync::mpsc::Receiver<E>)> {
+    let bus = match Connection::system() {
+        Ok(bus) => bus,
+        Err(error) => {
+            log.warning(format_args!(
+                "DNS-SD: cannot reach the system D-Bus ({error}); {otherwise}"
+            ));
+            return None;
+        }
+    };
+    match listen(&bus) {
+        Ok(events) => Some((bus, events)),
+        Err(error) => {
+            log.warning(format_args!(
+                "DNS-SD: cannot follow Avahi's signals ({error}); {otherwise}"
+            ));
+            None
+        }
+    }
+}
+
 /// Whether Avahi is on the system bus now.
 pub fn is_running(bus: &Connection) -> zbus::Result<bool> {
     bus.call_method(

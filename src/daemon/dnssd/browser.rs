@@ -54,23 +54,9 @@ enum Event {
 }
 
 fn browse(domains: &[String], log: &Logger, changes: &dyn Fn(Change)) {
-    let bus = match Connection::system() {
-        Ok(bus) => bus,
-        Err(error) => {
-            log.warning(format_args!(
-                "DNS-SD: cannot reach the system D-Bus ({error}); answering from registrations only"
-            ));
-            return;
-        }
-    };
-    let events = match listen(&bus) {
-        Ok(events) => events,
-        Err(error) => {
-            log.warning(format_args!(
-                "DNS-SD: cannot follow Avahi's signals ({error}); answering from registrations only"
-            ));
-            return;
-        }
+    let Some((bus, events)) = avahi::connect(listen, log, "answering from registrations only")
+    else {
+        return;
     };
     let avahi = Avahi { bus: &bus };
     let start_browsing = || {

@@ -151,23 +151,8 @@ enum Event {
 }
 
 fn keep_published(offers: &[Offer], log: &Logger, published: &Published) {
-    let bus = match Connection::system() {
-        Ok(bus) => bus,
-        Err(error) => {
-            log.warning(format_args!(
-                "DNS-SD: cannot reach the system D-Bus ({error}); not publishing"
-            ));
-            return;
-        }
-    };
-    let events = match listen(&bus) {
-        Ok(events) => events,
-        Err(error) => {
-            log.warning(format_args!(
-                "DNS-SD: cannot follow Avahi's signals ({error}); not publishing"
-            ));
-            return;
-        }
+    let Some((bus, events)) = avahi::connect(listen, log, "not publishing") else {
+        return;
     };
     let mut state = State {
         offers,
