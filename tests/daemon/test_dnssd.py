@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import DEADLINE, binary, server_env, wait_until
+from conftest import DEADLINE, binary, free_port, server_env, wait_until
 from mdns import ADDRESS, Link, unescape
 
 
@@ -208,7 +208,7 @@ def test_a_browse_domain_needs_dnssd():
 
 
 def test_a_loopback_listener_is_not_published(daemons, tmp_path):
-    port = 18899
+    port = free_port()
     daemon = daemons([binary(), "--host", "127.0.0.1", "-p", str(port), "--dnssd"], tmp_path)
     daemon.wait_log(f"DNS-SD: not publishing 127.0.0.1:{port}: other machines cannot reach a loopback address")
 
