@@ -7,11 +7,15 @@
 //! is not the server's, and Python's client would take longer to connect
 //! than the server takes to serve).
 
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{json, Value as Json};
 
 use super::compare::{median, Lab, Plan, Results};
+use super::cpu::CpuMeter;
 use super::load::{self, Op, Spec};
 use super::report::{Better, Row, Target};
 use super::servers::{Kind, Programs, Server};
@@ -45,13 +49,86 @@ impl Per {
     }
 }
 
+/// A server whose CPU time is read: ours, Python's, or the floor.
+struct Metered<'a> {
+    label: String,
+    addr: SocketAddr,
+    meter: &'a CpuMeter,
+}
+
+impl<'a> Metered<'a> {
+    fn server(server: &'a Server) -> Metered<'a> {
+        Metered {
+            label: server.label(),
+            addr: server.addr,
+            meter: server.meter(),
+        }
+    }
+}
+
+/// The floor: the harness's zero-cost ping server (`rpycd-bench ceiling`,
+/// which answers a PING by rewriting its bytes, never decoding them) in a
+/// process of its own, metered as the servers are. What it costs per ping
+/// is what the loopback's system calls and wake-ups cost on this machine.
+struct Floor {
+    child: Child,
+    addr: SocketAddr,
+    meter: CpuMeter,
+}
+
+impl Floor {
+    fn start() -> Result<Floor> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args(["ceiling", "--seconds", "900"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let meter = CpuMeter::attach(child.id(), "floor");
+        let mut line = String::new();
+        if let Some(stdout) = child.stdout.take() {
+            BufReader::new(stdout).read_line(&mut line)?;
+        }
+        // "zero-cost ping server on 127.0.0.1:PORT"
+        let addr = line
+            .trim()
+            .rsplit_once(" on ")
+            .and_then(|(_, addr)| addr.parse().ok());
+        match addr {
+            Some(addr) => Ok(Floor { child, addr, meter }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(BenchError::Setup(format!(
+                    "the zero-cost ping server said {line:?}"
+                )))
+            }
+        }
+    }
+
+    fn metered(&self) -> Metered<'_> {
+        Metered {
+            label: "zero-cost ping server".into(),
+            addr: self.addr,
+            meter: &self.meter,
+        }
+    }
+}
+
+impl Drop for Floor {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Runs `run` against `server`, adding the server's CPU time over it to
 /// the figures: `server_cpu_seconds`, `server_cpu_us` per `per`.
-fn metered(server: &Server, per: Per, run: impl FnOnce() -> Result<Json>) -> Result<Json> {
-    let unavailable = || BenchError::Setup(format!("no CPU time of the {}", server.label()));
-    let before = server.cpu_time().ok_or_else(unavailable)?;
+fn metered(server: &Metered<'_>, per: Per, run: impl FnOnce() -> Result<Json>) -> Result<Json> {
+    let unavailable = || BenchError::Setup(format!("no CPU time of the {}", server.label));
+    let before = server.meter.read().ok_or_else(unavailable)?;
     let mut figures = run()?;
-    let after = server.cpu_time().ok_or_else(unavailable)?;
+    let after = server.meter.read().ok_or_else(unavailable)?;
     let used = after.saturating_sub(before);
     let count = per
         .count(&figures)
@@ -64,7 +141,7 @@ fn metered(server: &Server, per: Per, run: impl FnOnce() -> Result<Json>) -> Res
             json!(used.as_secs_f64() * 1e6 / count),
         );
         map.insert("server_cpu_per".into(), json!(per.unit()));
-        map.insert("server_cpu_method".into(), json!(server.cpu_method()));
+        map.insert("server_cpu_method".into(), json!(server.meter.method()));
     }
     Ok(figures)
 }
@@ -111,7 +188,7 @@ fn run_once(
     plan: &Plan,
     programs: &Programs,
     workload: &Workload,
-    server: &Server,
+    server: &Metered<'_>,
 ) -> Result<Json> {
     let bounded = |ops: u64| {
         vec![
@@ -162,17 +239,27 @@ fn run_once(
     })
 }
 
-/// Server CPU per operation of every workload, threaded and forking.
+/// Server CPU per operation of every workload, threaded and forking; for
+/// pings, the floor's too.
 pub fn server_cpu(
     plan: &Plan,
     programs: &Programs,
     lab: &Lab,
     results: &mut Results,
 ) -> Result<()> {
+    let floor = Floor::start()?;
     for workload in &WORKLOADS {
         for kind in [Kind::Threaded, Kind::Forking] {
             let (ours, python) = lab.pair(kind);
-            let contenders = [("ours", ours), ("python", python)];
+            let mut contenders = vec![
+                ("ours", Metered::server(ours)),
+                ("python", Metered::server(python)),
+            ];
+            // one floor for both modes: measured with the threaded rows
+            let with_floor = workload.name == "ping" && kind == Kind::Threaded;
+            if with_floor {
+                contenders.push(("zero-cost", floor.metered()));
+            }
             let figures = interleaved(
                 results,
                 &format!("server CPU: {}, {}", workload.name, kind.name()),
@@ -189,6 +276,9 @@ pub fn server_cpu(
             row.better = Better::Lower;
             row.ours = median(&figures[0]);
             row.python = median(&figures[1]);
+            if with_floor {
+                row.ceiling = median(&figures[2]);
+            }
             row.targets = vec![Target::Ratio(workload.goal)];
             row.note = spread(&figures[0], &figures[1]);
             results.rows.push(row);

@@ -302,6 +302,11 @@ impl Server {
         self.cpu.method()
     }
 
+    /// The meter of its CPU time.
+    pub fn meter(&self) -> &CpuMeter {
+        &self.cpu
+    }
+
     pub fn label(&self) -> String {
         format!("{} {}", self.side.name(), self.kind.name())
     }

@@ -2,7 +2,8 @@
 run quick against the real servers: ours from the build under test, and
 rpyc 6.0.2's own. The figures themselves are the benchmark's to judge;
 this checks that every row has both, from a meter that reads the whole
-process tree (threads and forked children), and says how it read them."""
+process tree (threads and forked children), and says how it read them,
+and that pings have the floor: the harness's zero-cost server."""
 
 import faulthandler
 import json
@@ -61,4 +62,7 @@ def test_server_cpu_per_operation_is_reported_for_both_servers(tmp_path):
     forking = rows["connect+close, forking"]
     threaded = rows["connect+close, threaded"]
     assert forking["python"] > threaded["python"], (forking, threaded)
+    # the floor: a server that does no work, metered the same way
+    floor = rows["ping, threaded"]["ceiling"]
+    assert floor and 0 < floor < rows["ping, threaded"]["python"], rows["ping, threaded"]
     assert "cpu.png" in os.listdir(out)
